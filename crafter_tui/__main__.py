@@ -1,0 +1,3 @@
+from crafter_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,253 @@
+"""The one configuration model.
+
+Precedence, lowest to highest: defaults < ``crafter_config.toml`` < environment variables
+< command-line flags. Section names follow the original workflow guide (``[eval]``,
+``[service]``, ``[output]``, ``[openai]``) plus our own. Unknown keys and wrong types are
+errors that name the key and the file, because a silently ignored typo in a config is a
+wasted experiment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from crafter_tui.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "crafter_config.toml"
+CONFIG_ENV_VAR = "CRAFTER_TUI_CONFIG"
+
+AgentKind = Literal["scripted", "random", "openai"]
+Difficulty = Literal["peaceful", "easy", "normal", "hard"]
+
+
+class Section(BaseModel):
+    """Base for config sections: strict keys, validated assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EvalSection(Section):
+    """What to play: the rollout/eval defaults (``[eval]`` in the original guide)."""
+
+    agent: AgentKind = "scripted"
+    model_name: str = "scripted-expert"
+    episodes: int = Field(10, ge=1, le=1_000_000)
+    max_steps: int = Field(300, ge=1, le=100_000, description="env steps per episode")
+    max_turns: int | None = Field(None, ge=1, description="agent decisions (LLM calls) per episode")
+    difficulty: Difficulty = "normal"
+    seed: int = Field(0, ge=0, lt=2**31)
+    concurrency: int = Field(8, ge=1, le=4096)
+    episode_timeout: float | None = Field(None, gt=0, description="seconds per episode")
+    history_turns: int = Field(4, ge=0, le=64, description="past turns shown to an LLM agent")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(512, ge=1, le=65_536)
+    render_frames: bool = False
+
+
+class ServiceSection(Section):
+    """The Crafter environment service (``--env remote``)."""
+
+    base_url: str = "http://localhost:8901"
+    timeout: float = Field(30.0, gt=0)
+    token: SecretStr | None = None
+
+
+class OutputSection(Section):
+    """Where traces go."""
+
+    save_traces: bool = True
+    save_detailed_results: bool = True
+    trace_dir: Path = Path("traces")
+
+
+class OpenAISection(Section):
+    """Any OpenAI-compatible endpoint used by the ``openai`` agent."""
+
+    base_url: str = "https://api.openai.com/v1"
+    api_key: SecretStr | None = None
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(6, ge=0, le=50)
+
+
+class FilterSection(Section):
+    """Defaults for ``crafter-tui filter`` (every flag of the filter command)."""
+
+    min_achievements: int | None = Field(None, ge=0)
+    min_reward: float | None = None
+    max_turns: int | None = Field(None, ge=1)
+    require_termination: bool = False
+    models: list[str] = Field(default_factory=list)
+    runs: list[str] = Field(default_factory=list)
+    achievements: list[str] = Field(default_factory=list)
+    min_progression: float | None = Field(None, ge=0.0, le=1.0)
+    mode: Literal["trajectory", "turn"] = "turn"
+    keep_before_achievement: int | None = Field(None, ge=1)
+    drop_invalid: bool = False
+    dedupe: bool = False
+    balance_actions: bool = False
+    max_examples: int | None = Field(None, ge=1)
+    validation_split: float = Field(0.0, ge=0.0, lt=1.0)
+    seed: int = 0
+    text_actions: bool = False
+    cost_model: str = "gpt-4o-mini-2024-07-18"
+
+
+class FinetuneSection(Section):
+    """Defaults for fine-tune jobs and the hosts they run on."""
+
+    backend: Literal["openai", "synth", "modal", "local"] = "local"
+    model: str = "crafter-tiny"
+    epochs: int = Field(3, ge=1, le=100)
+    batch_size: int = Field(4, ge=1, le=4096)
+    learning_rate: float | None = Field(None, gt=0)
+    suffix: str | None = Field(None, max_length=64)
+    validation_split: float = Field(0.0, ge=0.0, lt=1.0)
+    local_url: str = "http://127.0.0.1:8000/v1"
+    local_token: SecretStr | None = None
+    synth_base_url: str | None = None
+    synth_api_key: SecretStr | None = None
+    modal_app: str = "crafter-tui-finetune"
+    modal_gpu: str = "H100"
+    threads: int | None = Field(None, ge=1, le=256)
+
+
+class StorageSection(Section):
+    """Where the tool keeps its own state (job registry, experiments, models)."""
+
+    data_dir: Path = Path(".crafter_tui")
+
+
+class EvaluationSection(Section):
+    """Evaluation extras: user metric functions (``file.py:function`` or entry points)."""
+
+    custom_metrics: list[str] = Field(default_factory=list)
+    resamples: int = Field(9_999, ge=99, le=1_000_000)
+    alpha: float = Field(0.05, gt=0, lt=1)
+
+
+class TuiSection(Section):
+    """Console preferences: theme and remapped keys (binding id -> keys)."""
+
+    theme: str = "textual-dark"
+    keymap: dict[str, str] = Field(default_factory=dict)
+
+
+class AppConfig(Section):
+    """Everything configurable, one object passed down from the front ends."""
+
+    eval: EvalSection = Field(default_factory=EvalSection)
+    service: ServiceSection = Field(default_factory=ServiceSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+    openai: OpenAISection = Field(default_factory=OpenAISection)
+    filter: FilterSection = Field(default_factory=FilterSection)
+    finetune: FinetuneSection = Field(default_factory=FinetuneSection)
+    storage: StorageSection = Field(default_factory=StorageSection)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+    tui: TuiSection = Field(default_factory=TuiSection)
+
+
+#: environment variable -> (section, key). Later entries win over earlier ones.
+ENV_OVERRIDES: tuple[tuple[str, str, str], ...] = (
+    ("OPENAI_BASE_URL", "openai", "base_url"),
+    ("OPENAI_API_KEY", "openai", "api_key"),
+    ("MODAL_BASE_URL", "finetune", "synth_base_url"),
+    ("SYNTH_BASE_URL", "finetune", "synth_base_url"),
+    ("MODAL_API_KEY", "finetune", "synth_api_key"),
+    ("SYNTH_API_KEY", "finetune", "synth_api_key"),
+    ("CRAFTER_ENV_URL", "service", "base_url"),
+    ("CRAFTER_TUI_DATA_DIR", "storage", "data_dir"),
+)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _validation_message(error: ValidationError, where: str) -> ConfigError:
+    first = error.errors()[0]
+    key = _dotted(first["loc"])
+    if first["type"] == "extra_forbidden":
+        return ConfigError(f"unknown key '{key}'", where=where)
+    got = first.get("input")
+    return ConfigError(f"bad value for '{key}': {first['msg']} (got {got!r})", where=where)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file, turning syntax errors into a ConfigError naming the file and line."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("config file not found", where=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", where=str(path)) from None
+
+
+def find_config_file(explicit: Path | None) -> Path | None:
+    """The config file to use: the flag, then ``$CRAFTER_TUI_CONFIG``, then ./crafter_config.toml."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(CONFIG_ENV_VAR)
+    if from_env:
+        return Path(from_env)
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.is_file() else None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def env_layer(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Values taken from environment variables, as a nested dict of sections."""
+    environ = dict(os.environ) if environ is None else environ
+    layer: dict[str, dict[str, Any]] = {}
+    for var, section, key in ENV_OVERRIDES:
+        value = environ.get(var)
+        if value:
+            layer.setdefault(section, {})[key] = value
+    return layer
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    flags: dict[str, dict[str, Any]] | None = None,
+    environ: dict[str, str] | None = None,
+) -> AppConfig:
+    """Build the configuration from file, environment and flags (flags win).
+
+    ``flags`` holds only the flags the user actually gave (``None`` values are dropped), so
+    a flag left at its default never hides a value from the file.
+    """
+    file_path = find_config_file(path)
+    data: dict[str, Any] = read_toml(file_path) if file_path else {}
+    where = str(file_path) if file_path else "defaults"
+    try:
+        AppConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_message(exc, where) from None
+    data = _merge(data, env_layer(environ))
+    try:
+        AppConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_message(exc, "environment") from None
+    given = {
+        section: {k: v for k, v in values.items() if v is not None}
+        for section, values in (flags or {}).items()
+    }
+    data = _merge(data, given)
+    try:
+        return AppConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_message(exc, "command line") from None

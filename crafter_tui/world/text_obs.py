@@ -1,0 +1,87 @@
+"""The text observation an LLM agent reads instead of the 64x64 image.
+
+It carries what the image shows, in a form a language model can use: the 9x7 local view
+as a grid of one-character symbols with a legend of the symbols present, the nearest
+instance of each visible kind with offsets (as BALROG/SmartPlay do), the faced cell,
+vitals, inventory, achievements so far, and step/turn counters. The output is a pure
+function of the world state, so the same seed always yields the same prompt text.
+"""
+
+from __future__ import annotations
+
+from crafter_tui.world.env import LOCAL_VIEW, WorldState
+from crafter_tui.world.rules import ACHIEVEMENTS, DIRECTIONS, ITEMS, MAX_ITEM, SEMANTIC_NAMES, VITALS
+
+#: One symbol per semantic kind, chosen to be distinct and mnemonic.
+SYMBOLS: dict[str, str] = {
+    "unknown": "?", "water": "~", "grass": ".", "stone": "#", "path": "_", "sand": ":",
+    "tree": "T", "lava": "%", "coal": "c", "iron": "i", "diamond": "d", "table": "t",
+    "furnace": "f", "player": "@", "cow": "C", "zombie": "Z", "skeleton": "S", "arrow": "*",
+    "plant": "p",
+}
+_CENTER = (LOCAL_VIEW[0] // 2, LOCAL_VIEW[1] // 2)
+
+
+def _offset_text(dx: int, dy: int) -> str:
+    parts = []
+    if dy:
+        parts.append(f"{abs(dy)} {'north' if dy < 0 else 'south'}")
+    if dx:
+        parts.append(f"{abs(dx)} {'west' if dx < 0 else 'east'}")
+    return " and ".join(parts) if parts else "here"
+
+
+def map_grid(state: WorldState) -> list[str]:
+    """The local view as text rows, north at the top, '@' at the player's cell."""
+    rows = []
+    for y, row in enumerate(state.local_view):
+        cells = []
+        for x, sid in enumerate(row):
+            cells.append("@" if (x, y) == _CENTER else SYMBOLS[SEMANTIC_NAMES[sid]])
+        rows.append(" ".join(cells))
+    return rows
+
+
+def nearest_objects(state: WorldState) -> list[tuple[str, int, int]]:
+    """(kind, dx, dy) of the nearest visible cell of each kind, nearest first."""
+    best: dict[str, tuple[int, int, int]] = {}
+    for y, row in enumerate(state.local_view):
+        for x, sid in enumerate(row):
+            if (x, y) == _CENTER:
+                continue
+            name = SEMANTIC_NAMES[sid]
+            if name in ("unknown", "player"):
+                continue
+            dx, dy = x - _CENTER[0], y - _CENTER[1]
+            dist = abs(dx) + abs(dy)
+            if name not in best or dist < best[name][0]:
+                best[name] = (dist, dx, dy)
+    ordered = sorted(best.items(), key=lambda item: (item[1][0], item[0]))
+    return [(name, dx, dy) for name, (_, dx, dy) in ordered]
+
+
+def render_text_observation(state: WorldState, *, turn: int, max_steps: int) -> str:
+    """The full text observation for one agent turn."""
+    grid = map_grid(state)
+    present = sorted({SEMANTIC_NAMES[sid] for row in state.local_view for sid in row} - {"player"})
+    legend = ", ".join(f"{SYMBOLS[name]} {name}" for name in present)
+    seen = "; ".join(f"{name} {_offset_text(dx, dy)}" for name, dx, dy in nearest_objects(state))
+    facing_dir = DIRECTIONS.get(state.facing, "?")
+    vitals = ", ".join(f"{name} {state.inventory.get(name, 0)}/{MAX_ITEM[name]}" for name in VITALS)
+    items = [f"{name} {state.inventory[name]}" for name in ITEMS
+             if name not in VITALS and state.inventory.get(name, 0) > 0]
+    unlocked = [name for name in ACHIEVEMENTS if state.achievements.get(name, 0) > 0]
+    time_of_day = "day" if state.daylight > 0.5 else "night"
+    lines = [
+        f"Step {state.step}/{max_steps}, turn {turn}, {time_of_day}.",
+        "Map (north is up; @ is you):",
+        *grid,
+        f"Legend: @ you, {legend}",
+        f"You see: {seen or 'nothing'}.",
+        f"You face {SEMANTIC_NAMES[state.facing_id]} ({facing_dir})"
+        + (", asleep." if state.sleeping else "."),
+        f"Status: {vitals}.",
+        f"Inventory: {', '.join(items) if items else 'empty'}.",
+        f"Achievements ({len(unlocked)}/{len(ACHIEVEMENTS)}): {', '.join(unlocked) if unlocked else 'none'}.",
+    ]
+    return "\n".join(lines)
