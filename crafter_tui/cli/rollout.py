@@ -1,0 +1,125 @@
+"""``crafter-tui rollout``: play episodes with an agent and record every step."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from crafter_tui.cli.common import add_config_flag, config_from_args, positive_int, print_json
+from crafter_tui.cli.progress import RolloutProgress
+from crafter_tui.errors import UserError
+from crafter_tui.rollout.spec import RolloutSpec
+from crafter_tui.services.rollouts import RunResult, run_rollout
+from crafter_tui.world.difficulty import PRESETS
+
+NON_LLM_MODELS = {"scripted-expert": "scripted", "scripted": "scripted", "random": "random"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "rollout", help="play episodes with an agent and record traces",
+        description="Play Crafter episodes (seeds seed, seed+1, ...) and write a run folder of traces. "
+        "Giving only --model (the original guide's spelling) selects the openai agent.")
+    add_rollout_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object with the results")
+    parser.set_defaults(handler=handle)
+
+
+def add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by ``rollout`` and ``eval``."""
+    parser.add_argument("--agent", choices=["scripted", "random", "openai"], default=None)
+    parser.add_argument("--model", default=None, help="model name (opaque; sent as is to the endpoint)")
+    parser.add_argument("--episodes", type=positive_int, default=None)
+    parser.add_argument("--max-turns", type=positive_int, default=None, help="agent decisions per episode")
+    parser.add_argument("--max-steps", type=positive_int, default=None, help="env steps per episode")
+    parser.add_argument("--difficulty", choices=list(PRESETS), default=None)
+    parser.add_argument("--seed", type=int, default=None, help="first seed (episode i plays seed+i)")
+    parser.add_argument("--concurrency", type=positive_int, default=None, help="episodes played at once")
+    parser.add_argument("--episode-timeout", type=float, default=None, help="seconds per episode")
+    parser.add_argument("--history-turns", type=int, default=None, help="past turns shown to an LLM")
+    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--max-tokens", type=positive_int, default=None)
+    parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint for the openai agent")
+    parser.add_argument("--out", "--output-dir", dest="out", default=None, help="trace folder (default [output] trace_dir)")
+    parser.add_argument("--run-id", default=None, help="name of the run folder (default: generated)")
+    parser.add_argument("--resume", default=None, metavar="RUN", help="finish the unfinished episodes of RUN")
+    parser.add_argument("--env", choices=["local", "remote"], default="local")
+    parser.add_argument("--env-url", default=None, help="Crafter env service URL for --env remote")
+    parser.add_argument("--workers", type=positive_int, default=1, help="local worker processes")
+    parser.add_argument("--on", choices=["local", "modal"], default="local", help="where episodes run")
+    parser.add_argument("--experiment", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flag(parser)
+
+
+def _agent_for(args: argparse.Namespace) -> str | None:
+    if args.agent is not None or args.model is None:
+        return args.agent
+    return NON_LLM_MODELS.get(args.model, "openai")
+
+
+def spec_from_args(args: argparse.Namespace) -> tuple[RolloutSpec, Any]:
+    """The config (file < env < flags) and the rollout spec the flags describe."""
+    agent = _agent_for(args)
+    flags = {
+        "eval": {"agent": agent, "model_name": args.model, "episodes": args.episodes,
+                 "max_steps": args.max_steps, "max_turns": args.max_turns, "difficulty": args.difficulty,
+                 "seed": args.seed, "concurrency": args.concurrency, "episode_timeout": args.episode_timeout,
+                 "history_turns": args.history_turns, "temperature": args.temperature,
+                 "max_tokens": args.max_tokens},
+        "openai": {"base_url": args.base_url},
+        "output": {"trace_dir": args.out},
+        "service": {"base_url": args.env_url},
+    }
+    config = config_from_args(args, flags)
+    if agent in ("scripted", "random") and args.model is None:
+        config.eval.model_name = {"scripted": "scripted-expert", "random": "random"}[agent]
+    if config.eval.agent == "openai" and config.eval.model_name == "scripted-expert":
+        raise UserError("the openai agent needs a model name", where="--model")
+    try:
+        spec = RolloutSpec.from_config(
+            config, run_id=args.run_id, resume=args.resume, env=args.env,
+            env_url=config.service.base_url if args.env == "remote" else None,
+            workers=args.workers, on=args.on, experiment=args.experiment)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UserError(f"{first['msg']}", where=f"--{'-'.join(str(p) for p in first['loc']) or 'rollout'}") from None
+    if spec.resume is None and spec.out_dir.exists() and not spec.out_dir.is_dir():
+        raise UserError("exists and is not a folder", where=str(spec.out_dir))
+    return spec, config
+
+
+def handle(args: argparse.Namespace) -> int:
+    spec, config = spec_from_args(args)
+    progress = RolloutProgress(enabled=not (args.quiet or args.json) and sys.stderr.isatty())
+    with progress:
+        result = asyncio.run(run_rollout(spec, config, progress.on_event))
+    if args.json:
+        print_json(result_json(result))
+    else:
+        print_summary(result)
+    return 0
+
+
+def result_json(result: RunResult) -> dict[str, Any]:
+    stats = result.stats
+    return {
+        "run_id": result.run_id,
+        "run_dir": str(result.run_dir),
+        "agent": result.record.agent,
+        "model": result.record.model,
+        "difficulty": result.record.difficulty,
+        **stats.model_dump(),
+        "wall_s": result.wall_s,
+    }
+
+
+def print_summary(result: RunResult) -> None:
+    from crafter_tui.cli.progress import render_run_summary
+
+    render_run_summary(result)
+

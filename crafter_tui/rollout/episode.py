@@ -1,0 +1,207 @@
+"""Playing one episode: the loop every executor (in-process, worker process, Modal) runs.
+
+The loop turns agent decisions into env steps and emits plain trace records (dicts in the
+``traces.schema`` shape) to a sink. It never writes files itself, so the same code runs in a
+worker process or a Modal container and ships its records back to the one trace writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from crafter_tui.agents.base import Agent, AgentDecision, HistoryTurn, TurnObservation
+from crafter_tui.agents.prompting import tool_result_text
+from crafter_tui.rollout.envs import EpisodeEnv
+from crafter_tui.rollout.spec import RolloutSpec
+from crafter_tui.traces.schema import EpisodeSummary, Termination
+from crafter_tui.world.env import WorldState
+from crafter_tui.world.rules import ACHIEVEMENTS, ACTION_IDS, ITEMS, SEMANTIC_NAMES
+from crafter_tui.world.text_obs import SYMBOLS, render_text_observation
+
+PROGRESS_INTERVAL_S = 0.1
+_SYMBOL_OF_ID = [SYMBOLS[name] for name in SEMANTIC_NAMES]
+
+
+class EnvFailure(Exception):
+    """The environment (local or remote) failed; the episode ends with ``env_error``."""
+
+
+class RecordSink(Protocol):
+    """Receives an episode's records as they happen."""
+
+    def step(self, record: dict[str, Any]) -> None: ...
+
+    def turn(self, record: dict[str, Any]) -> None: ...
+
+    def progress(self, episode: int, seed: int, step: int, turn: int, achievements: int) -> None: ...
+
+
+@dataclass(slots=True)
+class EpisodeJob:
+    """One episode to play: its index in the run, its seed, and which attempt this is."""
+
+    episode: int
+    seed: int
+    attempt: int = 0
+
+
+@dataclass
+class _Tally:
+    """What the episode accumulated so far (enough to summarise it at any moment)."""
+
+    steps: int = 0
+    turns: int = 0
+    reward: float = 0.0
+    unlocked: set[str] = field(default_factory=set)
+    invalid: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    termination: Termination | None = None
+    error: str | None = None
+
+
+def view_string(state: WorldState) -> str:
+    """The local view as 63 map symbols, rows north to south (the step record's ``view``)."""
+    return "".join(_SYMBOL_OF_ID[sid] for row in state.local_view for sid in row)
+
+
+def step_record(job: EpisodeJob, turn: int, action: int, outcome) -> dict[str, Any]:
+    state = outcome.state
+    return {
+        "episode": job.episode, "seed": job.seed, "attempt": job.attempt,
+        "step": state.step, "turn": turn, "action": action, "action_name": _ACTION_NAMES[action],
+        "reward": outcome.reward, "done": outcome.done,
+        "pos": state.position, "facing": state.facing, "sleeping": state.sleeping,
+        "daylight": round(state.daylight, 4),
+        "inventory": [state.inventory[name] for name in ITEMS],
+        "view": view_string(state),
+        "new_achievements": outcome.new_achievements,
+    }
+
+
+_ACTION_NAMES = list(ACTION_IDS)
+
+
+async def play_episode(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agent,
+                       sink: RecordSink, run_id: str) -> EpisodeSummary:
+    """Play ``job`` to the end (death, step/turn limit, agent stop, timeout or failure)."""
+    tally = _Tally()
+    started_at = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    try:
+        if spec.episode_timeout is not None:
+            async with asyncio.timeout(spec.episode_timeout):
+                await _play(spec, job, env, agent, sink, tally)
+        else:
+            await _play(spec, job, env, agent, sink, tally)
+    except TimeoutError:
+        tally.termination, tally.error = "timeout", f"episode exceeded {spec.episode_timeout:g} s"
+    except EnvFailure as exc:
+        tally.termination, tally.error = "env_error", str(exc)
+    return EpisodeSummary(
+        episode=job.episode, seed=job.seed, attempt=job.attempt, run_id=run_id,
+        agent=spec.agent, model=spec.model, difficulty=spec.difficulty,
+        steps=tally.steps, turns=tally.turns, reward=round(tally.reward, 6),
+        achievements=[name for name in ACHIEVEMENTS if name in tally.unlocked],
+        num_achievements=len(tally.unlocked), termination=tally.termination or "max_turns",
+        error=tally.error, invalid_actions=tally.invalid,
+        prompt_tokens=tally.prompt_tokens, completion_tokens=tally.completion_tokens,
+        started_at=started_at, finished_at=datetime.now(timezone.utc),
+        wall_s=round(time.perf_counter() - clock, 4),
+    )
+
+
+async def _env_call(coro):
+    try:
+        return await coro
+    except (asyncio.CancelledError, TimeoutError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any env failure ends this episode, not the run
+        raise EnvFailure(f"{exc.__class__.__name__}: {exc}") from exc
+
+
+async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agent,
+                sink: RecordSink, tally: _Tally) -> None:
+    await agent.start_episode(job.seed)
+    state = await _env_call(env.reset(job.seed))
+    history: list[HistoryTurn] = []
+    last_progress = 0.0
+    while True:
+        if tally.turns >= spec.turn_limit:
+            tally.termination = "max_turns"
+            return
+        semantic = await _env_call(env.semantic_map()) if agent.needs_semantic_map else None
+        text = render_text_observation(state, turn=tally.turns, max_steps=spec.max_steps)
+        obs = TurnObservation(state=state, text=text, turn=tally.turns, max_steps=spec.max_steps,
+                              semantic_map=semantic)
+        try:
+            decision = await agent.act(obs, history)
+        except (asyncio.CancelledError, TimeoutError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - an agent failure ends this episode, not the run
+            tally.termination, tally.error = "agent_error", f"{exc.__class__.__name__}: {exc}"
+            return
+        turn = tally.turns
+        tally.turns += 1
+        tally.prompt_tokens += decision.prompt_tokens
+        tally.completion_tokens += decision.completion_tokens
+        step_before = tally.steps
+        turn_reward, turn_new, done = 0.0, [], False
+        if not decision.valid:
+            tally.invalid += 1
+        for name in decision.actions if decision.valid and not decision.terminate else []:
+            action = ACTION_IDS[name]
+            outcome = await _env_call(env.step(action))
+            tally.steps += 1
+            tally.reward += outcome.reward
+            turn_reward += outcome.reward
+            tally.unlocked.update(outcome.new_achievements)
+            turn_new.extend(outcome.new_achievements)
+            sink.step(step_record(job, turn, action, outcome))
+            state = outcome.state
+            if outcome.done:
+                done = True
+                tally.termination = "death" if outcome.terminated else "max_steps"
+                break
+        result = _tool_result(decision, turn_new, done)
+        agent.record_result(decision, result)
+        sink.turn(_turn_record(job, turn, step_before, obs.text, decision, result, turn_reward, turn_new))
+        history.append(HistoryTurn(observation=obs.text, assistant=decision.assistant_message,
+                                   tool_result=result))
+        now = time.monotonic()
+        if done or now - last_progress >= PROGRESS_INTERVAL_S:
+            last_progress = now
+            sink.progress(job.episode, job.seed, tally.steps, tally.turns, len(tally.unlocked))
+        if decision.terminate:
+            tally.termination = "agent_terminated"
+            return
+        if done:
+            return
+        await asyncio.sleep(0)  # let other episodes and the event consumer run
+
+
+def _tool_result(decision: AgentDecision, new: list[str], done: bool) -> str:
+    if not decision.valid:
+        return f"Error: {decision.error}. No action was executed."
+    if decision.terminate:
+        return "Episode terminated."
+    return tool_result_text(decision.actions, new, done)
+
+
+def _turn_record(job: EpisodeJob, turn: int, step: int, observation: str, decision: AgentDecision,
+                 result: str, reward: float, new: list[str]) -> dict[str, Any]:
+    has_call = bool(decision.assistant_message.get("tool_calls"))
+    return {
+        "episode": job.episode, "seed": job.seed, "attempt": job.attempt, "turn": turn, "step": step,
+        "observation": observation, "assistant": decision.assistant_message,
+        "tool_result": result if has_call else None,
+        "actions": decision.actions if decision.valid else [], "reasoning": decision.reasoning,
+        "valid": decision.valid, "error": decision.error, "raw": decision.raw,
+        "terminate": decision.terminate, "reward": round(reward, 6), "new_achievements": new,
+        "prompt_tokens": decision.prompt_tokens, "completion_tokens": decision.completion_tokens,
+        "latency_ms": round(decision.latency_ms, 3),
+    }

@@ -1,0 +1,84 @@
+"""The one trace writer of a run: run record, turns, steps and episode summaries.
+
+Every line is flushed as it is written (crash safety, live tailing by the console or a
+store in another process). The run record is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from crafter_tui.traces.jsonl import JsonlAppender, iter_jsonl, write_json_atomic
+from crafter_tui.traces.schema import (
+    EPISODES_FILE, RUN_FILE, STEPS_FILE, TURNS_FILE, EpisodeSummary, RunRecord, RunStatus,
+)
+
+
+class TraceWriter:
+    """Appends a run's records; owns the run folder while the run is live."""
+
+    def __init__(self, run_dir: Path, record: RunRecord) -> None:
+        self.run_dir = run_dir
+        self.record = record
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._steps = JsonlAppender(run_dir / STEPS_FILE)
+        self._turns = JsonlAppender(run_dir / TURNS_FILE)
+        self._episodes = JsonlAppender(run_dir / EPISODES_FILE)
+        self.record.pid = os.getpid()
+        self.record.host = socket.gethostname()
+        self.save_record()
+
+    def save_record(self) -> None:
+        write_json_atomic(self.run_dir / RUN_FILE, self.record.model_dump(mode="json"))
+
+    def step(self, record: dict[str, Any]) -> None:
+        self._steps.write(record)
+
+    def turn(self, record: dict[str, Any]) -> None:
+        self._turns.write(record)
+
+    def episode(self, summary: EpisodeSummary) -> None:
+        self._episodes.write(summary.model_dump(mode="json"))
+        self.record.episodes_finished += 1
+        self.record.prompt_tokens += summary.prompt_tokens
+        self.record.completion_tokens += summary.completion_tokens
+
+    def finish(self, status: RunStatus, wall_s: float) -> None:
+        self.record.status = status
+        self.record.finished_at = datetime.now(timezone.utc)
+        self.record.wall_s = round((self.record.wall_s or 0.0) + wall_s, 3)
+        self.save_record()
+        for appender in (self._steps, self._turns, self._episodes):
+            appender.close()
+
+
+def load_run_record(run_dir: Path) -> RunRecord:
+    """The run record of ``run_dir`` (raises FileNotFoundError / ValidationError)."""
+    return RunRecord.model_validate_json((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+
+
+def finished_summaries(run_dir: Path) -> dict[int, EpisodeSummary]:
+    """Episode index -> summary for every finished episode (last one wins, bad lines skipped)."""
+    done: dict[int, EpisodeSummary] = {}
+    for raw in iter_jsonl(run_dir / EPISODES_FILE):
+        try:
+            summary = EpisodeSummary.model_validate(raw)
+        except ValueError:
+            continue
+        done[summary.episode] = summary
+    return done
+
+
+def attempts_started(run_dir: Path) -> dict[int, int]:
+    """Episode index -> highest attempt number that wrote any turn or step."""
+    seen: dict[int, int] = {}
+    for name in (TURNS_FILE, STEPS_FILE):
+        for raw in iter_jsonl(run_dir / name):
+            episode, attempt = raw.get("episode"), raw.get("attempt", 0)
+            if isinstance(episode, int) and isinstance(attempt, int):
+                seen[episode] = max(seen.get(episode, -1), attempt)
+    return seen

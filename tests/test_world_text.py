@@ -1,0 +1,69 @@
+"""The text observation: legible grid, legend, nearest objects, facing, vitals, inventory, counters."""
+
+from __future__ import annotations
+
+from crafter_tui.world.env import CrafterWorld, WorldState
+from crafter_tui.world.rules import ACHIEVEMENTS, ACTION_IDS, ACTIONS, SEMANTIC_IDS, action_id
+import pytest
+
+from crafter_tui.world.text_obs import map_grid, nearest_objects, render_text_observation
+
+
+def _state(view_ids, **overrides) -> WorldState:
+    base = dict(step=12, position=(32, 32), facing=(0, -1), sleeping=False, daylight=0.9,
+                inventory={"health": 9, "food": 7, "drink": 6, "energy": 8, "sapling": 0, "wood": 3,
+                           "stone": 0, "coal": 0, "iron": 0, "diamond": 0, "wood_pickaxe": 1,
+                           "stone_pickaxe": 0, "iron_pickaxe": 0, "wood_sword": 0, "stone_sword": 0,
+                           "iron_sword": 0},
+                achievements={name: 0 for name in ACHIEVEMENTS} | {"collect_wood": 3, "place_table": 1},
+                local_view=view_ids, facing_id=SEMANTIC_IDS["tree"])
+    base.update(overrides)
+    return WorldState(**base)
+
+
+def _grass_view():
+    view = [[SEMANTIC_IDS["grass"]] * 9 for _ in range(7)]
+    view[3][4] = SEMANTIC_IDS["player"]
+    return view
+
+
+def test_grid_legend_nearest_and_status_are_exact():
+    view = _grass_view()
+    view[2][4] = SEMANTIC_IDS["tree"]  # 1 north
+    view[0][1] = SEMANTIC_IDS["tree"]  # farther tree
+    view[5][7] = SEMANTIC_IDS["cow"]  # 2 south, 3 east
+    view[3][0] = SEMANTIC_IDS["water"]  # 4 west
+    state = _state(view)
+    text = render_text_observation(state, turn=5, max_steps=300)
+    assert map_grid(state)[3] == "~ . . . @ . . . ."
+    assert map_grid(state)[2] == ". . . . T . . . ."
+    assert "Step 12/300, turn 5, day." in text
+    assert "Legend: @ you, C cow, . grass, T tree, ~ water" in text
+    assert nearest_objects(state)[:2] == [("grass", -1, 0), ("tree", 0, -1)]
+    assert "tree 1 north" in text
+    assert "cow 2 south and 3 east" in text
+    assert "water 4 west" in text
+    assert "You face tree (north)." in text
+    assert "Status: health 9/9, food 7/9, drink 6/9, energy 8/9." in text
+    assert "Inventory: wood 3, wood_pickaxe 1." in text
+    assert "Achievements (2/22): collect_wood, place_table." in text
+
+
+def test_text_observation_of_a_real_world_is_deterministic():
+    a, b = CrafterWorld(), CrafterWorld()
+    sa, sb = a.reset(9), b.reset(9)
+    assert render_text_observation(sa, turn=0, max_steps=300) == render_text_observation(sb, turn=0, max_steps=300)
+    lines = render_text_observation(sa, turn=0, max_steps=300).splitlines()
+    grid = lines[2:9]
+    assert len(grid) == 7 and all(len(row.split()) == 9 for row in grid)
+    assert grid[3].split()[4] == "@"
+
+
+def test_action_and_achievement_names_come_from_crafter():
+    import crafter.constants as constants
+
+    assert list(ACTIONS) == list(constants.actions) and len(ACTIONS) == 17
+    assert list(ACHIEVEMENTS) == list(constants.achievements) and len(ACHIEVEMENTS) == 22
+    assert ACTION_IDS["do"] == 5 and action_id("make_iron_sword") == 16
+    with pytest.raises(KeyError, match="unknown action 'fly'"):
+        action_id("fly")
