@@ -20,6 +20,7 @@ from crafter_tui.errors import UserError
 #: Command modules under ``crafter_tui.cli``, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "rollout",
+    "serve_env",
 )
 
 

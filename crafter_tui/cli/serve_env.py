@@ -1,0 +1,52 @@
+"""``crafter-tui serve-env``: the Crafter environment service (synth CrafterClassic routes, :8901)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pydantic import SecretStr, ValidationError
+
+from crafter_tui.cli.common import positive_int
+from crafter_tui.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve-env", help="serve Crafter environments over HTTP (synth CrafterClassic compatible)",
+        description="Run the Crafter environment service: /health, /env/CrafterClassic/initialize|step|"
+        "terminate|metadata. Other machines and languages drive episodes through it; "
+        "`crafter-tui rollout --env remote --env-url URL` plays through it.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8901, help="port (default 8901)")
+    parser.add_argument("--token", default=None,
+                        help="require 'Authorization: Bearer TOKEN' on every route but /health")
+    parser.add_argument("--max-envs", type=positive_int, default=1000, help="live environments at most (429 above)")
+    parser.add_argument("--idle-timeout", type=float, default=600.0,
+                        help="seconds without a request before an environment is dropped (default 600)")
+    parser.add_argument("--threadpool", action="store_true",
+                        help="step in the threadpool instead of on the event loop (slower; see the benchmark)")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from crafter_tui.servers.env_server import EnvServiceSettings, bind_warning, serve
+
+    try:
+        settings = EnvServiceSettings(
+            host=args.host, port=args.port, token=SecretStr(args.token) if args.token else None,
+            max_envs=args.max_envs, idle_timeout=args.idle_timeout, step_in_threadpool=args.threadpool)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UserError(first["msg"], where=f"--{str(first['loc'][0]).replace('_', '-')}") from None
+    warning = bind_warning(settings)
+    if warning:
+        print(f"crafter-tui: {warning}", file=sys.stderr)
+
+    def ready() -> None:
+        auth = "token required" if settings.token else "no token"
+        print(f"crafter-tui: env service on http://{settings.host}:{settings.port} ({auth}, "
+              f"max {settings.max_envs} envs, idle timeout {settings.idle_timeout:g} s)", file=sys.stderr)
+
+    serve(settings, on_ready=ready)
+    return 0
