@@ -87,7 +87,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RolloutSpec, Any]:
             workers=args.workers, on=args.on, experiment=args.experiment)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise UserError(f"{first['msg']}", where=f"--{'-'.join(str(p) for p in first['loc']) or 'rollout'}") from None
+        raise UserError(f"{first['msg']}", where=('--' + '-'.join(str(p) for p in first['loc']).replace('_', '-')) if first['loc'] else 'rollout') from None
     if spec.resume is None and spec.out_dir.exists() and not spec.out_dir.is_dir():
         raise UserError("exists and is not a folder", where=str(spec.out_dir))
     return spec, config
