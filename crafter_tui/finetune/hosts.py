@@ -1,0 +1,89 @@
+"""Where fine-tune jobs run: OpenAI, the Synth/Modal unified service, Modal, or our own service.
+
+A host is a name, a base URL, an optional key and the dialect its create-job call takes.
+Keys come from the one config (``[openai]``, ``[finetune]``, their environment overrides) and
+stay ``SecretStr`` until the moment a client is built.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from crafter_tui.config import AppConfig
+from crafter_tui.errors import UserError
+
+HostName = Literal["openai", "synth", "modal", "local"]
+HOST_NAMES: tuple[str, ...] = ("openai", "synth", "modal", "local")
+#: How a host wants hyperparameters in ``POST /fine_tuning/jobs``.
+Dialect = Literal["openai", "synth", "local", "modal"]
+
+#: Training price per 1M trained tokens (USD) of OpenAI's fine-tunable models (late 2026 list prices).
+OPENAI_TRAINING_PRICE_PER_M: dict[str, float] = {
+    "gpt-4o-mini": 3.0, "gpt-4o": 25.0, "gpt-4.1-nano": 1.5, "gpt-4.1-mini": 5.0, "gpt-4.1": 25.0,
+    "gpt-3.5-turbo": 8.0,
+}
+#: Rough GPU training throughput (tokens/s, LoRA, bf16) used for time/cost estimates on GPU hosts.
+GPU_TOKENS_PER_SECOND: dict[str, float] = {"0.5b": 60_000, "1.5b": 30_000, "3b": 18_000, "7b": 8_000,
+                                           "14b": 4_000, "32b": 1_800}
+GPU_PRICE_PER_HOUR = 4.0  # an H100 on Modal, roughly
+LOCAL_TOKENS_PER_SECOND: dict[str, float] = {"crafter-tiny": 6_000, "crafter-small": 1_500}
+
+
+class Host(BaseModel):
+    """One place jobs can run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: HostName
+    base_url: str | None
+    api_key: SecretStr | None = None
+    dialect: Dialect
+    takes_learning_rate: bool
+    takes_lora: bool
+
+    def require_url(self) -> str:
+        if not self.base_url:
+            raise UserError(f"no base URL configured for the '{self.name}' host", where=_url_hint(self.name))
+        return self.base_url
+
+
+def _url_hint(name: str) -> str:
+    return {"synth": "[finetune] synth_base_url or SYNTH_BASE_URL/MODAL_BASE_URL",
+            "openai": "[openai] base_url or OPENAI_BASE_URL",
+            "local": "[finetune] local_url"}.get(name, "config")
+
+
+def host_from_config(name: str, config: AppConfig) -> Host:
+    """The host called ``name`` with URL and key taken from ``config``."""
+    ft = config.finetune
+    if name == "openai":
+        return Host(name="openai", base_url=config.openai.base_url, api_key=config.openai.api_key,
+                    dialect="openai", takes_learning_rate=False, takes_lora=False)
+    if name == "synth":
+        return Host(name="synth", base_url=ft.synth_base_url, api_key=ft.synth_api_key, dialect="synth",
+                    takes_learning_rate=True, takes_lora=True)
+    if name == "local":
+        return Host(name="local", base_url=ft.local_url, api_key=ft.local_token, dialect="local",
+                    takes_learning_rate=True, takes_lora=True)
+    if name == "modal":
+        return Host(name="modal", base_url=None, dialect="modal", takes_learning_rate=True, takes_lora=True)
+    raise UserError(f"unknown fine-tune host {name!r}; choose one of {', '.join(HOST_NAMES)}", where="--backend")
+
+
+def model_size_key(model: str) -> str | None:
+    """The parameter-count key ('7b', '0.5b', ...) found in a model name, for GPU estimates."""
+    lowered = model.lower()
+    for key in sorted(GPU_TOKENS_PER_SECOND, key=len, reverse=True):
+        if f"-{key}" in lowered or f"{key}-" in lowered:
+            return key
+    return None
+
+
+def openai_price(model: str) -> float | None:
+    """Training price per 1M tokens for an OpenAI model name (snapshot suffixes allowed)."""
+    for prefix in sorted(OPENAI_TRAINING_PRICE_PER_M, key=len, reverse=True):
+        if model == prefix or model.startswith(prefix + "-"):
+            return OPENAI_TRAINING_PRICE_PER_M[prefix]
+    return None
