@@ -1,0 +1,44 @@
+"""How the expert words its reasoning: in terms a model reading only the text observation
+could produce (offsets like "2 north and 1 east", what it faces, its vitals), never map
+coordinates or anything outside the 9x7 view."""
+
+from __future__ import annotations
+
+from crafter_tui.world.env import LOCAL_VIEW
+
+_HALF_W, _HALF_H = LOCAL_VIEW[0] // 2, LOCAL_VIEW[1] // 2
+
+
+def visible(dx: int, dy: int) -> bool:
+    """Whether an offset from the player lies inside the 9x7 local view."""
+    return abs(dx) <= _HALF_W and abs(dy) <= _HALF_H
+
+
+def offset(dx: int, dy: int) -> str:
+    """'2 north and 1 east', the way the text observation words offsets."""
+    parts = []
+    if dy:
+        parts.append(f"{abs(dy)} {'north' if dy < 0 else 'south'}")
+    if dx:
+        parts.append(f"{abs(dx)} {'west' if dx < 0 else 'east'}")
+    return " and ".join(parts) if parts else "here"
+
+
+def heading(dx: int, dy: int) -> str:
+    """The main compass direction of an offset ('north', 'east', ...)."""
+    if abs(dx) > abs(dy):
+        return "east" if dx > 0 else "west"
+    return "south" if dy > 0 else "north"
+
+
+def where(kind: str, dx: int, dy: int) -> str:
+    """'A tree is 2 north' when visible, otherwise 'No tree in view, so I head west'."""
+    if abs(dx) + abs(dy) == 1:
+        return f"A {kind} is right next to me ({offset(dx, dy)})"
+    if visible(dx, dy):
+        return f"A {kind} is {offset(dx, dy)}"
+    return f"No {kind} in view, so I explore {heading(dx, dy)} to find one"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s" if not noun.endswith("s") else f"{count} {noun}"

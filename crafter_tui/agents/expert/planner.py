@@ -1,0 +1,619 @@
+"""The expert's decision making: a priority list of goals, each either a plan or a pass.
+
+Every turn the planner builds a ``Context`` (position, inventory, masks of the semantic map)
+and asks each goal in ``Planner.GOALS`` order for a plan; the first goal with one wins. Goals
+re-plan from scratch every turn, so a cow walking into the path or a zombie showing up only
+changes the next turn. Costs and requirements come from ``world.rules`` (PLACE_RULES,
+MAKE_RULES, COLLECT_RULES). A watchdog bans a goal for a while when it stops making
+progress, so the expert never loops forever on an unreachable target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crafter_tui.agents.expert import phrases
+from crafter_tui.agents.expert.navigation import (
+    CREATURE_IDS, DIRECTIONS, ID, MOVE_ACTIONS, SOLID_IDS, WALKABLE_IDS, at, diggable_ids, ids_of,
+    in_bounds, mask_of, neighbours, shortest_path, square_neighbours)
+from crafter_tui.agents.expert.phrases import where
+from crafter_tui.world.env import LOCAL_VIEW, WorldState
+from crafter_tui.world.rules import COLLECT_RULES, MAKE_RULES, MAX_ITEM, PLACE_RULES
+
+Cell = tuple[int, int]
+TOOLS_IN_ORDER = ("wood_pickaxe", "wood_sword", "stone_pickaxe", "stone_sword", "iron_pickaxe", "iron_sword")
+MAX_ACTIONS = 3
+VIEW_LIMIT = 24  # path steps we accept to reach a target seen in the view before looking further
+FAR_LIMIT = 120
+STALL_TURNS = 40  # turns a goal may run without new items or achievements before it is banned
+BAN_TURNS = 60
+
+
+@dataclass(slots=True)
+class Plan:
+    """The actions of one turn and why."""
+
+    actions: list[str]
+    reasoning: str
+    goal: str
+
+
+@dataclass
+class Memory:
+    """What the expert remembers across turns of one episode."""
+
+    shelter: tuple[Cell, Cell] | None = None  # (entry cell A, inward direction d)
+    shelter_turns: int = 0
+    plant: tuple[Cell, int] | None = None  # where we planted a sapling, and the step
+    goal: str = ""
+    goal_turns: int = 0
+    progress: tuple = ()
+    banned: dict[str, int] = field(default_factory=dict)  # goal -> turn the ban ends
+    turn: int = 0
+
+
+class Context:
+    """One turn's view of the world, with the masks goals share."""
+
+    def __init__(self, state: WorldState, sem: np.ndarray) -> None:
+        self.state = state
+        self.sem = sem
+        self.pos: Cell = state.position
+        self.facing: Cell = state.facing
+        self.inv = state.inventory
+        self.ach = state.achievements
+        self.walk = np.isin(sem, WALKABLE_IDS)
+        self.walk[self.pos] = True
+        self.passable = self.walk | np.isin(sem, diggable_ids(self.inv))
+        self.passable[self.pos] = True
+        half_w, half_h = LOCAL_VIEW[0] // 2, LOCAL_VIEW[1] // 2
+        self.view = np.zeros_like(self.walk)
+        x, y = self.pos
+        self.view[max(x - half_w, 0): x + half_w + 1, max(y - half_h, 0): y + half_h + 1] = True
+        self.night = state.daylight < 0.35
+
+    def faced(self) -> Cell:
+        return (self.pos[0] + self.facing[0], self.pos[1] + self.facing[1])
+
+    def faced_id(self) -> int:
+        return at(self.sem, self.faced())
+
+    def has(self, items: dict[str, int]) -> bool:
+        return all(self.inv.get(name, 0) >= amount for name, amount in items.items())
+
+    def done(self, achievement: str) -> bool:
+        return self.ach.get(achievement, 0) > 0
+
+    def offset(self, cell: Cell) -> Cell:
+        return (cell[0] - self.pos[0], cell[1] - self.pos[1])
+
+    def near(self, names: tuple[str, ...], reach: int) -> list[Cell]:
+        """Cells of ``names`` within Manhattan ``reach`` of the player, nearest first."""
+        xs, ys = np.nonzero(mask_of(self.sem, names))
+        cells = [(int(x), int(y)) for x, y in zip(xs, ys)
+                 if abs(int(x) - self.pos[0]) + abs(int(y) - self.pos[1]) <= reach]
+        return sorted(cells, key=lambda c: (abs(c[0] - self.pos[0]) + abs(c[1] - self.pos[1]), c))
+
+
+def path_actions(ctx: Context, path: list[Cell]) -> list[str]:
+    """The first straight segment of ``path`` as actions (tunnelling through diggable cells).
+
+    Only one direction per turn: if a creature blocks the first move, later moves of the
+    same turn still lead only into cells that were safe when we planned (never into lava).
+    """
+    actions: list[str] = []
+    cur, face = ctx.pos, ctx.facing
+    first: Cell | None = None
+    for cell in path:
+        d = (cell[0] - cur[0], cell[1] - cur[1])
+        if first is None:
+            first = d
+        elif d != first:
+            break
+        if not ctx.walk[cell]:
+            if face != d:
+                actions.append(MOVE_ACTIONS[d])
+            actions.append("do")
+        actions.append(MOVE_ACTIONS[d])
+        cur, face = cell, d
+        if len(actions) >= MAX_ACTIONS:
+            break
+    return actions[:MAX_ACTIONS]
+
+
+class Planner:
+    """Chooses each turn's plan; one instance per episode."""
+
+    def __init__(self) -> None:
+        self.memory = Memory()
+        self.GOALS: list[tuple[str, Callable[[Context], Plan | None]]] = [
+            ("sleeping", self._keep_sleeping),
+            ("fight", self._fight),
+            ("drink_low", lambda c: self._drink(c, urgent=True)),
+            ("eat_low", lambda c: self._eat(c, urgent=True)),
+            ("sleep", self._sleep),
+            ("craft", self._craft),
+            ("drink", lambda c: self._drink(c, urgent=False)),
+            ("eat", lambda c: self._eat(c, urgent=False)),
+            ("zombie", self._hunt_zombie),
+            ("wood", self._wood),
+            ("table", self._table),
+            ("sapling", self._sapling),
+            ("place_stone", self._place_stone),
+            ("stone", self._stone),
+            ("furnace", self._furnace),
+            ("coal", lambda c: self._mine(c, "coal")),
+            ("iron", lambda c: self._mine(c, "iron")),
+            ("diamond", lambda c: self._mine(c, "diamond")),
+            ("eat_plant", self._eat_plant),
+            ("explore", self._explore),
+        ]
+
+    # -- top level -----------------------------------------------------------------
+    def decide(self, state: WorldState, sem: np.ndarray) -> Plan:
+        ctx = Context(state, sem)
+        memory = self.memory
+        memory.turn += 1
+        for name, goal in self.GOALS:
+            if memory.banned.get(name, 0) > memory.turn:
+                continue
+            plan = goal(ctx)
+            if plan is not None and plan.actions:
+                self._watch(ctx, plan)
+                return plan
+        return Plan(["noop"], "Nothing useful to do right now, so I wait a moment.", "wait")
+
+    def _watch(self, ctx: Context, plan: Plan) -> None:
+        """Ban a goal that ran ``STALL_TURNS`` turns without new items or achievements."""
+        memory = self.memory
+        progress = (tuple(sorted(ctx.ach.items())),
+                    tuple(v for k, v in sorted(ctx.inv.items()) if k not in ("health", "food", "drink", "energy")))
+        if plan.goal != memory.goal or progress != memory.progress:
+            memory.goal, memory.goal_turns, memory.progress = plan.goal, 0, progress
+            return
+        memory.goal_turns += 1
+        if memory.goal_turns >= STALL_TURNS and plan.goal not in ("sleeping", "sleep", "explore"):
+            memory.banned[plan.goal] = memory.turn + BAN_TURNS
+            memory.goal_turns = 0
+
+    # -- shared moves ----------------------------------------------------------------
+    def _go_use(self, ctx: Context, names: tuple[str, ...], use: list[str], goal: str, why: str,
+                label: str | None = None, visible_only: bool = False, limit: int = FAR_LIMIT,
+                stand: np.ndarray | None = None) -> Plan | None:
+        """Walk next to the nearest cell of ``names`` (seen ones first), face it, run ``use``."""
+        targets = mask_of(ctx.sem, names)
+        if not targets.any():
+            return None
+        label = label or names[0]
+        stand_ok = ctx.passable if stand is None else stand
+        goals_seen = neighbours(targets & ctx.view) & stand_ok
+        path = shortest_path(ctx.passable, ctx.pos, goals_seen, min(VIEW_LIMIT, limit)) if goals_seen.any() else None
+        if path is None and not visible_only:
+            path = shortest_path(ctx.passable, ctx.pos, neighbours(targets) & stand_ok, limit)
+        if path is None:
+            return None
+        end = path[-1] if path else ctx.pos
+        target = self._adjacent_target(ctx, end, targets)
+        dx, dy = ctx.offset(target)
+        if path:
+            return Plan(path_actions(ctx, path), f"{where(label, dx, dy)}. {why}", goal)
+        direction = (target[0] - ctx.pos[0], target[1] - ctx.pos[1])
+        actions = [] if ctx.facing == direction else [MOVE_ACTIONS[direction]]
+        actions += use
+        text = f"I face the {label}" if not actions[0].startswith("move") else where(label, dx, dy)
+        return Plan(actions[:MAX_ACTIONS], f"{text}. {why}", goal)
+
+    @staticmethod
+    def _adjacent_target(ctx: Context, cell: Cell, targets: np.ndarray) -> Cell:
+        """The target next to ``cell``: the faced one if we stand there, else in fixed order."""
+        if cell == ctx.pos and in_bounds(targets, ctx.faced()) and targets[ctx.faced()]:
+            return ctx.faced()
+        for dx, dy in DIRECTIONS:
+            near = (cell[0] + dx, cell[1] + dy)
+            if in_bounds(targets, near) and targets[near]:
+                return near
+        return cell
+
+    def _go_to(self, ctx: Context, goals: np.ndarray, limit: int) -> list[Cell] | None:
+        return shortest_path(ctx.passable, ctx.pos, goals, limit) if goals.any() else None
+
+    def _place(self, ctx: Context, item: str, why: str, goal: str) -> Plan | None:
+        """Place ``item`` on the faced cell, turning or stepping first to face a valid cell."""
+        rule = PLACE_RULES[item]
+        if not ctx.has(rule["uses"]):
+            return None
+        valid = set(int(i) for i in ids_of(*rule["where"]))
+        action = f"place_{item}"
+        if ctx.faced_id() in valid:
+            return Plan([action], f"I face open ground. {why}", goal)
+        x, y = ctx.pos
+        for d in DIRECTIONS:  # a valid cell we can face without stepping (e.g. water for stone)
+            cell = (x + d[0], y + d[1])
+            if at(ctx.sem, cell) in valid and not ctx.walk[cell]:
+                return Plan([MOVE_ACTIONS[d], action], f"I turn {phrases.heading(*d)} to face a free cell. {why}", goal)
+        for d in DIRECTIONS:  # step back and forth to face a free neighbour
+            back = (x - d[0], y - d[1])
+            cell = (x + d[0], y + d[1])
+            if at(ctx.sem, cell) in valid and ctx.walk[cell] and in_bounds(ctx.sem, back) and ctx.walk[back] \
+                    and at(ctx.sem, back) in [int(i) for i in WALKABLE_IDS]:
+                back_dir = (-d[0], -d[1])
+                return Plan([MOVE_ACTIONS[back_dir], MOVE_ACTIONS[d], action],
+                            f"I step back and turn {phrases.heading(*d)} to face open ground. {why}", goal)
+        for d in DIRECTIONS:  # walk on to find open ground
+            cell = (x + d[0], y + d[1])
+            if at(ctx.sem, cell) in [int(i) for i in WALKABLE_IDS]:
+                return Plan([MOVE_ACTIONS[d]], f"There is no room here, so I step {phrases.heading(*d)}. {why}", goal)
+        return None
+
+    # -- survival --------------------------------------------------------------------
+    def _keep_sleeping(self, ctx: Context) -> Plan | None:
+        if not ctx.state.sleeping:
+            return None
+        return Plan(["sleep"], f"I am asleep with energy {ctx.inv['energy']}/{MAX_ITEM['energy']}; "
+                               "I keep sleeping until I am rested.", "sleeping")
+
+    def _fight(self, ctx: Context) -> Plan | None:
+        for names, reach in ((("zombie",), 1), (("skeleton",), 1), (("zombie",), 2)):
+            if ctx.near(names, reach):
+                weapon = "my sword" if any(ctx.inv.get(t, 0) for t in TOOLS_IN_ORDER if t.endswith("sword")) \
+                    else "my bare hands"
+                return self._go_use(ctx, names, ["do", "do"], "fight",
+                                    f"It would hurt me, so I attack it with {weapon}.", limit=4)
+        return None
+
+    def _drink(self, ctx: Context, urgent: bool) -> Plan | None:
+        drink = ctx.inv["drink"]
+        if urgent and drink > 4:
+            return None
+        if not urgent and drink >= MAX_ITEM["drink"]:
+            return None
+        if not urgent and ctx.done("collect_drink") and drink > 6 and not self._facing(ctx, "water"):
+            return None
+        sips = max(1, min(MAX_ACTIONS, MAX_ITEM["drink"] - drink))
+        why = f"My drink is {drink}/{MAX_ITEM['drink']}, so I drink water."
+        return self._go_use(ctx, ("water",), ["do"] * sips, "drink", why, visible_only=not urgent
+                            and ctx.done("collect_drink"))
+
+    def _eat(self, ctx: Context, urgent: bool) -> Plan | None:
+        food = ctx.inv["food"]
+        if urgent and food > 4:
+            return None
+        if not urgent and (food >= MAX_ITEM["food"] or (ctx.done("eat_cow") and food > 6)):
+            return None
+        why = f"My food is {food}/{MAX_ITEM['food']}, so I hunt the cow for food."
+        seen_only = not urgent and ctx.inv["drink"] > 3 and ctx.state.step < 120
+        return self._go_use(ctx, ("cow",), ["do", "do"], "eat", why, visible_only=seen_only)
+
+    def _facing(self, ctx: Context, name: str) -> bool:
+        return ctx.faced_id() == ID[name]
+
+    # -- sleeping in a shelter -------------------------------------------------------
+    def _sleep(self, ctx: Context) -> Plan | None:
+        energy = ctx.inv["energy"]
+        tired = energy <= 3
+        night_rest = ctx.night and energy < MAX_ITEM["energy"] and ctx.done("make_wood_pickaxe")
+        early_rest = not ctx.done("wake_up") and energy < MAX_ITEM["energy"] - 1 \
+            and ctx.done("make_stone_pickaxe") and ctx.inv["stone"] >= 2
+        if not (tired or night_rest or early_rest):
+            self.memory.shelter = None
+            return None
+        why = f"My energy is {energy}/{MAX_ITEM['energy']}"
+        if self._enclosed(ctx):
+            return Plan(["sleep"], f"{why} and I am walled in, so I sleep safely.", "sleep")
+        plan = self._build_shelter(ctx, why)
+        if plan is not None:
+            return plan
+        if energy <= 1:
+            return Plan(["sleep"], f"{why}; I am exhausted and must sleep where I stand.", "sleep")
+        return None
+
+    def _enclosed(self, ctx: Context) -> bool:
+        """True when zombies cannot reach a cell next to us (our pocket has at most 2 cells)."""
+        open_ground = ctx.walk | np.isin(ctx.sem, CREATURE_IDS)
+        region = {ctx.pos}
+        stack = [ctx.pos]
+        while stack:
+            x, y = stack.pop()
+            for dx, dy in DIRECTIONS:
+                cell = (x + dx, y + dy)
+                if in_bounds(ctx.sem, cell) and open_ground[cell] and cell not in region:
+                    region.add(cell)
+                    if len(region) > 2:
+                        return False
+                    stack.append(cell)
+        return True
+
+    def _build_shelter(self, ctx: Context, why: str) -> Plan | None:
+        memory = self.memory
+        memory.shelter_turns += 1
+        if memory.shelter is None or memory.shelter_turns > 30:
+            memory.shelter, memory.shelter_turns = self._find_shelter(ctx), 0
+        if memory.shelter is None:
+            return None
+        a, d = memory.shelter
+        b = (a[0] + d[0], a[1] + d[1])
+        c = (b[0] + d[0], b[1] + d[1])
+        beyond = (c[0] + d[0], c[1] + d[1])
+        back = (-d[0], -d[1])
+        into, out = MOVE_ACTIONS[d], MOVE_ACTIONS[back]
+        pos = ctx.pos
+        if pos == a:
+            dig = [] if ctx.walk[b] else ([] if ctx.facing == d else [into]) + ["do"]
+            return Plan(dig + [into], f"{why}; I dig a narrow pocket {phrases.heading(*d)} to sleep in.", "sleep")
+        if pos == b and ctx.facing == d:
+            dig = [] if ctx.walk[c] else ["do"]
+            return Plan(dig + [into], f"{why}; I go deeper into the pocket.", "sleep")
+        if pos == c:
+            if ctx.walk[beyond] and at(ctx.sem, beyond) in [int(i) for i in WALKABLE_IDS]:
+                if ctx.facing != d:
+                    memory.shelter = None
+                    return None
+                return Plan(["place_stone", out], f"{why}; I block the far end with stone and step back.", "sleep")
+            return Plan([out], f"{why}; the far end is closed, so I step back to seal the entrance.", "sleep")
+        if pos == b and ctx.facing == back:
+            return Plan(["place_stone"], f"{why}; I seal the entrance with stone behind me.", "sleep")
+        path = self._go_to(ctx, self._single(ctx, a), FAR_LIMIT)
+        if path is None:
+            memory.shelter = None
+            return None
+        dx, dy = ctx.offset(a)
+        return Plan(path_actions(ctx, path), f"{why}; I head {phrases.heading(dx, dy)} to a sheltered spot "
+                                             "between rocks where zombies cannot reach me.", "sleep")
+
+    @staticmethod
+    def _single(ctx: Context, cell: Cell) -> np.ndarray:
+        goals = np.zeros_like(ctx.walk)
+        goals[cell] = True
+        return goals
+
+    def _find_shelter(self, ctx: Context) -> tuple[Cell, Cell] | None:
+        """The nearest two-cell pocket B, C = B + d entered from A = B - d.
+
+        The sides of B and C must be solid (zombies cannot enter); B and C open or diggable;
+        the far end C + d solid, or open ground we seal with stone (needs a second stone).
+        """
+        sem = ctx.sem
+        stone = ctx.inv.get("stone", 0)
+        if stone < 1:
+            return None
+        solid = np.isin(sem, SOLID_IDS)
+        open_or_dig = ctx.passable & ~np.isin(sem, CREATURE_IDS)
+        walk = ctx.walk
+        candidates = np.zeros_like(ctx.walk)
+        entries: dict[Cell, Cell] = {}
+        for d in DIRECTIONS:
+            p = (d[1], d[0])  # perpendicular to d
+            ok = _shift(walk, -d[0], -d[1]) & open_or_dig & _shift(open_or_dig, d[0], d[1])
+            for k in (0, 1):
+                for s in (1, -1):
+                    ok &= _shift(solid, k * d[0] + s * p[0], k * d[1] + s * p[1])
+            far_end = _shift(solid, 2 * d[0], 2 * d[1])
+            if stone >= 2:
+                far_end |= _shift(walk, 2 * d[0], 2 * d[1])
+            ok &= far_end
+            xs, ys = np.nonzero(ok)  # ok marks the B cells
+            for x, y in zip(xs.tolist(), ys.tolist()):
+                a = (x - d[0], y - d[1])
+                if a not in entries:
+                    entries[a] = d
+                    candidates[a] = True
+        if not entries:
+            return None
+        path = shortest_path(ctx.walk, ctx.pos, candidates, 40)
+        if path is None:
+            return None
+        a = path[-1] if path else ctx.pos
+        return a, entries[a]
+
+    # -- tools and materials -----------------------------------------------------------
+    def _pending_tools(self, ctx: Context) -> list[str]:
+        return [tool for tool in TOOLS_IN_ORDER if ctx.inv.get(tool, 0) == 0]
+
+    def _craft(self, ctx: Context) -> Plan | None:
+        """Make every affordable missing tool, walking to its table (and furnace) first."""
+        affordable = [t for t in self._pending_tools(ctx) if ctx.has(MAKE_RULES[t]["uses"])]
+        if not affordable:
+            return None
+        here = [t for t in affordable if self._nearby_ok(ctx, ctx.pos, MAKE_RULES[t]["nearby"])]
+        if here:
+            chosen = self._fit_budget(ctx, here)
+            names = " and ".join(t.replace("_", " ") for t in chosen)
+            needs = " and ".join(MAKE_RULES[chosen[0]]["nearby"])
+            return Plan([f"make_{t}" for t in chosen], f"The {needs} is next to me and I have the materials, "
+                                                       f"so I make a {names}.", "craft")
+        for tool in affordable:
+            nearby = MAKE_RULES[tool]["nearby"]
+            goals = ctx.walk.copy()
+            for name in nearby:
+                goals &= square_neighbours(mask_of(ctx.sem, (name,)))
+            path = self._go_to(ctx, goals, 30)
+            if path:
+                station = nearby[-1]
+                target = self._nearest(ctx, station)
+                dx, dy = ctx.offset(target)
+                return Plan(path_actions(ctx, path), f"{where(station, dx, dy)}. I have the materials for a "
+                                                     f"{tool.replace('_', ' ')}, so I go there to craft it.", "craft")
+        return None
+
+    @staticmethod
+    def _fit_budget(ctx: Context, tools: list[str]) -> list[str]:
+        """The tools we can make one after another with what we have."""
+        left = dict(ctx.inv)
+        chosen = []
+        for tool in tools:
+            uses = MAKE_RULES[tool]["uses"]
+            if all(left.get(k, 0) >= v for k, v in uses.items()):
+                for k, v in uses.items():
+                    left[k] -= v
+                chosen.append(tool)
+        return chosen[:MAX_ACTIONS]
+
+    @staticmethod
+    def _nearby_ok(ctx: Context, cell: Cell, names: list[str]) -> bool:
+        x, y = cell
+        square = ctx.sem[max(x - 1, 0): x + 2, max(y - 1, 0): y + 2]
+        return all((square == ID[name]).any() for name in names)
+
+    def _nearest(self, ctx: Context, name: str) -> Cell:
+        cells = ctx.near((name,), 200)
+        return cells[0] if cells else ctx.pos
+
+    def _wood_needed(self, ctx: Context) -> int:
+        need = sum(MAKE_RULES[t]["uses"].get("wood", 0) for t in self._pending_tools(ctx))
+        if not ctx.done("place_table"):
+            need += PLACE_RULES["table"]["uses"].get("wood", 0)
+        return min(need, MAX_ITEM["wood"])
+
+    def _wood(self, ctx: Context) -> Plan | None:
+        wood, need = ctx.inv["wood"], self._wood_needed(ctx)
+        if wood >= need:
+            return None
+        seen_only = ctx.done("place_table") and not self._blocked_on(ctx, "wood")
+        why = f"I have {wood} wood and want {need} for a table and tools, so I collect wood."
+        return self._go_use(ctx, ("tree",), ["do"] * min(MAX_ACTIONS, need - wood), "wood", why,
+                            visible_only=seen_only)
+
+    def _blocked_on(self, ctx: Context, item: str) -> bool:
+        """Whether some missing tool lacks only ``item`` to be made."""
+        for tool in self._pending_tools(ctx):
+            uses = MAKE_RULES[tool]["uses"]
+            others = {k: v for k, v in uses.items() if k != item}
+            if item in uses and ctx.inv.get(item, 0) < uses[item] and ctx.has(others):
+                return True
+        return False
+
+    def _table(self, ctx: Context) -> Plan | None:
+        cost = PLACE_RULES["table"]["uses"]
+        if ctx.done("place_table"):
+            # A second table only when a tool is affordable but every table is far away.
+            affordable = [t for t in self._pending_tools(ctx) if ctx.has(MAKE_RULES[t]["uses"])
+                          and MAKE_RULES[t]["nearby"] == ["table"]]
+            spare = {k: v + 1 for k, v in cost.items()}
+            if not affordable or not ctx.has(spare):
+                return None
+        return self._place(ctx, "table", "I have enough wood, so I place a crafting table here.", "table")
+
+    def _sapling(self, ctx: Context) -> Plan | None:
+        if ctx.done("place_plant") or not ctx.done("make_wood_pickaxe"):
+            return None
+        if ctx.inv["sapling"] > 0:
+            plan = self._place(ctx, "plant", "I plant my sapling so it can grow into food.", "sapling")
+            if plan and plan.actions[-1] == "place_plant" and len(plan.actions) == 1:
+                self.memory.plant = (ctx.faced(), ctx.state.step)
+            return plan
+        if ctx.faced_id() == ID["grass"]:
+            return Plan(["do", "do", "do"], "I face grass; I search it for a sapling to plant.", "sapling")
+        x, y = ctx.pos
+        for d in DIRECTIONS:
+            cell, ahead = (x + d[0], y + d[1]), (x + 2 * d[0], y + 2 * d[1])
+            if at(ctx.sem, cell) in (ID["grass"], ID["sand"], ID["path"]) and at(ctx.sem, ahead) == ID["grass"]:
+                return Plan([MOVE_ACTIONS[d], "do"], f"There is grass {phrases.heading(*d)}; I step toward it "
+                                                     "and search it for a sapling.", "sapling")
+        return None
+
+    def _stone_needed(self, ctx: Context) -> int:
+        need = sum(MAKE_RULES[t]["uses"].get("stone", 0) for t in self._pending_tools(ctx))
+        if not ctx.done("place_furnace"):
+            need += PLACE_RULES["furnace"]["uses"].get("stone", 0)
+        if not ctx.done("place_stone"):
+            need += 1
+        return min(need + 2, MAX_ITEM["stone"])  # two spare to wall in a sleeping pocket
+
+    def _stone(self, ctx: Context) -> Plan | None:
+        if not ctx.has(COLLECT_RULES["stone"]["require"]):
+            return None
+        stone, need = ctx.inv["stone"], self._stone_needed(ctx)
+        if stone >= need:
+            return None
+        why = f"I have {stone} stone and want {need} for tools, a furnace and building, so I mine it."
+        return self._go_use(ctx, ("stone",), ["do"], "stone", why)
+
+    def _place_stone(self, ctx: Context) -> Plan | None:
+        if ctx.done("place_stone") or ctx.inv["stone"] < 1:
+            return None
+        valid = set(int(i) for i in ids_of(*PLACE_RULES["stone"]["where"]))
+        if ctx.faced_id() in valid:
+            return Plan(["place_stone"], "I face open ground and carry stone; I place a stone block.", "place_stone")
+        return None
+
+    def _furnace(self, ctx: Context) -> Plan | None:
+        if ctx.done("place_furnace") or not ctx.has(PLACE_RULES["furnace"]["uses"]):
+            return None
+        tables = mask_of(ctx.sem, ("table",))
+        if not tables.any():
+            return None
+        if self._nearby_ok(ctx, ctx.pos, ["table"]):
+            return self._place(ctx, "furnace", "The table is next to me and I have the stone, so I place a "
+                                               "furnace beside it for iron tools.", "furnace")
+        path = self._go_to(ctx, square_neighbours(tables) & ctx.walk, 40)
+        if not path:
+            return None
+        dx, dy = ctx.offset(self._nearest(ctx, "table"))
+        return Plan(path_actions(ctx, path), f"{where('table', dx, dy)}. I have stone for a furnace and go "
+                                             "back to the table to place it.", "furnace")
+
+    def _mine(self, ctx: Context, material: str) -> Plan | None:
+        rule = COLLECT_RULES[material]
+        if not ctx.has(rule["require"]):
+            return None
+        uses = sum(MAKE_RULES[t]["uses"].get(material, 0) for t in self._pending_tools(ctx))
+        have = ctx.inv.get(material, 0)
+        if material != "diamond" and have >= uses:
+            return None
+        why = f"I can mine {material} with my pickaxe" + (f" and need {uses} for iron tools." if uses else ".")
+        return self._go_use(ctx, (material,), ["do"], material, why, limit=FAR_LIMIT)
+
+    def _hunt_zombie(self, ctx: Context) -> Plan | None:
+        if ctx.done("defeat_zombie") or ctx.inv["health"] < 6 or not ctx.near(("zombie",), 4):
+            return None
+        return self._go_use(ctx, ("zombie",), ["do", "do"], "zombie",
+                            "I am healthy, so I fight it to defeat a zombie.", visible_only=True, limit=8)
+
+    def _eat_plant(self, ctx: Context) -> Plan | None:
+        planted = self.memory.plant
+        if planted is None or ctx.done("eat_plant"):
+            return None
+        cell, step = planted
+        if at(ctx.sem, cell) != ID["plant"]:
+            self.memory.plant = None
+            return None
+        if ctx.state.step - step < 320:
+            return None
+        targets = self._single(ctx, cell)
+        path = self._go_to(ctx, neighbours(targets) & ctx.walk, FAR_LIMIT)
+        if path is None:
+            return None
+        if path:
+            dx, dy = ctx.offset(cell)
+            return Plan(path_actions(ctx, path), f"{where('plant', dx, dy)}. My sapling should be ripe by now, "
+                                                 "so I go back to eat it.", "eat_plant")
+        direction = ctx.offset(cell)
+        turn = [] if ctx.facing == direction else [MOVE_ACTIONS[direction]]
+        return Plan(turn + ["do"], "My plant is next to me and should be ripe; I eat it.", "eat_plant")
+
+    # -- exploring -----------------------------------------------------------------
+    def _explore(self, ctx: Context) -> Plan | None:
+        """Walk toward the nearest far-away open ground (8+ cells), in a fixed tie order."""
+        x, y = ctx.pos
+        xs, ys = np.indices(ctx.walk.shape)
+        far = (np.abs(xs - x) + np.abs(ys - y)) >= 8 + (self.memory.turn // 50) % 8
+        path = self._go_to(ctx, far & ctx.walk, FAR_LIMIT)
+        if not path:
+            return None
+        dx, dy = ctx.offset(path[-1])
+        return Plan(path_actions(ctx, path), f"Nothing I need is in view, so I explore {phrases.heading(dx, dy)}.",
+                    "explore")
+
+
+def _shift(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    out = np.zeros_like(mask)
+    w, h = mask.shape
+    xs_dst = slice(max(-dx, 0), w - max(dx, 0))
+    xs_src = slice(max(dx, 0), w - max(-dx, 0))
+    ys_dst = slice(max(-dy, 0), h - max(dy, 0))
+    ys_src = slice(max(dy, 0), h - max(-dy, 0))
+    out[xs_dst, ys_dst] = mask[xs_src, ys_src]
+    return out
