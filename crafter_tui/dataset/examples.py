@@ -1,0 +1,188 @@
+"""Turn a selection into chat examples, streaming the turn files with constant memory.
+
+The messages of every example come from ``agents.prompting.build_messages`` with the run's
+recorded system prompt and ``history_turns``: a turn-mode example is byte for byte the
+prompt the model was sent, plus the reply it gave. Trajectory examples are the whole
+conversation of an episode (or of one run of consecutive kept turns).
+
+Speed: a million examples with a history window repeat each past message several times.
+Each message dict is JSON-encoded once per episode and the example line is joined from the
+encoded pieces (``MessageEncoder``); the result is identical to ``json.dumps`` of the
+message list (a test checks it), it is just not re-encoded for every example.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from crafter_tui.agents.base import HistoryTurn
+from crafter_tui.agents.prompting import SYSTEM_PROMPT, TOOLS, build_messages
+from crafter_tui.traces.schema import TURNS_FILE, RunRecord
+
+_SEPARATORS = (",", ":")
+TOOLS_JSON = json.dumps(TOOLS, separators=_SEPARATORS)
+
+
+def dumps(value: Any) -> str:
+    """The one JSON encoding of exported data (compact)."""
+    return json.dumps(value, separators=_SEPARATORS)
+
+
+@dataclass(slots=True)
+class Example:
+    """One training example: its messages (as built) and where it came from."""
+
+    run_id: str
+    episode: int
+    turns: tuple[int, ...]
+    is_valid: bool
+    messages: list[dict[str, Any]]
+    line: str  # the encoded JSONL line (without newline)
+
+
+def text_action_message(assistant: dict[str, Any]) -> dict[str, Any]:
+    """The assistant message as plain text (``--text-actions``): the call as a JSON object.
+
+    ``interact`` becomes its arguments (``{"actions": [...], "reasoning": ...}``); any other
+    call ``{"tool": name, ...arguments}``. A reply that already was text stays as it is.
+    """
+    calls = assistant.get("tool_calls") or []
+    if not calls:
+        return {"role": "assistant", "content": assistant.get("content") or ""}
+    parts = []
+    for call in calls:
+        function = call.get("function") or {}
+        try:
+            arguments = json.loads(function.get("arguments") or "{}")
+        except (TypeError, ValueError):
+            arguments = {"arguments": function.get("arguments")}
+        if not isinstance(arguments, dict):
+            arguments = {"arguments": arguments}
+        parts.append(arguments if function.get("name") == "interact" else {"tool": function.get("name"), **arguments})
+    content = dumps(parts[0] if len(parts) == 1 else parts)
+    return {"role": "assistant", "content": content}
+
+
+class MessageEncoder:
+    """JSON-encodes message dicts once per episode (keyed by object identity of their parts)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Any, ...], str] = {}
+
+    def encode(self, messages: Sequence[dict[str, Any]]) -> str:
+        return "[" + ",".join(self._one(m) for m in messages) + "]"
+
+    def _one(self, message: dict[str, Any]) -> str:
+        role = message.get("role")
+        if role == "assistant":
+            key: tuple[Any, ...] = ("a", id(message))
+        elif role == "tool":
+            key = ("t", id(message.get("content")), message.get("tool_call_id"))
+        else:
+            key = (role, id(message.get("content")), len(message))
+        text = self._cache.get(key)
+        if text is None:
+            text = dumps(message)
+            self._cache[key] = text
+        return text
+
+
+@dataclass(slots=True)
+class _EpisodePlan:
+    attempt: int
+    groups: dict[int, tuple[int, ...]]  # last turn of an example -> the example's turns
+    is_valid: bool
+    last_turn: int
+    history: list[HistoryTurn] = field(default_factory=list)
+    turn_numbers: list[int] = field(default_factory=list)
+    encoder: MessageEncoder = field(default_factory=MessageEncoder)
+
+
+PLAN_SQL = {
+    # the kept turns of each example of one run; example groups are consecutive turns
+    "selection": """SELECT episode, any_value(attempt), list(turn ORDER BY turn), list(example_key ORDER BY turn),
+                           bool_or(is_valid)
+                    FROM selection WHERE run_id = ? GROUP BY episode ORDER BY episode""",
+    "token_sample": """SELECT s.episode, any_value(s.attempt), list(s.turn ORDER BY s.turn),
+                              list(s.example_key ORDER BY s.turn), bool_or(s.is_valid)
+                       FROM selection s JOIN token_sample USING (example_key)
+                       WHERE s.run_id = ? GROUP BY s.episode ORDER BY s.episode""",
+}
+RUNS_SQL = {
+    "selection": "SELECT DISTINCT run_id FROM selection ORDER BY run_id",
+    "token_sample": "SELECT DISTINCT s.run_id FROM selection s JOIN token_sample USING (example_key) ORDER BY 1",
+}
+
+
+def _plans(cursor: duckdb.DuckDBPyConnection, run_id: str, source: str) -> dict[int, _EpisodePlan]:
+    plans: dict[int, _EpisodePlan] = {}
+    for episode, attempt, turns, keys, is_valid in cursor.execute(PLAN_SQL[source], [run_id]).fetchall():
+        groups: dict[int, tuple[int, ...]] = {}
+        members: dict[int, list[int]] = {}
+        for turn, key in zip(turns, keys, strict=True):
+            members.setdefault(key, []).append(turn)
+        for turn_list in members.values():
+            groups[turn_list[-1]] = tuple(turn_list)
+        plans[episode] = _EpisodePlan(attempt, groups, bool(is_valid), max(turns))
+    return plans
+
+
+def iter_examples(cursor: duckdb.DuckDBPyConnection, runs: dict[str, tuple[Path, RunRecord]], *,
+                  mode: str, text_actions: bool, source: str = "selection") -> Iterator[Example]:
+    """Every example of the materialised selection, run by run in file order."""
+    run_ids = [row[0] for row in cursor.execute(RUNS_SQL[source]).fetchall()]
+    for run_id in run_ids:
+        path, record = runs[run_id]
+        plans = _plans(cursor, run_id, source)
+        yield from _run_examples(run_id, path / TURNS_FILE, record, plans, mode=mode, text_actions=text_actions)
+
+
+def _run_examples(run_id: str, turns_path: Path, record: RunRecord, plans: dict[int, _EpisodePlan], *,
+                  mode: str, text_actions: bool) -> Iterator[Example]:
+    system = record.system_prompt if record.system_prompt is not None else SYSTEM_PROMPT
+    tools_tail = "}" if text_actions else ',"tools":' + TOOLS_JSON + "}"
+    with turns_path.open("rb") as handle:
+        for raw in handle:
+            if not plans:
+                return
+            if not raw.endswith(b"\n"):
+                return  # a write in progress: not part of any finished episode
+            try:
+                line = json.loads(raw)
+                plan = plans.get(line["episode"])
+                if plan is None or line.get("attempt", 0) != plan.attempt or line["turn"] in plan.turn_numbers:
+                    continue
+                observation, assistant, turn = line["observation"], line["assistant"], line["turn"]
+            except (ValueError, KeyError, TypeError):
+                continue  # reported when the store loaded the file
+            if text_actions:
+                assistant = text_action_message(assistant)
+            tool_result = None if text_actions else line.get("tool_result")
+            group = plan.groups.get(turn)
+            if group is not None:
+                messages = _messages(system, record.history_turns, plan, group, observation, assistant, mode)
+                encoded = plan.encoder.encode(messages)
+                yield Example(run_id, line["episode"], group, plan.is_valid, messages,
+                              '{"messages":' + encoded + tools_tail)
+            plan.history.append(HistoryTurn(observation=observation, assistant=assistant, tool_result=tool_result))
+            plan.turn_numbers.append(turn)
+            if turn >= plan.last_turn:
+                del plans[line["episode"]]
+
+
+def _messages(system: str, history_turns: int, plan: _EpisodePlan, group: tuple[int, ...], observation: str,
+              assistant: dict[str, Any], mode: str) -> list[dict[str, Any]]:
+    if mode == "turn":
+        messages = build_messages(system, plan.history, observation, history_turns)
+    else:
+        positions = {turn: index for index, turn in enumerate(plan.turn_numbers)}
+        earlier = [plan.history[positions[turn]] for turn in group[:-1] if turn in positions]
+        messages = build_messages(system, earlier, observation, len(earlier))
+    messages.append(assistant)
+    return messages

@@ -1,0 +1,209 @@
+"""Incremental, tolerant loading of trace JSONL files into Arrow tables.
+
+Why not ``iter_jsonl`` + pydantic for everything: 100k episode summaries or a million turns
+must load in seconds. The fast path hands a block of complete new lines to Arrow's
+multithreaded JSON reader with an explicit schema. Arrow cannot skip a bad line, so when a
+block fails (corrupt JSON, a wrong type, a missing required field) that one block is read
+again line by line with the same semantics as ``traces.jsonl.iter_jsonl`` and the record's
+pydantic model, and each bad line is reported with its file and line number. The rest of
+the block is kept.
+
+A last line without a newline is a write in progress: it is not consumed, and the next
+refresh reads it once it is complete (so a live rollout can be tailed).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.json as pajson
+from pydantic import BaseModel, ValidationError
+
+from crafter_tui.traces.jsonl import LineProblem
+from crafter_tui.traces.schema import EpisodeSummary, StepRecord, TurnRecord
+
+log = logging.getLogger(__name__)
+
+#: Bytes handed to Arrow at once: bounds memory while a big file is read.
+BLOCK_BYTES = 32 * 1024 * 1024
+
+_STR_LIST = pa.list_(pa.string())
+
+EPISODE_SCHEMA = pa.schema([
+    ("episode", pa.int64()), ("seed", pa.int64()), ("attempt", pa.int64()), ("run_id", pa.string()),
+    ("agent", pa.string()), ("model", pa.string()), ("difficulty", pa.string()),
+    ("steps", pa.int64()), ("turns", pa.int64()), ("reward", pa.float64()),
+    ("achievements", _STR_LIST), ("num_achievements", pa.int64()), ("termination", pa.string()),
+    ("error", pa.string()), ("invalid_actions", pa.int64()), ("prompt_tokens", pa.int64()),
+    ("completion_tokens", pa.int64()), ("wall_s", pa.float64()),
+])
+EPISODE_REQUIRED = ("episode", "seed", "run_id", "agent", "model", "steps", "turns", "reward",
+                    "achievements", "num_achievements", "termination", "wall_s")
+
+_CALL = pa.struct([("function", pa.struct([("name", pa.string()), ("arguments", pa.string())]))])
+TURN_SCHEMA = pa.schema([
+    ("episode", pa.int64()), ("attempt", pa.int64()), ("turn", pa.int64()), ("step", pa.int64()),
+    ("observation", pa.string()),
+    ("assistant", pa.struct([("content", pa.string()), ("tool_calls", pa.list_(_CALL))])),
+    ("tool_result", pa.string()), ("actions", _STR_LIST), ("valid", pa.bool_()),
+    ("new_achievements", _STR_LIST),
+])
+TURN_REQUIRED = ("episode", "turn", "step", "observation", "assistant")
+
+STEP_SCHEMA = pa.schema([
+    ("episode", pa.int64()), ("attempt", pa.int64()), ("step", pa.int64()), ("turn", pa.int64()),
+    ("action", pa.int64()), ("action_name", pa.string()), ("reward", pa.float64()),
+    ("done", pa.bool_()), ("new_achievements", _STR_LIST),
+])
+STEP_REQUIRED = ("episode", "step", "turn", "action", "action_name", "reward")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordKind:
+    """What a file holds: its Arrow schema, required columns and the model that checks a line."""
+
+    name: str
+    schema: pa.Schema
+    required: tuple[str, ...]
+    model: type[BaseModel]
+    defaults: tuple[tuple[str, Any], ...] = ()
+
+
+EPISODES = RecordKind("episodes", EPISODE_SCHEMA, EPISODE_REQUIRED, EpisodeSummary,
+                      (("attempt", 0), ("invalid_actions", 0), ("prompt_tokens", 0), ("completion_tokens", 0),
+                       ("difficulty", "normal")))
+TURNS = RecordKind("turns", TURN_SCHEMA, TURN_REQUIRED, TurnRecord,
+                   (("attempt", 0), ("valid", True), ("actions", []), ("new_achievements", [])))
+STEPS = RecordKind("steps", STEP_SCHEMA, STEP_REQUIRED, StepRecord,
+                   (("attempt", 0), ("done", False), ("new_achievements", [])))
+
+
+@dataclass(slots=True)
+class FileCursor:
+    """How far a file has been read: byte offset of the first unread line and lines consumed."""
+
+    offset: int = 0
+    lines: int = 0
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """New rows of one file plus the problems met on the way."""
+
+    table: pa.Table | None
+    problems: list[LineProblem] = field(default_factory=list)
+    reset: bool = False  # the file shrank: the caller must drop what it had from it
+
+
+def read_new(path: Path, cursor: FileCursor, kind: RecordKind) -> Iterator[LoadResult]:
+    """Yield tables of the complete lines appended to ``path`` since ``cursor`` (advanced in place)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size < cursor.offset:
+        problem = LineProblem(path, cursor.lines, f"file shrank from {cursor.offset} to {size} bytes; re-reading it")
+        log.warning("%s", problem)
+        cursor.offset, cursor.lines = 0, 0
+        yield LoadResult(None, [problem], reset=True)
+    if size == cursor.offset:
+        return
+    with path.open("rb") as handle:
+        handle.seek(cursor.offset)
+        carry = b""
+        while True:
+            data = handle.read(BLOCK_BYTES)
+            if not data:
+                break
+            block = carry + data
+            end = block.rfind(b"\n")
+            if end < 0:
+                carry = block
+                continue
+            complete, carry = block[: end + 1], block[end + 1:]
+            first_line = cursor.lines + 1
+            cursor.offset += len(complete)
+            cursor.lines += complete.count(b"\n")
+            yield parse_block(path, complete, first_line, kind)
+
+
+def parse_block(path: Path, block: bytes, first_line: int, kind: RecordKind) -> LoadResult:
+    """Arrow fast path; on any failure, the line-by-line path for this block only."""
+    try:
+        table = pajson.read_json(
+            io.BytesIO(block),
+            read_options=pajson.ReadOptions(block_size=4 * 1024 * 1024),
+            parse_options=pajson.ParseOptions(explicit_schema=kind.schema, unexpected_field_behavior="ignore"),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+        return _parse_slow(path, block, first_line, kind)
+    if any(table.column(name).null_count for name in kind.required):
+        return _parse_slow(path, block, first_line, kind)
+    return LoadResult(_fill_defaults(table, kind))
+
+
+def _fill_defaults(table: pa.Table, kind: RecordKind) -> pa.Table:
+    """Optional fields absent from a line come back null from Arrow: give them the model default."""
+    for name, default in kind.defaults:
+        column = table.column(name)
+        if column.null_count:
+            index = table.schema.get_field_index(name)
+            filled = [default if value is None else value for value in column.to_pylist()]
+            table = table.set_column(index, name, pa.array(filled, type=column.type))
+    return table
+
+
+def _parse_slow(path: Path, block: bytes, first_line: int, kind: RecordKind) -> LoadResult:
+    rows: list[dict[str, Any]] = []
+    problems: list[LineProblem] = []
+    for number, raw in enumerate(block.split(b"\n")[:-1], start=first_line):
+        if not raw.strip():
+            continue
+        row = _check_line(path, number, raw, kind, problems)
+        if row is not None:
+            rows.append(row)
+    for problem in problems:
+        log.warning("%s", problem)
+    table = pa.Table.from_pylist(rows, schema=kind.schema) if rows else None
+    return LoadResult(table, problems)
+
+
+def _check_line(path: Path, number: int, raw: bytes, kind: RecordKind,
+                problems: list[LineProblem]) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        problems.append(LineProblem(path, number, f"not valid JSON ({exc.__class__.__name__}: {exc})"))
+        return None
+    if not isinstance(value, dict):
+        problems.append(LineProblem(path, number, "not a JSON object"))
+        return None
+    try:
+        record = kind.model.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        problems.append(LineProblem(path, number, f"not a valid {kind.name} record: {where}: {first['msg']}"))
+        return None
+    data = record.model_dump(mode="json", include=set(kind.schema.names))
+    if kind is TURNS:
+        data["assistant"] = _assistant_columns(value.get("assistant") or {})
+    return data
+
+
+def _assistant_columns(message: dict[str, Any]) -> dict[str, Any]:
+    calls = message.get("tool_calls") or []
+    content = message.get("content")
+    return {
+        "content": content if isinstance(content, str) else None,
+        "tool_calls": [{"function": {"name": str((call.get("function") or {}).get("name")),
+                                     "arguments": str((call.get("function") or {}).get("arguments"))}}
+                       for call in calls if isinstance(call, dict)] or None,
+    }
