@@ -18,8 +18,6 @@ One job trains at a time (this is a laptop-sized service); the others wait ``que
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import json
 import logging
 import os
@@ -30,12 +28,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from crafter_tui.finetune.job_files import (
+    CHECKPOINT_DIR,
+    DEFAULT_TRAINER,
+    append_event,
+    build_train_job,
+    builtin_base_models,
+    checkpoint_dirs,
+    fine_tuned_name,
+    latest_checkpoint,
+    plain_dict,
+    resolve_trainer,
+)
 from crafter_tui.servers.ft_models import (
     TERMINAL_STATUSES,
     CheckpointObject,
@@ -50,9 +59,7 @@ from crafter_tui.traces.jsonl import iter_jsonl, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRAINER = "crafter_tui.finetune.trainer:run_training"
 MAX_RESUMES = 3
-_CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 _ID_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 
@@ -160,27 +167,6 @@ class JobRecord(BaseModel):
     pid: int | None = None
     attempts: int = 0
     cancel_requested: bool = False
-
-
-def fine_tuned_name(base: str, suffix: str | None, job_id: str) -> str:
-    """``ft:<base>:<suffix>:<job-id>``. A name, not a format: nothing ever splits it."""
-    return f"ft:{base}:{suffix or 'crafter'}:{job_id}"
-
-
-def _resolve_trainer(spec: str) -> tuple[Callable[..., Any], type]:
-    module_name, _, func_name = spec.partition(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, func_name or "run_training"), module.TrainJob
-
-
-def _trainer_defaults(trainer: str) -> dict[str, Any]:
-    """The trainer's own defaults (e.g. learning rate), so ``auto`` and multipliers mean something."""
-    try:
-        _, train_job_cls = _resolve_trainer(trainer)
-    except Exception:  # noqa: BLE001 - the worker reports a broken trainer as the job's failure
-        return {}
-    return {name: field.default for name, field in train_job_cls.model_fields.items()
-            if field.default is not None and not callable(field.default)}
 
 
 def auto_epochs(n_examples: int) -> int:
@@ -409,15 +395,18 @@ class JobManager:
 
     def _train_job(self, request: CreateJobRequest, hyper: Hyperparameters, job_id: str,
                    train_path: Path) -> dict[str, Any]:
-        defaults = _trainer_defaults(self.trainer)
         n_examples = _count_lines(train_path)
         epochs = hyper.n_epochs if isinstance(hyper.n_epochs, int) else auto_epochs(n_examples)
-        batch = hyper.batch_size if isinstance(hyper.batch_size, int) else defaults.get("batch_size", 4)
+        batch = hyper.batch_size if isinstance(hyper.batch_size, int) else None
         learning_rate = hyper.learning_rate
-        if learning_rate is None and "learning_rate" in defaults:
-            multiplier = hyper.learning_rate_multiplier
-            scale = multiplier if isinstance(multiplier, (int, float)) else 1.0
-            learning_rate = float(defaults["learning_rate"]) * scale
+        multiplier = hyper.learning_rate_multiplier
+        if learning_rate is None and isinstance(multiplier, (int, float)):
+            base_rate = self._base_learning_rates().get(request.model)
+            if base_rate is None:
+                raise ServiceError(400, f"learning_rate_multiplier needs a known default learning rate; "
+                                   f"'{request.model}' has none here. Send learning_rate instead.",
+                                   param="learning_rate_multiplier", code="invalid_value")
+            learning_rate = base_rate * multiplier
         job: dict[str, Any] = {
             "model": request.model,
             "training_file": str(train_path),
@@ -433,6 +422,16 @@ class JobManager:
                 if v is not None}
         job.update(lora)
         return {k: v for k, v in job.items() if v is not None}
+
+    def _base_learning_rates(self) -> dict[str, float | None]:
+        try:
+            return builtin_base_models(self.trainer)
+        except Exception:  # noqa: BLE001 - a broken trainer fails the job in its worker, with the reason
+            return {}
+
+    def base_models(self) -> list[str]:
+        """The trainer's built-in base models (trained from a config, no weights needed)."""
+        return list(self._base_learning_rates())
 
     def get_record(self, job_id: str) -> JobRecord:
         with self._lock:
@@ -478,7 +477,7 @@ class JobManager:
                    if e.type == "metrics" and e.data and "step" in e.data}
         out = []
         for path in checkpoint_dirs(self.job_dir(job_id) / "out"):
-            step = int(_CHECKPOINT_DIR.match(path.name).group(1))  # type: ignore[union-attr]
+            step = int(CHECKPOINT_DIR.match(path.name).group(1))  # type: ignore[union-attr]
             near = max((s for s in metrics if s <= step), default=None)
             out.append(CheckpointObject(
                 id=f"ftckpt-{job_id}-{step}", created_at=int(path.stat().st_mtime),
@@ -499,34 +498,6 @@ class JobManager:
             for ckpt in checkpoint_dirs(out):
                 paths[f"{record.planned_model}:ckpt-step-{ckpt.name.split('-', 1)[1]}"] = ckpt
         return paths
-
-
-def checkpoint_dirs(out: Path) -> list[Path]:
-    if not out.is_dir():
-        return []
-    return sorted((p for p in out.iterdir() if p.is_dir() and _CHECKPOINT_DIR.match(p.name)),
-                  key=lambda p: int(p.name.split("-", 1)[1]))
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    found = checkpoint_dirs(out)
-    return found[-1] if found else None
-
-
-def append_event(path: Path, message: str, *, level: str = "info", type_: str = "message",
-                 data: dict[str, Any] | None = None) -> None:
-    """Append one event line in a single write (O_APPEND), so server and worker can share the file."""
-    ns = time.time_ns()
-    record = {"id": f"ftevent-{ns:x}{os.getpid():x}{secrets.token_hex(2)}", "ns": ns,
-              "created_at": ns // 1_000_000_000, "level": level, "message": message,
-              "type": type_, "data": data}
-    line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
 
 
 def _worker_alive(pid: int | None, job_dir: Path) -> bool:
@@ -558,17 +529,6 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 INTERRUPTED_EXIT = 75  # EX_TEMPFAIL: stopped by a signal, resume later
 
 
-def _event_dict(event: Any) -> dict[str, Any]:
-    """A trainer event/result as a dict, whether pydantic, a dataclass or a mapping."""
-    if hasattr(event, "model_dump"):
-        return event.model_dump()
-    if dataclasses.is_dataclass(event) and not isinstance(event, type):
-        return dataclasses.asdict(event)
-    if isinstance(event, dict):
-        return dict(event)
-    return dict(vars(event))
-
-
 def run_worker(job_dir: Path) -> int:
     """Run one job's trainer, streaming its events into the job folder; the exit code tells how it ended."""
     spec = json.loads((job_dir / "worker.json").read_text(encoding="utf-8"))
@@ -582,7 +542,7 @@ def run_worker(job_dir: Path) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     def emit(event: Any) -> None:
-        data = _event_dict(event)
+        data = plain_dict(event)
         append_event(events_path, str(data.get("message", "")), level=data.get("level", "info"),
                      type_=data.get("type", "message"), data=data.get("data"))
 
@@ -590,9 +550,8 @@ def run_worker(job_dir: Path) -> int:
         return interrupted.is_set() or (job_dir / "cancel").exists()
 
     try:
-        run_training, train_job_cls = _resolve_trainer(spec["trainer"])
-        fields = train_job_cls.model_fields
-        job = train_job_cls(**{k: v for k, v in spec["train_job"].items() if k in fields})
+        run_training, train_job_cls = resolve_trainer(spec["trainer"])
+        job = build_train_job(train_job_cls, spec["train_job"])
         result = run_training(job, emit, should_stop)
     except Exception as exc:  # noqa: BLE001 - every failure becomes the job's reason
         if interrupted.is_set():
@@ -605,7 +564,7 @@ def run_worker(job_dir: Path) -> int:
         return 0
     if interrupted.is_set():
         return INTERRUPTED_EXIT
-    outcome = _event_dict(result) if result is not None else {}
+    outcome = plain_dict(result) if result is not None else {}
     write_json_atomic(job_dir / "result.json", {
         "status": "succeeded", "trained_tokens": outcome.get("trained_tokens"),
         "steps": outcome.get("steps") or outcome.get("global_step")})

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from crafter_tui.servers.ft_jobs import DEFAULT_TRAINER, JobManager, ServiceError, new_id
+from crafter_tui.servers.ft_jobs import DEFAULT_TRAINER, JobManager, ServiceError
 from crafter_tui.servers.ft_models import (
     ChatChoice,
     ChatMessage,
@@ -55,8 +55,6 @@ from crafter_tui.servers.ft_models import (
 log = logging.getLogger(__name__)
 
 DEFAULT_INFERENCE = "crafter_tui.finetune.inference:load_model"
-#: Base models the built-in trainer builds from a config when no weights are available.
-BUILTIN_BASE_MODELS: tuple[str, ...] = ("crafter-tiny", "crafter-small")
 MAX_UPLOAD_BYTES = 1 << 30
 TOKEN_ENV_VAR = "CRAFTER_TUI_SERVE_TOKEN"
 
@@ -314,7 +312,8 @@ def _model_routes(app: FastAPI, manager: JobManager, models: ModelCache, setting
 
     @app.get("/v1/models", dependencies=auth)
     async def list_models() -> ModelList:
-        data = [ModelObject(id=name, created=started, owned_by="crafter-tui") for name in BUILTIN_BASE_MODELS]
+        bases = await asyncio.to_thread(manager.base_models)
+        data = [ModelObject(id=name, created=started, owned_by="crafter-tui") for name in bases]
         jobs = {j.fine_tuned_model: j for j in manager.list() if j.fine_tuned_model}
         for name in manager.model_paths():
             job = jobs.get(name)
@@ -324,7 +323,7 @@ def _model_routes(app: FastAPI, manager: JobManager, models: ModelCache, setting
 
     @app.get("/v1/models/{model_id:path}", dependencies=auth)
     async def get_model(model_id: str) -> ModelObject:
-        if model_id in BUILTIN_BASE_MODELS or model_id in manager.model_paths():
+        if model_id in manager.base_models() or model_id in manager.model_paths():
             return ModelObject(id=model_id, created=started, owned_by="crafter-tui")
         raise ServiceError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
 
@@ -336,7 +335,7 @@ def _model_routes(app: FastAPI, manager: JobManager, models: ModelCache, setting
         path = manager.model_paths().get(request.model)
         if path is None:
             hint = (" It is a base recipe for fine-tuning; chat with a fine-tuned model."
-                    if request.model in BUILTIN_BASE_MODELS else "")
+                    if request.model in manager.base_models() else "")
             raise ServiceError(404, f"The model '{request.model}' does not exist.{hint}", param="model",
                                code="model_not_found")
         if not path.exists():

@@ -113,3 +113,11 @@ def load_model(path: Path) -> DoubleModel:
 
 TRAINER = "tests.doubles.ft_trainer_double:run_training"
 INFERENCE = "tests.doubles.ft_trainer_double:load_model"
+
+
+@dataclass(frozen=True)
+class _Size:
+    default_learning_rate: float
+
+
+BUILTIN_SIZES = {"crafter-tiny": _Size(1e-3)}
