@@ -1,0 +1,496 @@
+"""TEST DOUBLE: a scripted OpenAI-compatible chat-completions server on 127.0.0.1.
+
+This is not a model and not part of the product. It exists so that the real ``openai`` SDK
+(and everything our ``openai`` agent does with it: retries, ``Retry-After``, timeouts, tool-call
+parsing, token accounting) is exercised over real HTTP/1.1 on loopback, with replies chosen by
+the test:
+
+- a *script*: a list of ``ScriptedReply`` answered in order (tool calls, plain text, bad JSON
+  arguments, unknown actions, HTTP errors with ``Retry-After``, delays), or a callable that
+  picks the reply for each request;
+- a *policy* (``PolicyResponder``): a plausible ``interact`` call for every request after a
+  fixed latency, used by the concurrency benchmark.
+
+Every request is recorded (method, path, headers, JSON body, arrival time) so tests can assert
+exactly what the client sent. The server is a plain asyncio HTTP/1.1 server with keep-alive
+(no framework), so it can answer hundreds of requests per second without being the bottleneck.
+It runs in a background thread (``OpenAIDouble``, for tests) or in its own process
+(``DoubleProcess`` / ``python tests/doubles/openai_double.py --policy``, for benchmarks, so it
+does not share the GIL with the client under test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import http
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+CHAT_PATH_SUFFIX = "/chat/completions"
+#: What the policy double cycles through: moves in all four directions and ``do``.
+POLICY_ACTIONS: tuple[str, ...] = ("move_left", "do", "move_up", "do", "move_right", "do", "move_down", "do")
+
+
+# --------------------------------------------------------------------------- script items
+@dataclass(frozen=True, slots=True)
+class ToolCallSpec:
+    """One tool call as the double will return it; ``arguments`` is sent verbatim (may be bad JSON)."""
+
+    name: str
+    arguments: str
+    call_id: str | None = None  # None: the double makes one up ("call_<request>_<index>")
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedReply:
+    """One scripted answer to one chat-completions request."""
+
+    tool_calls: tuple[ToolCallSpec, ...] = ()
+    content: str | None = None
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    error_message: str | None = None  # for status >= 400
+    delay_ms: float = 0.0
+    usage: tuple[int, int] | None = None  # (prompt, completion); None: estimated from sizes
+    finish_reason: str | None = None  # None: "tool_calls" when there are calls, else "stop"
+    raw_body: bytes | None = None  # sent verbatim instead of a generated body
+
+
+def tool_call(name: str, arguments: str | dict[str, Any], *, call_id: str | None = None, **kwargs: Any) -> ScriptedReply:
+    """A reply with one tool call; ``arguments`` as a dict is JSON-encoded, as a str sent as is."""
+    args = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return ScriptedReply(tool_calls=(ToolCallSpec(name, args, call_id),), **kwargs)
+
+
+def interact(*actions: str, reasoning: str = "scripted reply", call_id: str | None = None, **kwargs: Any) -> ScriptedReply:
+    """A well-formed ``interact`` call (the action names are not checked: unknown ones are allowed)."""
+    return tool_call("interact", {"actions": list(actions), "reasoning": reasoning}, call_id=call_id, **kwargs)
+
+
+def terminate(reason: str = "done", **kwargs: Any) -> ScriptedReply:
+    """A ``terminate`` call."""
+    return tool_call("terminate", {"reason": reason}, **kwargs)
+
+
+def many_calls(*calls: ScriptedReply, **kwargs: Any) -> ScriptedReply:
+    """One reply carrying the tool calls of several single-call replies, in order."""
+    specs = tuple(spec for reply in calls for spec in reply.tool_calls)
+    return ScriptedReply(tool_calls=specs, **kwargs)
+
+
+def text(content: str, **kwargs: Any) -> ScriptedReply:
+    """A plain text reply without any tool call."""
+    return ScriptedReply(content=content, **kwargs)
+
+
+def bad_json(arguments: str = '{"actions": ["noop"', name: str = "interact", **kwargs: Any) -> ScriptedReply:
+    """A tool call whose arguments are not valid JSON."""
+    return tool_call(name, arguments, **kwargs)
+
+
+def http_error(status: int, *, retry_after: str | None = None, message: str | None = None, **kwargs: Any) -> ScriptedReply:
+    """An HTTP error response in OpenAI's error shape, optionally with a ``Retry-After`` header."""
+    headers = (("retry-after", retry_after),) if retry_after is not None else ()
+    return ScriptedReply(status=status, headers=headers, error_message=message or http.HTTPStatus(status).phrase, **kwargs)
+
+
+def delayed(delay_ms: float, reply: ScriptedReply) -> ScriptedReply:
+    """``reply``, sent after ``delay_ms`` milliseconds (e.g. to trigger client timeouts)."""
+    return replace(reply, delay_ms=delay_ms)
+
+
+# --------------------------------------------------------------------------- requests
+@dataclass(slots=True)
+class RecordedRequest:
+    """One request as the double received it."""
+
+    index: int
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    received_at: float  # time.monotonic()
+    json: Any = None
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The chat messages sent (empty when the body had none)."""
+        return list((self.json or {}).get("messages") or [])
+
+    def raw_text(self) -> str:
+        """Everything the client sent (request line, headers, body) as text, for leak checks."""
+        head = "\n".join(f"{k}: {v}" for k, v in self.headers.items())
+        return f"{self.method} {self.path}\n{head}\n\n{self.body.decode('utf-8', 'replace')}"
+
+
+Responder = Callable[[RecordedRequest], ScriptedReply]
+
+
+class PolicyResponder:
+    """Answers every request with a plausible ``interact`` call after a fixed latency.
+
+    Cycles through ``POLICY_ACTIONS`` (moves and ``do``), ``actions_per_turn`` at a time, so
+    a rollout against it walks around and collects things like a weak but valid player.
+    """
+
+    def __init__(self, latency_ms: float = 100.0, actions_per_turn: int = 1,
+                 actions: Sequence[str] = POLICY_ACTIONS) -> None:
+        self.latency_ms = latency_ms
+        self.actions_per_turn = actions_per_turn
+        self._cycle = itertools.cycle(actions)
+
+    def __call__(self, request: RecordedRequest) -> ScriptedReply:
+        chosen = [next(self._cycle) for _ in range(self.actions_per_turn)]
+        return interact(*chosen, reasoning="policy double", delay_ms=self.latency_ms)
+
+
+# --------------------------------------------------------------------------- bodies
+def _estimate_tokens(text_value: str) -> int:
+    """A deterministic stand-in for a tokenizer: about four characters per token."""
+    return max(1, len(text_value) // 4)
+
+
+def completion_body(reply: ScriptedReply, request: RecordedRequest) -> dict[str, Any]:
+    """The ``chat.completion`` JSON object for a successful scripted reply."""
+    calls = [
+        {"id": spec.call_id or f"call_{request.index}_{i}", "type": "function",
+         "function": {"name": spec.name, "arguments": spec.arguments}}
+        for i, spec in enumerate(reply.tool_calls)
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
+    if reply.usage is not None:
+        prompt_tokens, completion_tokens = reply.usage
+    else:
+        prompt_tokens = _estimate_tokens(json.dumps(request.messages))
+        completion_tokens = _estimate_tokens((reply.content or "") + "".join(s.arguments for s in reply.tool_calls))
+    body = request.json if isinstance(request.json, dict) else {}
+    return {
+        "id": f"chatcmpl-double-{request.index}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": str(body.get("model", "double")),
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": None,
+            "finish_reason": reply.finish_reason or ("tool_calls" if calls else "stop"),
+        }],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+        "system_fingerprint": "test-double",
+    }
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """OpenAI's error envelope."""
+    kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+            429: "rate_limit_error"}.get(status, "server_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+
+
+# --------------------------------------------------------------------------- server
+class _Http:
+    """Minimal HTTP/1.1 framing: enough for httpx (Content-Length or chunked bodies, keep-alive)."""
+
+    @staticmethod
+    async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes] | None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _version = lines[0].split(" ", 2)
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = await _Http.read_chunked(reader)
+        else:
+            body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+        return method, target, headers, body
+
+    @staticmethod
+    async def read_chunked(reader: asyncio.StreamReader) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                await reader.readline()
+                return b"".join(parts)
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+
+    @staticmethod
+    def response(status: int, body: bytes, headers: Iterable[tuple[str, str]] = ()) -> bytes:
+        reason = http.HTTPStatus(status).phrase if status in http.HTTPStatus._value2member_map_ else "Unknown"
+        lines = [f"HTTP/1.1 {status} {reason}", "content-type: application/json",
+                 f"content-length: {len(body)}", "connection: keep-alive"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class _DoubleCore:
+    """The request handling shared by the thread and the process front ends."""
+
+    def __init__(self, script: Iterable[ScriptedReply] | Responder | None, record: bool) -> None:
+        self._lock = threading.Lock()
+        self._queue: collections.deque[ScriptedReply] = collections.deque()
+        self._responder: Responder | None = None
+        self._record = record
+        self._requests: list[RecordedRequest] = []
+        self._counter = itertools.count()
+        self.served = 0
+        self.set_script(script)
+
+    def set_script(self, script: Iterable[ScriptedReply] | Responder | None) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._responder = None
+            if callable(script):
+                self._responder = script
+            elif script is not None:
+                self._queue.extend(script)
+
+    def push(self, *replies: ScriptedReply) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def _next_reply(self, request: RecordedRequest) -> ScriptedReply:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+            responder = self._responder
+        if responder is not None:
+            return responder(request)
+        return ScriptedReply(status=500, headers=(("x-should-retry", "false"),),
+                             error_message=f"test double: script exhausted at request #{request.index}")
+
+    async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                parsed = await _Http.read_request(reader)
+                if parsed is None:
+                    return
+                method, path, headers, body = parsed
+                writer.write(await self._answer(method, path, headers, body))
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            return
+        finally:
+            writer.close()
+
+    async def _answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
+        request = RecordedRequest(next(self._counter), method, path, headers, body, time.monotonic())
+        try:
+            request.json = json.loads(body) if body else None
+        except ValueError:
+            request.json = None
+        if self._record:
+            with self._lock:
+                self._requests.append(request)
+        if method == "GET" and path.rstrip("/").endswith("/models"):
+            return _Http.response(200, json.dumps({"object": "list", "data": [
+                {"id": "double", "object": "model", "created": 0, "owned_by": "test-double"}]}).encode())
+        if method != "POST" or not path.split("?")[0].endswith(CHAT_PATH_SUFFIX):
+            return _Http.response(404, json.dumps(error_body(404, f"no route {method} {path}")).encode())
+        if not isinstance(request.json, dict):
+            return _Http.response(400, json.dumps(error_body(400, "request body is not a JSON object")).encode())
+        reply = self._next_reply(request)
+        if reply.delay_ms > 0:
+            await asyncio.sleep(reply.delay_ms / 1000.0)
+        self.served += 1
+        if reply.raw_body is not None:
+            payload = reply.raw_body
+        elif reply.status >= 400:
+            payload = json.dumps(error_body(reply.status, reply.error_message or "error")).encode()
+        else:
+            payload = json.dumps(completion_body(reply, request)).encode()
+        return _Http.response(reply.status, payload, reply.headers)
+
+
+class OpenAIDouble:
+    """TEST DOUBLE: the scripted server in a background thread with its own event loop.
+
+    Use as a context manager (or the ``openai_double`` fixture); ``base_url`` ends in ``/v1``.
+    """
+
+    def __init__(self, script: Iterable[ScriptedReply] | Responder | None = None, *, record: bool = True) -> None:
+        self._core = _DoubleCore(script, record)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, in arrival order."""
+        return self._core.requests
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        """Only the chat-completions requests."""
+        return [r for r in self._core.requests if r.path.split("?")[0].endswith(CHAT_PATH_SUFFIX)]
+
+    def set_script(self, script: Iterable[ScriptedReply] | Responder | None) -> None:
+        """Replace the pending replies (a list) or install a responder (a callable)."""
+        self._core.set_script(script)
+
+    def push(self, *replies: ScriptedReply) -> None:
+        """Append replies to the script."""
+        self._core.push(*replies)
+
+    def start(self) -> OpenAIDouble:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                self._server = loop.run_until_complete(
+                    asyncio.start_server(self._core.handle_connection, "127.0.0.1", 0))
+                self.port = self._server.sockets[0].getsockname()[1]
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            self._server.close()
+            loop.run_until_complete(self._server.wait_closed())
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="openai-test-double", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._loop = None
+        self._thread = None
+
+    def __enter__(self) -> OpenAIDouble:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class DoubleProcess:
+    """TEST DOUBLE in its own process (policy mode), so it never competes for the client's GIL."""
+
+    def __init__(self, latency_ms: float = 100.0, actions_per_turn: int = 1) -> None:
+        self.latency_ms = latency_ms
+        self.actions_per_turn = actions_per_turn
+        self._proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> DoubleProcess:
+        cmd = [sys.executable, os.path.abspath(__file__), "--policy",
+               "--latency-ms", str(self.latency_ms), "--actions-per-turn", str(self.actions_per_turn)]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+        line = self._proc.stdout.readline() if self._proc.stdout else ""
+        if not line:
+            self.stop()
+            raise RuntimeError("openai test double process did not start")
+        self.port = int(json.loads(line)["port"])
+        return self
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.stdin:
+            self._proc.stdin.close()  # the child exits when its stdin closes
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.terminate()
+            self._proc.wait(10)
+        self._proc = None
+
+    def __enter__(self) -> DoubleProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+async def _serve_policy(latency_ms: float, actions_per_turn: int) -> None:
+    core = _DoubleCore(PolicyResponder(latency_ms, actions_per_turn), record=False)
+    server = await asyncio.start_server(core.handle_connection, "127.0.0.1", 0, backlog=1024)
+    print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    loop.add_reader(sys.stdin.fileno(), lambda: stopped.set() if not sys.stdin.readline() else None)
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    await stopped.wait()
+    server.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="TEST DOUBLE: OpenAI-compatible policy server on 127.0.0.1")
+    parser.add_argument("--policy", action="store_true", required=True, help="answer every request with a move/do")
+    parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument("--actions-per-turn", type=int, default=1)
+    args = parser.parse_args(argv)
+    asyncio.run(_serve_policy(args.latency_ms, args.actions_per_turn))
+    return 0
+
+
+try:  # the fixture, for test modules that import it; the script mode above does not need pytest
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+    @pytest.fixture
+    def openai_double() -> Iterator[OpenAIDouble]:
+        """A started ``OpenAIDouble`` with an empty script (``push``/``set_script`` to load it)."""
+        double = OpenAIDouble().start()
+        try:
+            yield double
+        finally:
+            double.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
