@@ -8,11 +8,12 @@ env's own speed. Ties are broken by a fixed cell order, so decisions are determi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import numpy as np
 
-from crafter_tui.world.rules import COLLECT_RULES, SEMANTIC_IDS, WALKABLE
+from crafter_tui.world.rules import COLLECT_RULES, SEMANTIC_IDS, SEMANTIC_NAMES, WALKABLE
 
 #: Directions in a fixed order (north, east, south, west): every tie is broken the same way.
 DIRECTIONS: tuple[tuple[int, int], ...] = ((0, -1), (1, 0), (0, 1), (-1, 0))
@@ -23,28 +24,34 @@ MOVE_ACTIONS: dict[tuple[int, int], str] = {
 CRAFT_REACH = 1
 
 ID = SEMANTIC_IDS
-WALKABLE_IDS = np.array([ID[name] for name in WALKABLE])
-CREATURE_IDS = np.array([ID[name] for name in ("cow", "zombie", "skeleton", "arrow")])
+WALKABLE_NAMES: tuple[str, ...] = tuple(WALKABLE)
+CREATURE_NAMES = ("cow", "zombie", "skeleton", "arrow")
 #: Cells zombies cannot enter and we do not mind sleeping next to (lava excluded on purpose).
-SOLID_IDS = np.array([ID[name] for name in (
-    "water", "stone", "tree", "coal", "iron", "diamond", "table", "furnace", "plant")] + [0])
+SOLID_NAMES = ("unknown", "water", "stone", "tree", "coal", "iron", "diamond", "table", "furnace", "plant")
 
 
-def ids_of(*names: str) -> np.ndarray:
-    return np.array([ID[name] for name in names])
+def ids_of(*names: str) -> frozenset[int]:
+    return frozenset(ID[name] for name in names)
+
+
+@functools.cache
+def _lookup(names: frozenset[str]) -> np.ndarray:
+    table = np.zeros(len(SEMANTIC_NAMES), bool)
+    table[[ID[name] for name in names]] = True
+    return table
 
 
 def mask_of(sem: np.ndarray, names: Iterable[str]) -> np.ndarray:
-    return np.isin(sem, ids_of(*names))
+    """Boolean map of the cells whose semantic kind is one of ``names`` (a table lookup)."""
+    return _lookup(frozenset(names))[sem]
 
 
-def diggable_ids(inventory: dict[str, int]) -> np.ndarray:
+def diggable_names(inventory: dict[str, int]) -> tuple[str, ...]:
     """Materials we can mine right now and that leave a walkable cell (so we can tunnel)."""
-    names = [name for name, rule in COLLECT_RULES.items()
-             if name in ID and rule["leaves"] in WALKABLE and name not in WALKABLE
-             and rule.get("probability", 1) >= 1
-             and all(inventory.get(item, 0) >= amount for item, amount in rule["require"].items())]
-    return np.array([ID[name] for name in names] or [-1])
+    return tuple(name for name, rule in COLLECT_RULES.items()
+                 if name in ID and rule["leaves"] in WALKABLE and name not in WALKABLE
+                 and rule.get("probability", 1) >= 1
+                 and all(inventory.get(item, 0) >= amount for item, amount in rule["require"].items()))
 
 
 def neighbours(mask: np.ndarray) -> np.ndarray:

@@ -17,13 +17,14 @@ import numpy as np
 
 from crafter_tui.agents.expert import phrases
 from crafter_tui.agents.expert.navigation import (
-    CREATURE_IDS, DIRECTIONS, ID, MOVE_ACTIONS, SOLID_IDS, WALKABLE_IDS, at, diggable_ids, ids_of,
+    CREATURE_NAMES, DIRECTIONS, ID, MOVE_ACTIONS, SOLID_NAMES, WALKABLE_NAMES, at, diggable_names, ids_of,
     in_bounds, mask_of, neighbours, shortest_path, square_neighbours)
 from crafter_tui.agents.expert.phrases import where
 from crafter_tui.world.env import LOCAL_VIEW, WorldState
 from crafter_tui.world.rules import COLLECT_RULES, MAKE_RULES, MAX_ITEM, PLACE_RULES
 
 Cell = tuple[int, int]
+WALKABLE_SET = ids_of(*WALKABLE_NAMES)
 TOOLS_IN_ORDER = ("wood_pickaxe", "wood_sword", "stone_pickaxe", "stone_sword", "iron_pickaxe", "iron_sword")
 MAX_ACTIONS = 3
 VIEW_LIMIT = 24  # path steps we accept to reach a target seen in the view before looking further
@@ -65,9 +66,9 @@ class Context:
         self.facing: Cell = state.facing
         self.inv = state.inventory
         self.ach = state.achievements
-        self.walk = np.isin(sem, WALKABLE_IDS)
+        self.walk = mask_of(sem, WALKABLE_NAMES)
         self.walk[self.pos] = True
-        self.passable = self.walk | np.isin(sem, diggable_ids(self.inv))
+        self.passable = self.walk | mask_of(sem, diggable_names(self.inv))
         self.passable[self.pos] = True
         half_w, half_h = LOCAL_VIEW[0] // 2, LOCAL_VIEW[1] // 2
         self.view = np.zeros_like(self.walk)
@@ -92,10 +93,15 @@ class Context:
 
     def near(self, names: tuple[str, ...], reach: int) -> list[Cell]:
         """Cells of ``names`` within Manhattan ``reach`` of the player, nearest first."""
-        xs, ys = np.nonzero(mask_of(self.sem, names))
-        cells = [(int(x), int(y)) for x, y in zip(xs, ys)
-                 if abs(int(x) - self.pos[0]) + abs(int(y) - self.pos[1]) <= reach]
-        return sorted(cells, key=lambda c: (abs(c[0] - self.pos[0]) + abs(c[1] - self.pos[1]), c))
+        x, y = self.pos
+        x0, y0 = max(x - reach, 0), max(y - reach, 0)
+        xs, ys = np.nonzero(mask_of(self.sem[x0: x + reach + 1, y0: y + reach + 1], names))
+        xs, ys = xs + x0, ys + y0
+        dist = np.abs(xs - x) + np.abs(ys - y)
+        keep = dist <= reach
+        xs, ys, dist = xs[keep], ys[keep], dist[keep]
+        order = np.lexsort((ys, xs, dist))
+        return [(int(xs[i]), int(ys[i])) for i in order]
 
 
 def path_actions(ctx: Context, path: list[Cell]) -> list[str]:
@@ -225,7 +231,7 @@ class Planner:
         rule = PLACE_RULES[item]
         if not ctx.has(rule["uses"]):
             return None
-        valid = set(int(i) for i in ids_of(*rule["where"]))
+        valid = ids_of(*rule["where"])
         action = f"place_{item}"
         if ctx.faced_id() in valid:
             return Plan([action], f"I face open ground. {why}", goal)
@@ -238,13 +244,13 @@ class Planner:
             back = (x - d[0], y - d[1])
             cell = (x + d[0], y + d[1])
             if at(ctx.sem, cell) in valid and ctx.walk[cell] and in_bounds(ctx.sem, back) and ctx.walk[back] \
-                    and at(ctx.sem, back) in [int(i) for i in WALKABLE_IDS]:
+                    and at(ctx.sem, back) in WALKABLE_SET:
                 back_dir = (-d[0], -d[1])
                 return Plan([MOVE_ACTIONS[back_dir], MOVE_ACTIONS[d], action],
                             f"I step back and turn {phrases.heading(*d)} to face open ground. {why}", goal)
         for d in DIRECTIONS:  # walk on to find open ground
             cell = (x + d[0], y + d[1])
-            if at(ctx.sem, cell) in [int(i) for i in WALKABLE_IDS]:
+            if at(ctx.sem, cell) in WALKABLE_SET:
                 return Plan([MOVE_ACTIONS[d]], f"There is no room here, so I step {phrases.heading(*d)}. {why}", goal)
         return None
 
@@ -252,7 +258,7 @@ class Planner:
     def _keep_sleeping(self, ctx: Context) -> Plan | None:
         if not ctx.state.sleeping:
             return None
-        return Plan(["sleep"], f"I am asleep with energy {ctx.inv['energy']}/{MAX_ITEM['energy']}; "
+        return Plan(["sleep"] * MAX_ACTIONS, f"I am asleep with energy {ctx.inv['energy']}/{MAX_ITEM['energy']}; "
                                "I keep sleeping until I am rested.", "sleeping")
 
     def _fight(self, ctx: Context) -> Plan | None:
@@ -312,7 +318,7 @@ class Planner:
 
     def _enclosed(self, ctx: Context) -> bool:
         """True when zombies cannot reach a cell next to us (our pocket has at most 2 cells)."""
-        open_ground = ctx.walk | np.isin(ctx.sem, CREATURE_IDS)
+        open_ground = ctx.walk | mask_of(ctx.sem, CREATURE_NAMES)
         region = {ctx.pos}
         stack = [ctx.pos]
         while stack:
@@ -347,7 +353,7 @@ class Planner:
             dig = [] if ctx.walk[c] else ["do"]
             return Plan(dig + [into], f"{why}; I go deeper into the pocket.", "sleep")
         if pos == c:
-            if ctx.walk[beyond] and at(ctx.sem, beyond) in [int(i) for i in WALKABLE_IDS]:
+            if ctx.walk[beyond] and at(ctx.sem, beyond) in WALKABLE_SET:
                 if ctx.facing != d:
                     memory.shelter = None
                     return None
@@ -379,8 +385,8 @@ class Planner:
         stone = ctx.inv.get("stone", 0)
         if stone < 1:
             return None
-        solid = np.isin(sem, SOLID_IDS)
-        open_or_dig = ctx.passable & ~np.isin(sem, CREATURE_IDS)
+        solid = mask_of(sem, SOLID_NAMES)
+        open_or_dig = ctx.passable & ~mask_of(sem, CREATURE_NAMES)
         walk = ctx.walk
         candidates = np.zeros_like(ctx.walk)
         entries: dict[Cell, Cell] = {}
@@ -534,7 +540,7 @@ class Planner:
     def _place_stone(self, ctx: Context) -> Plan | None:
         if ctx.done("place_stone") or ctx.inv["stone"] < 1:
             return None
-        valid = set(int(i) for i in ids_of(*PLACE_RULES["stone"]["where"]))
+        valid = ids_of(*PLACE_RULES["stone"]["where"])
         if ctx.faced_id() in valid:
             return Plan(["place_stone"], "I face open ground and carry stone; I place a stone block.", "place_stone")
         return None
