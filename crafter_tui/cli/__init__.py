@@ -21,6 +21,9 @@ from crafter_tui.errors import UserError
 COMMAND_MODULES: tuple[str, ...] = (
     "rollout",
     "serve_env",
+    "filter",
+    "validate",
+    "traces",
 )
 
 

@@ -203,7 +203,8 @@ def cost_estimate(spec: FilterSpec, tokens: TokenStats, examples: int, epochs: i
     if price is None:
         return None
     n_epochs = epochs or default_epochs(examples)
-    billed = tokens.total
+    # billed tokens: the training file only (held-out validation examples are not trained on)
+    billed = round(tokens.per_example_mean * examples)
     usd = training_cost(spec.cost_model, billed, n_epochs) or 0.0
     return CostEstimate(model=spec.cost_model, epochs=n_epochs, price_per_million=price, price_date=PRICE_TABLE_DATE,
                         billed_tokens=billed, usd=usd)
@@ -219,5 +220,6 @@ def selection_stats(store: TraceStore, spec: FilterSpec, *, turn_level: bool = T
     stats = turn_stats(cursor, spec)
     if tokens:
         stats.tokens = selection_tokens(store, cursor, spec, stats.examples_selected)
-        stats.cost = cost_estimate(spec, stats.tokens, stats.examples_selected)
+        train = stats.examples_train if stats.examples_train is not None else stats.examples_selected
+        stats.cost = cost_estimate(spec, stats.tokens, train)
     return stats

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +27,6 @@ from pydantic import BaseModel, ValidationError
 
 from crafter_tui.traces.jsonl import LineProblem
 from crafter_tui.traces.schema import EpisodeSummary, StepRecord, TurnRecord
-
-log = logging.getLogger(__name__)
 
 #: Bytes handed to Arrow at once: bounds memory while a big file is read.
 BLOCK_BYTES = 32 * 1024 * 1024
@@ -110,7 +107,6 @@ def read_new(path: Path, cursor: FileCursor, kind: RecordKind) -> Iterator[LoadR
         return
     if size < cursor.offset:
         problem = LineProblem(path, cursor.lines, f"file shrank from {cursor.offset} to {size} bytes; re-reading it")
-        log.warning("%s", problem)
         cursor.offset, cursor.lines = 0, 0
         yield LoadResult(None, [problem], reset=True)
     if size == cursor.offset:
@@ -169,8 +165,6 @@ def _parse_slow(path: Path, block: bytes, first_line: int, kind: RecordKind) -> 
         row = _check_line(path, number, raw, kind, problems)
         if row is not None:
             rows.append(row)
-    for problem in problems:
-        log.warning("%s", problem)
     table = pa.Table.from_pylist(rows, schema=kind.schema) if rows else None
     return LoadResult(table, problems)
 
