@@ -1,0 +1,123 @@
+"""The console: ``crafter-tui`` with no command.
+
+Start-up must paint within a second, so this module imports only Textual and the config;
+each screen module (and the services behind it: DuckDB, the trainer client, statistics) is
+imported when its screen is first shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
+
+from crafter_tui.config import AppConfig
+from crafter_tui.tui.base import SCREENS
+
+STYLES_DIR = Path(__file__).resolve().parents[2] / "styles"
+
+#: mode -> (module under crafter_tui.tui.screens, class name)
+SCREEN_CLASSES: dict[str, tuple[str, str]] = {
+    "runs": ("runs", "RunsScreen"),
+    "filter": ("filter", "FilterScreen"),
+    "jobs": ("jobs", "JobsScreen"),
+    "compare": ("compare", "CompareScreen"),
+}
+
+
+def _screen_factory(mode: str):  # type: ignore[no-untyped-def]
+    """A zero-argument factory that imports the screen's module only when the mode is first used."""
+
+    def build() -> Screen:
+        module_name, class_name = SCREEN_CLASSES[mode]
+        module = importlib.import_module(f"crafter_tui.tui.screens.{module_name}")
+        return getattr(module, class_name)()
+
+    return build
+
+
+class CrafterApp(App[int]):
+    """The Crafter workbench console: runs, filter tuning, fine-tune jobs, comparisons."""
+
+    TITLE = "crafter-tui"
+    CSS_PATH = [STYLES_DIR / "app.tcss", STYLES_DIR / "screens.tcss"]
+    MODES = {mode: _screen_factory(mode) for mode, _ in SCREENS}
+    BINDINGS = [
+        *(Binding(str(index), f"app.switch_mode('{mode}')", label.split(" ", 1)[1], id=f"nav.{mode}")
+          for index, (mode, label) in enumerate(SCREENS, start=1)),
+        Binding("question_mark,f1", "help", "Help", id="app.help"),
+        Binding("ctrl+t", "cycle_theme", "Theme", show=False, id="app.theme"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(self, config: AppConfig | None = None, *, start_mode: str = "runs") -> None:
+        super().__init__()
+        self.config = config or AppConfig()
+        self.start_mode = start_mode
+        self._services: dict[str, object] = {}
+
+    def on_mount(self) -> None:
+        self._apply_preferences()
+        self.switch_mode(self.start_mode)
+
+    def _apply_preferences(self) -> None:
+        """Theme and remapped keys from ``[tui]`` of the config; a bad value is a notice, not a crash."""
+        theme = self.config.tui.theme
+        if theme in self.available_themes:
+            self.theme = theme
+        else:
+            self.notify(f"unknown theme {theme!r} in [tui].theme; known: {', '.join(sorted(self.available_themes))}",
+                        severity="warning", timeout=8)
+        if self.config.tui.keymap:
+            self.set_keymap(dict(self.config.tui.keymap))
+
+    def service(self, name: str) -> object:
+        """The shared service ``name`` (runs, rollouts, traces, dataset, finetune, evaluation), built once.
+
+        Raises ImportError while a service module does not exist yet; screens show that state.
+        """
+        if name not in self._services:
+            self._services[name] = _build_service(name, self.config)
+        return self._services[name]
+
+    def action_help(self) -> None:
+        from crafter_tui.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_cycle_theme(self) -> None:
+        themes = sorted(self.available_themes)
+        self.theme = themes[(themes.index(self.theme) + 1) % len(themes)] if self.theme in themes else themes[0]
+        self.notify(f"theme: {self.theme}")
+
+
+def _build_service(name: str, config: AppConfig) -> object:
+    if name == "runs":
+        from crafter_tui.services.runs import RunsService
+
+        return RunsService(config)
+    if name == "rollouts":
+        from crafter_tui.services.rollouts import RolloutService
+
+        return RolloutService(config)
+    module = importlib.import_module(f"crafter_tui.services.{name}")
+    factory = getattr(module, "service_for_console", None)
+    if factory is not None:
+        return factory(config)
+    class_name = {"traces": "TraceService", "dataset": "DatasetService", "finetune": "FinetuneService",
+                  "evaluation": "EvaluationService"}[name]
+    return getattr(module, class_name)(config)
+
+
+def run_console(args: argparse.Namespace) -> int:
+    """Entry point of ``crafter-tui`` with no command."""
+    from crafter_tui.cli.common import config_from_args
+
+    config = config_from_args(args)
+    result = CrafterApp(config).run()
+    return int(result or 0)

@@ -1,0 +1,88 @@
+"""What every console screen shares: the navigation tabs, palette commands and error reporting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
+from textual.widgets import Tab, Tabs
+from textual.worker import Worker, WorkerState
+
+#: (mode name, tab label) in navigation order; the keys 1-4 follow this order.
+SCREENS: tuple[tuple[str, str], ...] = (
+    ("runs", "1 Runs"),
+    ("filter", "2 Filter"),
+    ("jobs", "3 Jobs"),
+    ("compare", "4 Compare"),
+)
+
+
+@dataclass(frozen=True)
+class PaletteCommand:
+    """A command the palette offers while its screen is shown."""
+
+    name: str
+    help: str
+    run: Callable[[], object]
+
+
+class ScreenCommands(Provider):
+    """Offers the commands of the screen the palette was opened from (screen-aware palette)."""
+
+    def _commands(self) -> list[PaletteCommand]:
+        screen = self.screen
+        return screen.palette_commands() if isinstance(screen, WorkbenchScreen) else []
+
+    async def discover(self) -> Hits:
+        for command in self._commands():
+            yield DiscoveryHit(command.name, command.run, help=command.help)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for command in self._commands():
+            score = matcher.match(command.name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(command.name), command.run, help=command.help)
+
+
+class NavTabs(Tabs):
+    """The screen switcher at the top of every screen (click a tab or press 1-4)."""
+
+    def __init__(self, active: str) -> None:
+        super().__init__(*(Tab(label, id=f"nav-{mode}") for mode, label in SCREENS), active=f"nav-{active}")
+        self.mode = active
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        event.stop()
+        target = (event.tab.id or "").removeprefix("nav-")
+        if target and target != self.mode and self.app.current_mode != target:
+            self.app.switch_mode(target)
+
+
+class WorkbenchScreen(Screen):
+    """Base of the four console screens."""
+
+    COMMANDS = {ScreenCommands}
+    MODE = ""
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        """Commands of this screen for the palette (override)."""
+        return []
+
+    def command(self, name: str, help: str, action: str) -> PaletteCommand:
+        """A palette command that runs one of this screen's actions."""
+        return PaletteCommand(name, help, partial(self.run_action, action))
+
+    def on_screen_resume(self) -> None:
+        tabs = self.query(NavTabs)
+        if tabs:
+            tabs.first().active = f"nav-{self.MODE}"
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A failed worker is a notification, never a crashed console."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(f"{event.worker.name or 'task'} failed: {error}", severity="error", timeout=8)

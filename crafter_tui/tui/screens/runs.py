@@ -1,0 +1,378 @@
+"""Runs & live episode: the runs list, a run's episodes, and the episode view.
+
+Data comes from ``services.runs`` (files read incrementally, so runs of other processes
+show up and progress live) and ``services.rollouts`` (launching). Every file read runs in a
+thread worker that only posts a message; the next poll is scheduled after the last one has
+been drawn, so polls never pile up, and nothing polls while the screen is hidden.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
+
+from crafter_tui.services.runs import EpisodeFrames, EpisodeRow, EpisodeTail, RunInfo, RunsService
+from crafter_tui.traces.schema import StepRecord, TurnRecord
+from crafter_tui.tui.base import NavTabs, PaletteCommand, WorkbenchScreen
+from crafter_tui.tui.widgets.episode import AchievementsView, InventoryView, MapView, VitalsBars
+from crafter_tui.tui.widgets.scrubber import StepScrubber
+
+RUNS_POLL_S = 1.0
+TAIL_POLL_S = 0.2
+TURNS_SHOWN = 6
+STATUS_STYLE = {"running": "bold green", "finished": "cyan", "failed": "bold red", "interrupted": "yellow",
+                "stale": "bold yellow"}
+
+
+class RunsScanned(Message):
+    """A poll of the trace folder finished (runs, and the episodes of the selected run)."""
+
+    def __init__(self, runs: list[RunInfo], run_dir: Path | None, episodes: list[EpisodeRow]) -> None:
+        super().__init__()
+        self.runs, self.run_dir, self.episodes = runs, run_dir, episodes
+
+
+class FramesRead(Message):
+    """New steps/turns of the episode on view."""
+
+    def __init__(self, tail: EpisodeTail, frames: EpisodeFrames) -> None:
+        super().__init__()
+        self.tail, self.frames = tail, frames
+
+
+class RolloutUpdate(Message):
+    """An event of a rollout this console launched; a newer one replaces a queued older one."""
+
+    def __init__(self, event: object) -> None:
+        super().__init__()
+        self.event = event
+
+    def can_replace(self, message: Message) -> bool:
+        kind = getattr(self.event, "kind", "")
+        return (isinstance(message, RolloutUpdate) and kind == "episode_progress"
+                and getattr(message.event, "kind", "") == "episode_progress")
+
+
+class EpisodeView(Vertical):
+    """Map, vitals, inventory, achievements, scrubber and the agent's turns of one episode."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("Select a run and an episode.", id="episode-title")
+        with Horizontal(id="episode-top"):
+            yield MapView(id="map")
+            with Vertical(id="vitals-col"):
+                yield VitalsBars(id="vitals")
+                yield Label("Inventory", classes="section")
+                yield InventoryView(id="inventory")
+            yield AchievementsView(id="achievements")
+        yield StepScrubber(id="scrubber")
+        with VerticalScroll(id="turns-scroll"):
+            yield Static(id="turns")
+
+
+class RunsScreen(WorkbenchScreen):
+    """Runs (live status and progress), episodes of a run, and the episode view."""
+
+    MODE = "runs"
+    BINDINGS = [
+        Binding("n", "launch", "New rollout", id="runs.launch"),
+        Binding("f", "toggle_follow", "Follow live", id="runs.follow"),
+        Binding("r", "refresh", "Refresh", id="runs.refresh"),
+        Binding("x", "cancel_rollout", "Stop rollout", id="runs.cancel"),
+        Binding("comma", "step(-1)", "Step back", id="runs.step_back"),
+        Binding("full_stop", "step(1)", "Step fwd", id="runs.step_forward"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[RunInfo] = []
+        self.run_dir: Path | None = None
+        self.episodes: list[EpisodeRow] = []
+        self.tail: EpisodeTail | None = None
+        self.steps: list[StepRecord] = []
+        self.turns: list[TurnRecord] = []
+        self.position = 0
+        self.follow = True
+        self.launched_run: Path | None = None
+        self.scans = 0
+        self.frames_drawn = 0
+
+    @property
+    def service(self) -> RunsService:
+        return self.app.service("runs")  # type: ignore[attr-defined,return-value]
+
+    def compose(self) -> ComposeResult:
+        yield NavTabs(self.MODE)
+        with Horizontal(id="runs-body"):
+            with Vertical(id="runs-left"):
+                yield Label("Runs", classes="section")
+                yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+                yield Label("Episodes", classes="section")
+                yield DataTable(id="episodes-table", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="launch-status")
+                yield ProgressBar(id="launch-progress", show_eta=False)
+            yield EpisodeView(id="episode-view")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        runs = self.query_one("#runs-table", DataTable)
+        runs.add_columns("run", "status", "agent/model", "episodes", "ach")
+        episodes = self.query_one("#episodes-table", DataTable)
+        episodes.add_columns("ep", "seed", "state", "steps", "ach", "reward")
+        self.query_one("#launch-progress").display = False
+        self._draw_step()
+        self._poll_runs()
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        self._poll_runs()
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        return [
+            self.command("Launch a rollout", "open the rollout form (agent, model, episodes, ...)", "launch"),
+            self.command("Follow live on/off", "keep the episode view on the newest step", "toggle_follow"),
+            self.command("Refresh runs", "rescan the trace folder now", "refresh"),
+            self.command("Stop the launched rollout", "cancel the rollout started here", "cancel_rollout"),
+        ]
+
+    # ---- runs polling -------------------------------------------------------------------
+    def _poll_runs(self) -> None:
+        self._scan(self.run_dir)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="runs-scan", name="scanning runs")
+    def _scan(self, run_dir: Path | None) -> None:
+        runs = self.service.index.scan()
+        episodes = self.service.index.episodes(run_dir) if run_dir is not None else []
+        self.post_message(RunsScanned(runs, run_dir, episodes))
+
+    def on_runs_scanned(self, message: RunsScanned) -> None:
+        self.scans += 1
+        self.runs = message.runs
+        self._fill_runs_table()
+        if message.run_dir is not None and message.run_dir == self.run_dir:
+            self.episodes = message.episodes
+            self._fill_episodes_table()
+        elif self.run_dir is None and self.runs:
+            self._select_run(self.runs[0].run_dir)
+        if self.is_current:
+            self.set_timer(RUNS_POLL_S, self._poll_runs)
+
+    def _fill_runs_table(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        keys = [str(info.run_dir) for info in self.runs]
+        if [row.value for row in table.rows] != keys:
+            table.clear()
+            for info in self.runs:
+                table.add_row(*self._run_cells(info), key=str(info.run_dir))
+            if self.run_dir is not None and str(self.run_dir) in keys:
+                table.move_cursor(row=keys.index(str(self.run_dir)), animate=False)
+            return
+        for info in self.runs:
+            for column, cell in zip(table.columns, self._run_cells(info)):
+                table.update_cell(str(info.run_dir), column, cell)
+
+    @staticmethod
+    def _run_cells(info: RunInfo) -> tuple[object, ...]:
+        mean = "-" if info.mean_achievements is None else f"{info.mean_achievements:.1f}"
+        return (info.run_id[-28:], Text(info.status, style=STATUS_STYLE.get(info.status, "")),
+                f"{info.agent}/{info.model}"[:22], f"{info.episodes_finished}/{info.episodes}", mean)
+
+    def _fill_episodes_table(self) -> None:
+        table = self.query_one("#episodes-table", DataTable)
+        keys = [str(row.episode) for row in self.episodes]
+        if [row.value for row in table.rows] != keys:
+            cursor = table.cursor_row
+            table.clear()
+            for row in self.episodes:
+                table.add_row(*self._episode_cells(row), key=str(row.episode))
+            if self.episodes:
+                table.move_cursor(row=min(cursor, len(self.episodes) - 1), animate=False)
+            return
+        for row in self.episodes:
+            for column, cell in zip(table.columns, self._episode_cells(row)):
+                table.update_cell(str(row.episode), column, cell)
+
+    @staticmethod
+    def _episode_cells(row: EpisodeRow) -> tuple[object, ...]:
+        state = Text(row.termination or "?", style="cyan") if row.finished else Text("playing", style="bold green")
+        return (row.episode, row.seed, state, row.steps, row.achievements, f"{row.reward:.1f}")
+
+    @on(DataTable.RowHighlighted, "#runs-table")
+    def _run_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is not None and Path(event.row_key.value) != self.run_dir:
+            self._select_run(Path(event.row_key.value))
+
+    def _select_run(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.episodes = []
+        self.query_one("#episodes-table", DataTable).clear()
+        self._close_episode()
+        self._scan(run_dir)
+
+    @on(DataTable.RowHighlighted, "#episodes-table")
+    def _episode_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is None or self.run_dir is None:
+            return
+        episode = int(event.row_key.value)
+        if self.tail is None or self.tail.episode != episode or self.tail.run_dir != self.run_dir:
+            self.open_episode(self.run_dir, episode)
+
+    # ---- episode view -------------------------------------------------------------------
+    def open_episode(self, run_dir: Path, episode: int) -> None:
+        """Show ``episode`` of ``run_dir`` from its first step and follow it while it is played."""
+        self.tail = self.service.tail(run_dir, episode)
+        self.steps, self.turns, self.position = [], [], 0
+        self._draw_step()
+        self._read_frames(self.tail)
+
+    def _close_episode(self) -> None:
+        self.tail = None
+        self.steps, self.turns, self.position = [], [], 0
+        self._draw_step()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="episode-tail", name="reading episode")
+    def _read_frames(self, tail: EpisodeTail) -> None:
+        self.post_message(FramesRead(tail, tail.poll()))
+
+    def on_frames_read(self, message: FramesRead) -> None:
+        if message.tail is not self.tail:
+            return  # an episode no longer on view
+        frames = message.frames
+        if frames.restarted:
+            self.steps, self.turns = [], []
+        was_at_end = self.position >= len(self.steps) - 1
+        self.steps.extend(frames.steps)
+        self.turns.extend(frames.turns)
+        if frames.steps and (self.follow and was_at_end or len(self.steps) == len(frames.steps)):
+            self.position = len(self.steps) - 1 if self.follow else 0
+        self._draw_step()
+        if not frames.finished and self.is_current:
+            self.set_timer(TAIL_POLL_S, lambda: self._read_frames(message.tail) if message.tail is self.tail else None)
+
+    def _draw_step(self) -> None:
+        self.frames_drawn += 1
+        step = self.steps[self.position] if self.steps else None
+        view = self.query_one(EpisodeView)
+        view.query_one("#map", MapView).show(step.view if step else None)
+        view.query_one("#vitals", VitalsBars).show(step)
+        view.query_one("#inventory", InventoryView).show(step)
+        unlocked = {name for s in self.steps[: self.position + 1] for name in s.new_achievements}
+        view.query_one("#achievements", AchievementsView).show(unlocked, set(step.new_achievements) if step else set())
+        view.query_one("#scrubber", StepScrubber).set_range(len(self.steps), self.position)
+        view.query_one("#episode-title", Static).update(self._title(step))
+        view.query_one("#turns", Static).update(self._turns_text(step))
+
+    def _title(self, step: StepRecord | None) -> Text:
+        if self.tail is None:
+            return Text("Select a run and an episode.", style="dim")
+        text = Text(f"episode {self.tail.episode}", style="bold")
+        if step is not None:
+            text.append(f"  seed {step.seed}  step {step.step}  action {step.action_name}  reward {step.reward:+.1f}")
+        state = "finished" if self.tail.finished else "live"
+        text.append(f"  [{state}{', following' if self.follow and not self.tail.finished else ''}]",
+                    style="green" if state == "live" else "cyan")
+        return text
+
+    def _turns_text(self, step: StepRecord | None) -> Text:
+        if step is None:
+            return Text("")
+        shown = [turn for turn in self.turns if turn.turn <= step.turn][-TURNS_SHOWN:]
+        text = Text()
+        for turn in reversed(shown):
+            text.append(f"turn {turn.turn} ", style="bold yellow" if turn.turn == step.turn else "bold")
+            text.append(f"(step {turn.step}) ", style="dim")
+            text.append(", ".join(turn.actions) or "(no action)", style="cyan")
+            if not turn.valid:
+                text.append(f"  invalid: {turn.error}", style="red")
+            if turn.new_achievements:
+                text.append("  ★ " + ", ".join(turn.new_achievements), style="bold yellow")
+            text.append("\n")
+            if turn.reasoning:
+                text.append(f"  {turn.reasoning}\n", style="italic")
+        return text
+
+    def on_step_scrubber_changed(self, message: StepScrubber.Changed) -> None:
+        self.position = message.position
+        self.follow = self.follow and message.position == len(self.steps) - 1
+        self._draw_step()
+
+    def action_step(self, delta: int) -> None:
+        if self.steps:
+            self.position = max(0, min(self.position + delta, len(self.steps) - 1))
+            self.follow = self.follow and self.position == len(self.steps) - 1
+            self._draw_step()
+
+    def action_toggle_follow(self) -> None:
+        self.follow = not self.follow
+        if self.follow and self.steps:
+            self.position = len(self.steps) - 1
+        self._draw_step()
+        self.notify(f"follow live {'on' if self.follow else 'off'}", timeout=2)
+
+    def action_refresh(self) -> None:
+        self._poll_runs()
+
+    # ---- launching ----------------------------------------------------------------------
+    def action_launch(self) -> None:
+        from crafter_tui.tui.screens.launch import LaunchRolloutScreen
+
+        self.app.push_screen(LaunchRolloutScreen(self.app.config), self._launch)  # type: ignore[attr-defined]
+
+    def _launch(self, spec: object) -> None:
+        if spec is None:
+            return
+        progress = self.query_one("#launch-progress", ProgressBar)
+        progress.display = True
+        progress.update(total=getattr(spec, "episodes", None), progress=0)
+        self.query_one("#launch-status", Static).update("starting rollout…")
+        self.follow = True
+        self.run_rollout(spec)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="rollout", name="rollout")
+    def run_rollout(self, spec: object) -> None:
+        """Plays the rollout through RolloutService on its own event loop, off the console's."""
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+
+        async def consume() -> None:
+            stream = self.app.service("rollouts").run(spec)  # type: ignore[attr-defined]
+            try:
+                async for event in stream:
+                    self.post_message(RolloutUpdate(event))
+                    if worker.is_cancelled:
+                        break
+            finally:
+                await stream.aclose()
+
+        asyncio.run(consume())
+
+    def on_rollout_update(self, message: RolloutUpdate) -> None:
+        event = message.event
+        kind = getattr(event, "kind", "")
+        status = self.query_one("#launch-status", Static)
+        progress = self.query_one("#launch-progress", ProgressBar)
+        if kind == "run_started":
+            self.launched_run = event.run_dir  # type: ignore[attr-defined]
+            status.update(f"rollout {event.run_id}: running")  # type: ignore[attr-defined]
+            self._select_run(event.run_dir)  # type: ignore[attr-defined]
+            self._poll_runs()
+        elif kind == "episode_finished":
+            progress.advance(1)
+        elif kind == "run_finished":
+            status.update(f"rollout {event.run_id}: {event.status} in {event.wall_s:.1f}s")  # type: ignore[attr-defined]
+            progress.display = False
+            self.notify(f"rollout {event.status}", timeout=4)  # type: ignore[attr-defined]
+            self._poll_runs()
+
+    def action_cancel_rollout(self) -> None:
+        cancelled = self.workers.cancel_group(self, "rollout")
+        self.notify("stopping the rollout…" if cancelled else "no rollout launched from here is running", timeout=3)

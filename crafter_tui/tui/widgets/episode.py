@@ -1,0 +1,97 @@
+"""Widgets of the episode view: the local map, vitals, inventory and achievements.
+
+They draw a ``StepRecord`` (the trace line) and nothing else, so a live episode, a replay
+and a run written by another process look the same.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from crafter_tui.traces.schema import StepRecord
+from crafter_tui.world.rules import ACHIEVEMENTS, ITEMS, MAX_ITEM, VITALS
+
+VIEW_COLUMNS = 9
+
+#: symbol -> (glyph, style); two columns per cell so the map keeps its aspect ratio.
+SYMBOL_STYLES: dict[str, tuple[str, str]] = {
+    "?": ("  ", "on grey11"), "~": ("~~", "bold bright_white on dodger_blue3"),
+    ".": ("  ", "on green4"), "#": ("##", "grey70 on grey35"), "_": ("  ", "on grey50"),
+    ":": ("::", "khaki3 on light_goldenrod3"), "T": ("♣♣", "bold green1 on dark_green"),
+    "%": ("%%", "bold yellow on red3"), "c": ("cc", "bold black on grey35"),
+    "i": ("ii", "bold orange3 on grey35"), "d": ("◆◆", "bold bright_white on grey35"),
+    "t": ("╥╥", "bold orange4 on green4"), "f": ("▣▣", "bold grey85 on grey23"),
+    "@": ("@@", "bold black on yellow1"), "C": ("ᴥᴥ", "bold white on green4"),
+    "Z": ("ZZ", "bold black on green3"), "S": ("SS", "bold white on grey30"),
+    "*": ("→→", "bold white on grey35"), "p": ("**", "bold magenta on green4"),
+}
+
+
+class MapView(Static):
+    """The 9x7 local view, drawn in colour from the step record's ``view`` symbols."""
+
+    def show(self, view: str | None) -> None:
+        self.update(render_view(view) if view else Text("(no step yet)", style="dim"))
+
+
+def render_view(view: str) -> Text:
+    text = Text()
+    for index, symbol in enumerate(view):
+        glyph, style = SYMBOL_STYLES.get(symbol, (symbol * 2, "bold white on grey11"))
+        text.append(glyph, style=style)
+        if index % VIEW_COLUMNS == VIEW_COLUMNS - 1 and index != len(view) - 1:
+            text.append("\n")
+    return text
+
+
+class VitalsBars(Static):
+    """Health, food, drink and energy as bars."""
+
+    COLOURS = {"health": "red", "food": "dark_orange", "drink": "dodger_blue1", "energy": "yellow"}
+
+    def show(self, step: StepRecord | None) -> None:
+        counts = dict(zip(ITEMS, step.inventory)) if step else {}
+        text = Text()
+        for name in VITALS:
+            value, top = counts.get(name, 0), MAX_ITEM[name]
+            text.append(f"{name:<7}", style="bold")
+            text.append("█" * value, style=self.COLOURS[name])
+            text.append("░" * (top - value), style="grey30")
+            text.append(f" {value}/{top}\n")
+        if step is not None:
+            text.append(f"{'night' if step.daylight < 0.5 else 'day'}{'  sleeping' if step.sleeping else ''}",
+                        style="dim")
+        self.update(text)
+
+
+class InventoryView(Static):
+    """The items held (vitals excluded), in Crafter's order."""
+
+    def show(self, step: StepRecord | None) -> None:
+        if step is None:
+            self.update(Text("(empty)", style="dim"))
+            return
+        held = [(name, count) for name, count in zip(ITEMS, step.inventory) if name not in VITALS and count > 0]
+        text = Text()
+        for name, count in held:
+            text.append(f"{name.replace('_', ' ')} ", style="bold")
+            text.append(f"{count}\n")
+        self.update(text if held else Text("(empty)", style="dim"))
+
+
+class AchievementsView(Static):
+    """All 22 achievements: unlocked ones coloured, those unlocked at this step highlighted."""
+
+    def show(self, unlocked: set[str], new: set[str]) -> None:
+        text = Text()
+        text.append(f"{len(unlocked)}/{len(ACHIEVEMENTS)}\n", style="bold")
+        for name in ACHIEVEMENTS:
+            label = name.replace("_", " ")
+            if name in new:
+                text.append(f"★ {label}\n", style="bold black on yellow")
+            elif name in unlocked:
+                text.append(f"✓ {label}\n", style="green")
+            else:
+                text.append(f"· {label}\n", style="grey50")
+        self.update(text)
