@@ -31,6 +31,9 @@ from crafter_tui.world.rules import ACHIEVEMENTS
 Message = tuple[str, Any]
 FLUSH_RECORDS = 256
 FLUSH_SECONDS = 0.05
+#: Imported once by the forkserver so each worker starts with the game and agents loaded.
+WORKER_PRELOAD = ["crafter_tui.rollout.executors", "crafter_tui.rollout.runner", "crafter_tui.agents.scripted",
+                  "crafter_tui.agents.random_agent", "crafter_tui.rollout.worker_warmup"]
 
 
 # -- the remote side: play jobs, emit messages ---------------------------------------------------------
@@ -217,16 +220,24 @@ def dump_config(config: AppConfig) -> dict[str, Any]:
 class ProcessPoolExecutor:
     """``--workers N``: N local processes, each playing whole episodes for its block of seeds."""
 
-    def __init__(self, workers: int, *, start_method: str = "spawn") -> None:
+    def __init__(self, workers: int, *, start_method: str = "forkserver") -> None:
         self.workers = workers
         self.start_method = start_method
+
+    def _context(self) -> Any:
+        """``forkserver``: workers fork from a clean server process that imported the game once,
+        so they start in milliseconds without inheriting this process's threads (uvicorn, the TUI)."""
+        ctx = mp.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            ctx.set_forkserver_preload(WORKER_PRELOAD)
+        return ctx
 
     async def run(self, spec: RolloutSpec, config: AppConfig, jobs: list[EpisodeJob],
                   run_id: str, sink: Any) -> None:
         blocks = partition(jobs, self.workers)
         if not blocks:
             return
-        ctx = mp.get_context(self.start_method)
+        ctx = self._context()
         out = ctx.Queue()
         lanes = max(1, spec.concurrency // len(blocks))
         spec_data, config_data = spec.model_dump(mode="json"), dump_config(config)
