@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextvars
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
@@ -36,10 +36,8 @@ from pydantic import SecretStr
 from crafter_tui.agents import prompting
 from crafter_tui.agents.base import AgentDecision, HistoryTurn, TurnObservation
 from crafter_tui.agents.replies import decision_from_completion
+from crafter_tui.config import AppConfig
 from crafter_tui.errors import UserError
-
-if TYPE_CHECKING:
-    from crafter_tui.config import AppConfig
 
 #: Servers that do not check keys (vLLM, Ollama, our own) still need *a* bearer value.
 PLACEHOLDER_KEY = "EMPTY"
@@ -98,43 +96,47 @@ class OpenAIAgent:
 
     def __init__(
         self,
-        model: str,
+        model: str | None,
         *,
-        base_url: str,
+        config: AppConfig | None = None,
+        base_url: str | None = None,
         api_key: str | SecretStr | None = None,
-        temperature: float = 0.0,
-        max_tokens: int = 512,
-        history_turns: int = 4,
-        timeout: float = 60.0,
-        max_retries: int = 6,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        history_turns: int | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
         tool_choice: str | dict[str, Any] = "auto",
         system_prompt: str = prompting.SYSTEM_PROMPT,
         client: openai.AsyncOpenAI | None = None,
     ) -> None:
+        """Explicit arguments win; the rest come from ``config`` (``[openai]``, ``[eval]``) or its defaults."""
         if not model or not model.strip():
             raise UserError("the openai agent needs a model name", where="--model")
+        config = config or AppConfig()
+        section, run = config.openai, config.eval
+        base_url = base_url or section.base_url
         self.model = model
         self.system_prompt = system_prompt
-        self.history_turns = history_turns
-        self.temperature = temperature
-        self.max_tokens = max_tokens
+        self.history_turns = run.history_turns if history_turns is None else history_turns
+        self.temperature = run.temperature if temperature is None else temperature
+        self.max_tokens = run.max_tokens if max_tokens is None else max_tokens
         self.tool_choice = tool_choice
-        self.timeout = timeout
-        self.max_retries = max_retries
+        self.timeout = section.timeout if timeout is None else timeout
+        self.max_retries = section.max_retries if max_retries is None else max_retries
         self.endpoint = redact_url(base_url)
         # OpenAI's newer models reject ``max_tokens``; other servers may not know the new name.
         self._max_tokens_field = "max_completion_tokens" if urlsplit(base_url).hostname == OPENAI_HOST else "max_tokens"
         self._owns_client = client is None
-        self._client = client if client is not None else make_client(
-            base_url, self._resolve_key(api_key, base_url), timeout, max_retries)
+        if client is None:
+            key = self._resolve_key(api_key if api_key is not None else section.api_key, base_url)
+            client = make_client(base_url, key, self.timeout, self.max_retries)
+        self._client = client
 
     @classmethod
     def from_config(cls, config: AppConfig, model: str, *, client: openai.AsyncOpenAI | None = None) -> OpenAIAgent:
         """The agent the ``[openai]`` and ``[eval]`` config sections describe."""
-        section, run = config.openai, config.eval
-        return cls(model, base_url=section.base_url, api_key=section.api_key, timeout=section.timeout,
-                   max_retries=section.max_retries, temperature=run.temperature, max_tokens=run.max_tokens,
-                   history_turns=run.history_turns, client=client)
+        return cls(model, config=config, client=client)
 
     @staticmethod
     def _resolve_key(api_key: str | SecretStr | None, base_url: str) -> str:
@@ -201,7 +203,10 @@ class OpenAIAgent:
     # -- errors ---------------------------------------------------------------------
     def _describe_failure(self, exc: openai.APIError) -> str:
         where = f"model endpoint {self.endpoint} (model {self.model!r})"
-        if isinstance(exc, openai.APITimeoutError):
+        refused = _connection_failure(exc)
+        if refused is not None:  # checked first: the aiohttp transport reports refusals as timeouts
+            text = f"could not connect to {where}, {self.max_retries} retries: {refused}"
+        elif isinstance(exc, openai.APITimeoutError):
             text = f"{where} timed out after {self.timeout:g} s, {self.max_retries} retries"
         elif isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc.__context__
@@ -220,6 +225,18 @@ class OpenAIAgent:
         if isinstance(key, str) and len(key) >= 4 and key != PLACEHOLDER_KEY:
             text = text.replace(key, "***")
         return text
+
+
+def _connection_failure(exc: BaseException) -> OSError | None:
+    """The OS-level connection error (refused, unreachable, DNS) behind ``exc``, if there is one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and not isinstance(current, TimeoutError):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _error_message(exc: openai.APIStatusError) -> str:
