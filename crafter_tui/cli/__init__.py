@@ -21,9 +21,16 @@ from crafter_tui.errors import UserError
 COMMAND_MODULES: tuple[str, ...] = (
     "rollout",
     "serve_env",
+    "eval",
+    "compare",
+    "analyze",
     "filter",
     "validate",
     "traces",
+    "finetune",
+    "jobs",
+    "models",
+    "serve",
 )
 
 
