@@ -1,0 +1,162 @@
+"""Env service speed: loopback throughput with 8 clients, one client's step latency, RSS with many envs.
+
+The service runs as ``crafter-tui serve-env`` in its own process (as in production); the load
+comes from asyncio httpx clients in this process, each driving its own environment with random
+actions (re-initialising when an episode ends; those resets count in the elapsed time).
+
+    python benchmarks/bench_env_service.py [--small] [--threadpool-too]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+import httpx
+
+INIT = "/env/CrafterClassic/initialize"
+STEP = "/env/CrafterClassic/step"
+
+
+def emit(metric: str, value: float, unit: str, goal: str | None = None, **extra: object) -> None:
+    print(json.dumps({"metric": metric, "value": round(value, 3), "unit": unit, "goal": goal, **extra}), flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServiceProcess:
+    """``crafter-tui serve-env`` on a free port, stopped on exit."""
+
+    def __init__(self, *flags: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "crafter_tui", "serve-env", "--port", str(self.port), *flags],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def __enter__(self) -> "ServiceProcess":
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("serve-env did not come up")
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the service process has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(current, peak) resident set size of the service process, MiB."""
+        fields = {}
+        with open(f"/proc/{self.proc.pid}/status") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def step_body(env_id: str, action: int) -> dict:
+    return {"env_id": env_id, "action": {"tool_calls": [{"tool": "interact", "args": {"action": action}}]}}
+
+
+async def drive(client: httpx.AsyncClient, seed: int, deadline: float, latencies: list[float] | None) -> int:
+    """Random actions on one env until ``deadline``; returns steps taken."""
+    rng = random.Random(seed)
+    env_id = (await client.post(INIT, json={"config": {"seed": seed}})).json()["env_id"]
+    steps = 0
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        response = await client.post(STEP, json=step_body(env_id, rng.randrange(17)))
+        if latencies is not None:
+            latencies.append(time.perf_counter() - start)
+        steps += 1
+        if response.status_code != 200 or response.json()["done"]:
+            await client.post("/env/CrafterClassic/terminate", json={"env_id": env_id})
+            seed += 1000
+            env_id = (await client.post(INIT, json={"config": {"seed": seed}})).json()["env_id"]
+    await client.post("/env/CrafterClassic/terminate", json={"env_id": env_id})
+    return steps
+
+
+async def throughput(service: ServiceProcess, clients: int, seconds: float) -> tuple[float, float]:
+    """(aggregate steps/s, service CPU microseconds per step) with ``clients`` concurrent clients."""
+    async with httpx.AsyncClient(base_url=service.url, limits=httpx.Limits(max_connections=clients)) as client:
+        await drive(client, 0, time.perf_counter() + 0.5, None)  # warm-up
+        cpu, start = service.cpu_seconds(), time.perf_counter()
+        deadline = start + seconds
+        counts = await asyncio.gather(*(drive(client, 100 + i, deadline, None) for i in range(clients)))
+        steps = sum(counts)
+        return steps / (time.perf_counter() - start), (service.cpu_seconds() - cpu) / steps * 1e6
+
+
+async def latency(url: str, seconds: float) -> list[float]:
+    samples: list[float] = []
+    async with httpx.AsyncClient(base_url=url) as client:
+        await drive(client, 0, time.perf_counter() + 0.5, None)
+        await drive(client, 7, time.perf_counter() + seconds, samples)
+    return samples
+
+
+async def hold_envs(url: str, count: int) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        gate = asyncio.Semaphore(4)
+
+        async def one(seed: int) -> None:
+            async with gate:
+                env_id = (await client.post(INIT, json={"config": {"seed": seed}})).json()["env_id"]
+                for action in (1, 2, 3, 4, 5):
+                    await client.post(STEP, json=step_body(env_id, action))
+
+        await asyncio.gather(*(one(seed) for seed in range(count)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="short runs (CI)")
+    parser.add_argument("--threadpool-too", action="store_true", help="also measure --threadpool stepping")
+    args = parser.parse_args()
+    seconds = 3.0 if args.small else 10.0
+    envs = 60 if args.small else 500
+    modes = [("async", ())] + ([("threadpool", ("--threadpool",))] if args.threadpool_too else [])
+    for mode, flags in modes:
+        with ServiceProcess("--max-envs", "2000", *flags) as service:
+            rate, cpu_us = asyncio.run(throughput(service, 8, seconds))
+            emit("env_service_steps_per_s_8_clients", rate, "steps/s", ">= 2000", mode=mode, cpus=os.cpu_count(),
+                 load_avg_1m=round(os.getloadavg()[0], 2))
+            emit("env_service_cpu_per_step", cpu_us, "us", "(load-independent cost; 1e6/x = one-core capacity)",
+                 mode=mode)
+            samples = asyncio.run(latency(service.url, seconds / 2))
+            emit("env_service_step_latency_p50_1_client", statistics.median(samples) * 1000, "ms", "<= 2",
+                 mode=mode, p90_ms=round(statistics.quantiles(samples, n=10)[-1] * 1000, 3), samples=len(samples))
+            if mode == "async":
+                asyncio.run(hold_envs(service.url, envs))
+                live = httpx.get(service.url + "/health").json()["live_envs"]
+                rss, peak = service.rss_mb()
+                emit(f"env_service_rss_{envs}_envs", peak, "MiB", "<= 1024 (500 envs)", live_envs=live,
+                     rss_now_mib=round(rss, 1))
+    emit("bench_client_peak_rss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MiB")
+
+
+if __name__ == "__main__":
+    main()
