@@ -48,6 +48,9 @@ class Memory:
 
     shelter: tuple[Cell, Cell] | None = None  # (entry cell A, inward direction d)
     shelter_turns: int = 0
+    shelter_still: int = 0  # shelter turns in a row without moving
+    last_pos: Cell | None = None
+    bad_shelters: set[Cell] = field(default_factory=set)  # entries that did not work out
     plant: tuple[Cell, int] | None = None  # where we planted a sapling, and the step
     goal: str = ""
     goal_turns: int = 0
@@ -74,7 +77,9 @@ class Context:
         self.view = np.zeros_like(self.walk)
         x, y = self.pos
         self.view[max(x - half_w, 0): x + half_w + 1, max(y - half_h, 0): y + half_h + 1] = True
-        self.night = state.daylight < 0.35
+        self.night = state.daylight < 0.5
+        # Daylight falls during the first 210 steps of each 300-step day (see CrafterWorld).
+        self.dusk = not self.night and state.daylight < 0.8 and state.step % 300 < 210
 
     def faced(self) -> Cell:
         return (self.pos[0] + self.facing[0], self.pos[1] + self.facing[1])
@@ -138,6 +143,7 @@ class Planner:
         self.GOALS: list[tuple[str, Callable[[Context], Plan | None]]] = [
             ("sleeping", self._keep_sleeping),
             ("fight", self._fight),
+            ("recover", self._recover),
             ("drink_low", lambda c: self._drink(c, urgent=True)),
             ("eat_low", lambda c: self._eat(c, urgent=True)),
             ("sleep", self._sleep),
@@ -188,17 +194,20 @@ class Planner:
     # -- shared moves ----------------------------------------------------------------
     def _go_use(self, ctx: Context, names: tuple[str, ...], use: list[str], goal: str, why: str,
                 label: str | None = None, visible_only: bool = False, limit: int = FAR_LIMIT,
-                stand: np.ndarray | None = None) -> Plan | None:
-        """Walk next to the nearest cell of ``names`` (seen ones first), face it, run ``use``."""
+                walk_only: bool = False) -> Plan | None:
+        """Walk next to the nearest cell of ``names`` (seen ones first), face it, run ``use``.
+
+        ``walk_only`` forbids tunnelling (for creatures: never dig out of a shelter to chase one).
+        """
         targets = mask_of(ctx.sem, names)
         if not targets.any():
             return None
         label = label or names[0]
-        stand_ok = ctx.passable if stand is None else stand
-        goals_seen = neighbours(targets & ctx.view) & stand_ok
-        path = shortest_path(ctx.passable, ctx.pos, goals_seen, min(VIEW_LIMIT, limit)) if goals_seen.any() else None
+        passable = ctx.walk if walk_only else ctx.passable
+        goals_seen = neighbours(targets & ctx.view) & passable
+        path = shortest_path(passable, ctx.pos, goals_seen, min(VIEW_LIMIT, limit)) if goals_seen.any() else None
         if path is None and not visible_only:
-            path = shortest_path(ctx.passable, ctx.pos, neighbours(targets) & stand_ok, limit)
+            path = shortest_path(passable, ctx.pos, neighbours(targets) & passable, limit)
         if path is None:
             return None
         end = path[-1] if path else ctx.pos
@@ -262,59 +271,83 @@ class Planner:
                                "I keep sleeping until I am rested.", "sleeping")
 
     def _fight(self, ctx: Context) -> Plan | None:
-        for names, reach in ((("zombie",), 1), (("skeleton",), 1), (("zombie",), 2)):
-            if ctx.near(names, reach):
+        """Hit a zombie or skeleton standing next to us (turning to face it first)."""
+        for name in ("zombie", "skeleton"):
+            if ctx.near((name,), 1):
                 weapon = "my sword" if any(ctx.inv.get(t, 0) for t in TOOLS_IN_ORDER if t.endswith("sword")) \
                     else "my bare hands"
-                return self._go_use(ctx, names, ["do", "do"], "fight",
-                                    f"It would hurt me, so I attack it with {weapon}.", limit=4)
+                return self._go_use(ctx, (name,), ["do", "do"], "fight",
+                                    f"It would hurt me, so I attack it with {weapon}.", limit=1, walk_only=True)
         return None
 
     def _drink(self, ctx: Context, urgent: bool) -> Plan | None:
-        drink = ctx.inv["drink"]
-        if urgent and drink > 4:
+        """Drink when low (urgent), top up to full once at the water, or for the achievement."""
+        drink, full = ctx.inv["drink"], MAX_ITEM["drink"]
+        if drink >= full:
             return None
-        if not urgent and drink >= MAX_ITEM["drink"]:
+        at_water = bool(ctx.near(("water",), 1))
+        low = 2 if (ctx.night or ctx.inv["health"] <= 4) and self._enclosed(ctx) else 4
+        if urgent and drink > low and not at_water:
             return None
-        if not urgent and ctx.done("collect_drink") and drink > 6 and not self._facing(ctx, "water"):
+        if not urgent and ctx.done("collect_drink") and drink > (7 if ctx.dusk else 6):
             return None
-        sips = max(1, min(MAX_ACTIONS, MAX_ITEM["drink"] - drink))
-        why = f"My drink is {drink}/{MAX_ITEM['drink']}, so I drink water."
-        return self._go_use(ctx, ("water",), ["do"] * sips, "drink", why, visible_only=not urgent
-                            and ctx.done("collect_drink"))
+        sips = max(1, min(MAX_ACTIONS, full - drink))
+        why = f"My drink is {drink}/{full}, so I drink until I am full."
+        if ctx.dusk and not urgent:
+            why = f"It is getting dark and my drink is {drink}/{full}; I drink before I shelter for the night."
+        return self._go_use(ctx, ("water",), ["do"] * sips, "drink", why,
+                            visible_only=not urgent and ctx.done("collect_drink") and not ctx.dusk)
 
     def _eat(self, ctx: Context, urgent: bool) -> Plan | None:
-        food = ctx.inv["food"]
-        if urgent and food > 4:
+        """Hunt a cow when hungry (urgent), when one is close, or for the achievement."""
+        food, full = ctx.inv["food"], MAX_ITEM["food"]
+        if food >= full:
             return None
-        if not urgent and (food >= MAX_ITEM["food"] or (ctx.done("eat_cow") and food > 6)):
+        low = 2 if (ctx.night or ctx.inv["health"] <= 4) and self._enclosed(ctx) else 4
+        if urgent and food > low and not (food <= 6 and ctx.near(("cow",), 1)):
             return None
-        why = f"My food is {food}/{MAX_ITEM['food']}, so I hunt the cow for food."
-        seen_only = not urgent and ctx.inv["drink"] > 3 and ctx.state.step < 120
-        return self._go_use(ctx, ("cow",), ["do", "do"], "eat", why, visible_only=seen_only)
+        if not urgent and ctx.done("eat_cow") and food > 6:
+            return None
+        why = f"My food is {food}/{full}, so I hunt the cow for food."
+        seen_only = not urgent and not ctx.dusk and ctx.state.step < 120
+        return self._go_use(ctx, ("cow",), ["do", "do"], "eat", why, visible_only=seen_only,
+                            walk_only=self._enclosed(ctx) and not urgent)
 
     def _facing(self, ctx: Context, name: str) -> bool:
         return ctx.faced_id() == ID[name]
 
     # -- sleeping in a shelter -------------------------------------------------------
     def _sleep(self, ctx: Context) -> Plan | None:
-        energy = ctx.inv["energy"]
+        """Wall ourselves in to sleep when tired or hurt, and to wait out the night."""
+        energy, health = ctx.inv["energy"], ctx.inv["health"]
+        can_sleep = energy < MAX_ITEM["energy"]
         tired = energy <= 3
-        night_rest = ctx.night and energy < MAX_ITEM["energy"] and ctx.done("make_wood_pickaxe")
+        hurt = health <= 4 and ctx.inv["food"] > 2 and ctx.inv["drink"] > 2
+        night = ctx.night and ctx.done("make_wood_pickaxe")
         early_rest = not ctx.done("wake_up") and energy < MAX_ITEM["energy"] - 1 \
             and ctx.done("make_stone_pickaxe") and ctx.inv["stone"] >= 2
-        if not (tired or night_rest or early_rest):
+        if not (tired or hurt or night or early_rest):
             self.memory.shelter = None
             return None
-        why = f"My energy is {energy}/{MAX_ITEM['energy']}"
+        why = f"My energy is {energy}/{MAX_ITEM['energy']}" if (tired or early_rest or not (hurt or night)) \
+            else f"My health is {health}/{MAX_ITEM['health']}" if hurt else "It is night"
         if self._enclosed(ctx):
-            return Plan(["sleep"], f"{why} and I am walled in, so I sleep safely.", "sleep")
+            if can_sleep:
+                return Plan(["sleep"] * MAX_ACTIONS, f"{why} and I am walled in, so I sleep safely.", "sleep")
+            return Plan(["noop"] * MAX_ACTIONS, f"{why}; I am rested and walled in, so I wait here "
+                                                "until it is safe to go out.", "sleep")
         plan = self._build_shelter(ctx, why)
         if plan is not None:
             return plan
         if energy <= 1:
             return Plan(["sleep"], f"{why}; I am exhausted and must sleep where I stand.", "sleep")
         return None
+
+    def _recover(self, ctx: Context) -> Plan | None:
+        """Badly hurt but fed and watered: wall in first and heal before running errands."""
+        if ctx.inv["health"] > 4 or min(ctx.inv["food"], ctx.inv["drink"]) <= 2:
+            return None
+        return self._sleep(ctx)
 
     def _enclosed(self, ctx: Context) -> bool:
         """True when zombies cannot reach a cell next to us (our pocket has at most 2 cells)."""
@@ -335,8 +368,13 @@ class Planner:
     def _build_shelter(self, ctx: Context, why: str) -> Plan | None:
         memory = self.memory
         memory.shelter_turns += 1
-        if memory.shelter is None or memory.shelter_turns > 30:
-            memory.shelter, memory.shelter_turns = self._find_shelter(ctx), 0
+        memory.shelter_still = memory.shelter_still + 1 if memory.last_pos == ctx.pos else 0
+        memory.last_pos = ctx.pos
+        if memory.shelter is not None and (memory.shelter_turns > 30 or memory.shelter_still >= 4):
+            memory.bad_shelters.add(memory.shelter[0])  # blocked or too slow: try another pocket
+            memory.shelter = None
+        if memory.shelter is None:
+            memory.shelter, memory.shelter_turns, memory.shelter_still = self._find_shelter(ctx), 0, 0
         if memory.shelter is None:
             return None
         a, d = memory.shelter
@@ -403,10 +441,12 @@ class Planner:
             xs, ys = np.nonzero(ok)  # ok marks the B cells
             for x, y in zip(xs.tolist(), ys.tolist()):
                 a = (x - d[0], y - d[1])
-                if a not in entries:
+                if a not in entries and a not in self.memory.bad_shelters:
                     entries[a] = d
                     candidates[a] = True
-        if not entries:
+        for sx, sy in ctx.near(("skeleton",), 40):  # skeletons shoot down tunnels: keep away
+            candidates[max(sx - 6, 0): sx + 7, max(sy - 6, 0): sy + 7] = False
+        if not candidates.any():
             return None
         path = shortest_path(ctx.walk, ctx.pos, candidates, 40)
         if path is None:
@@ -576,7 +616,8 @@ class Planner:
         if ctx.done("defeat_zombie") or ctx.inv["health"] < 6 or not ctx.near(("zombie",), 4):
             return None
         return self._go_use(ctx, ("zombie",), ["do", "do"], "zombie",
-                            "I am healthy, so I fight it to defeat a zombie.", visible_only=True, limit=8)
+                            "I am healthy, so I fight it to defeat a zombie.", visible_only=True, limit=8,
+                            walk_only=True)
 
     def _eat_plant(self, ctx: Context) -> Plan | None:
         planted = self.memory.plant
