@@ -12,7 +12,9 @@ of dividing by zero.
 
 from __future__ import annotations
 
+import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -74,12 +76,10 @@ def bootstrap_difference(baseline: Sequence[float], candidate: Sequence[float], 
     if all(np.ptp(part) == 0 for part in data):
         point = float(statistic(*data))
         return Interval(low=point, high=point, method="percentile")
+    if min(part.size for part in data) < 2:  # one value cannot be resampled into a spread
+        return Interval(low=None, high=None, method="none")
     for method in ("BCa", "percentile"):
-        if method == "BCa" and min(part.size for part in data) < 2:
-            continue
         with np.errstate(all="ignore"):
-            import warnings
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 result = stats.bootstrap(data, statistic, n_resamples=resamples, method=method,
@@ -103,6 +103,10 @@ def permutation_pvalue(baseline: Sequence[float], candidate: Sequence[float], *,
         return None
     if np.ptp(np.concatenate([a, b])) == 0:
         return 1.0
+    if paired and a.size < 2:
+        return 1.0  # one pair: both signs are as extreme as the observed one
+    if not paired and min(a.size, b.size) < 2:
+        return _exact_relabelling_pvalue(a, b)
     if paired:
         result = stats.permutation_test((a, b), _mean_difference, permutation_type="samples",
                                         n_resamples=resamples, vectorized=True, alternative="two-sided",
@@ -114,6 +118,20 @@ def permutation_pvalue(baseline: Sequence[float], candidate: Sequence[float], *,
     return float(result.pvalue)
 
 
+def _exact_relabelling_pvalue(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact two-sided permutation p of the mean difference by enumerating every relabelling
+    (used when a side has a single value, which scipy's permutation_test does not take)."""
+    pooled = np.concatenate([a, b])
+    observed = abs(b.mean() - a.mean())
+    extreme = total = 0
+    for chosen in itertools.combinations(range(pooled.size), a.size):
+        mask = np.zeros(pooled.size, dtype=bool)
+        mask[list(chosen)] = True
+        total += 1
+        extreme += abs(pooled[~mask].mean() - pooled[mask].mean()) >= observed * (1 - 1e-12)
+    return extreme / total
+
+
 def welch_pvalue(baseline: Sequence[float], candidate: Sequence[float]) -> float | None:
     """Welch's t-test p-value; None when either side has < 2 values or both are constant."""
     a = np.asarray(baseline, dtype=float)
@@ -122,7 +140,9 @@ def welch_pvalue(baseline: Sequence[float], candidate: Sequence[float]) -> float
         return None
     if np.var(a) == 0 and np.var(b) == 0:
         return 1.0 if a[0] == b[0] else 0.0
-    return float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # scipy warns of precision loss for nearly constant samples
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(b, a, equal_var=False).pvalue)
 
 
 def mann_whitney_pvalue(baseline: Sequence[float], candidate: Sequence[float], *,
