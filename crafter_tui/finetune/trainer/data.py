@@ -183,6 +183,9 @@ def _labels_from_prefixes(tokenizer: PreTrainedTokenizerBase, messages: list[dic
             continue
         start = len(_render_ids(tokenizer, messages[:i], tools, add_generation_prompt=True)["input_ids"])
         end = len(_render_ids(tokenizer, messages[: i + 1], tools)["input_ids"])
+        span = ids[start:end]
+        if tokenizer.eos_token_id in span:  # learn up to end-of-turn, not the separator after it
+            end = start + len(span) - span[::-1].index(tokenizer.eos_token_id)
         labels[start:end] = ids[start:end]
     return TokenRow(ids, labels)
 

@@ -28,9 +28,12 @@ def _scripted_choice(facing: str, rng: random.Random) -> tuple[list[str], str]:
     return [move, move], "exploring for trees"
 
 
-def scripted_conversations(turns: int, seed: int = 0, history_turns: int = 1,
-                           max_steps: int = 200) -> list[dict]:
-    """``turns`` chat rows (system, history, observation, interact call) from scripted episodes."""
+def scripted_conversations(turns: int, seed: int = 0, history_turns: int = 1, max_steps: int = 200,
+                           system_prompt: str = prompting.SYSTEM_PROMPT) -> list[dict]:
+    """``turns`` chat rows (system, history, observation, interact call) from scripted episodes.
+
+    Tests pass a short ``system_prompt`` to keep sequences (and test time) small.
+    """
     rng = random.Random(seed)
     rows: list[dict] = []
     episode = 0
@@ -43,7 +46,7 @@ def scripted_conversations(turns: int, seed: int = 0, history_turns: int = 1,
                 break
             observation = render_text_observation(state, turn=turn, max_steps=max_steps)
             actions, reasoning = _scripted_choice(SEMANTIC_NAMES[state.facing_id], rng)
-            messages = prompting.build_messages(prompting.SYSTEM_PROMPT, history, observation, history_turns)
+            messages = prompting.build_messages(system_prompt, history, observation, history_turns)
             assistant = prompting.interact_message(actions, reasoning, f"call_{episode}_{turn}")
             rows.append({"messages": [*messages, assistant], "tools": prompting.TOOLS})
             done, unlocked = False, []

@@ -10,6 +10,7 @@ are slower than one pinned thread; on an idle machine 2 threads help a little.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -228,6 +229,7 @@ def run_training(job: TrainJob, emit: Callable[[TrainEvent], None],
         _emit_message(emit, f"Training stopped at step {trainer.state.global_step}", level="warn")
     else:
         result.model_path = _save_final(trainer, tokenizer, job.output_dir / MODEL_DIR, use_lora)
+        _write_training_info(job, result.model_path)
         _emit_message(emit, "Training finished; model saved", path=str(result.model_path))
     result.seconds = time.perf_counter() - started
     return result
@@ -242,3 +244,9 @@ def _save_final(trainer: SFTTrainer, tokenizer: PreTrainedTokenizerBase, path: P
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def _write_training_info(job: TrainJob, path: Path) -> None:
+    """Facts inference needs that the HF files do not carry (the context the model was trained on)."""
+    info = {"base_model": job.model, "max_length": job.max_length, "seed": job.seed, "suffix": job.suffix}
+    (path / "crafter_tui_training.json").write_text(json.dumps(info, indent=2), encoding="utf-8")

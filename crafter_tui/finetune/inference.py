@@ -1,0 +1,193 @@
+"""Load a trained model and answer chat messages with OpenAI-shaped tool calls.
+
+Speed matters here (one call per Crafter turn), so generation is a hand-written loop
+rather than ``model.generate``: greedy by default, a KV cache, logits only for the last
+position, and a *prompt cache*: the KV of the previous call is kept and cropped to the
+prefix the new prompt shares with it (the tools block and the long, identical system
+prompt), so each turn only runs the new observation and history through the model.
+
+The reply text is parsed for ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
+(the format of the built-in chat template and of Qwen2.5); text that does not parse is
+returned as ``content`` so the caller can record an invalid action.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedTokenizerBase
+
+from crafter_tui.errors import UserError
+from crafter_tui.finetune.trainer.data import fit_messages, normalise_message
+
+TRAINING_INFO_FILE = "crafter_tui_training.json"
+DEFAULT_MAX_LENGTH = 2048
+_TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
+
+
+class ChatResult(BaseModel):
+    """One assistant reply, ready to wrap into a chat completion."""
+
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: Literal["stop", "length", "tool_calls"]
+    cached_prompt_tokens: int = 0
+
+
+def parse_reply(text: str) -> tuple[str | None, list[dict[str, Any]] | None]:
+    """Split generated text into content and OpenAI ``tool_calls``; unparseable calls stay text."""
+    matches = list(_TOOL_CALL.finditer(text))
+    if not matches:
+        return (text.strip() or None), None
+    calls = []
+    for match in matches:
+        try:
+            payload = json.loads(match.group(1).strip())
+        except json.JSONDecodeError:
+            return text.strip() or None, None
+        if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
+            return text.strip() or None, None
+        arguments = payload.get("arguments", {})
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        calls.append({"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                      "function": {"name": payload["name"], "arguments": arguments}})
+    content = _TOOL_CALL.sub("", text).strip()
+    return content or None, calls
+
+
+def _stop_token_ids(tokenizer: PreTrainedTokenizerBase, model: torch.nn.Module) -> set[int]:
+    ids = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    for token in ("<|im_end|>", "<|endoftext|>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+            ids.add(token_id)
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return {i for i in ids if i is not None}
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class LoadedModel:
+    """A model and tokenizer in memory, answering one chat at a time (calls are serialised)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: Path,
+                 max_length: int = DEFAULT_MAX_LENGTH) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.path = path
+        self.max_length = max_length
+        self.stop_ids = _stop_token_ids(tokenizer, model)
+        self._lock = threading.Lock()
+        self._cache: DynamicCache | None = None
+        self._cached_ids: list[int] = []
+
+    def prompt_ids(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                   max_tokens: int) -> list[int]:
+        """Token ids of the prompt, oldest history turns dropped so prompt + reply fit max_length."""
+        normalised = [normalise_message(m, f"messages[{i}]") for i, m in enumerate(messages)]
+        budget = max(1, self.max_length - max_tokens)
+        fitted = fit_messages(self.tokenizer, normalised, tools, budget, add_generation_prompt=True)
+        if fitted is None:
+            raise UserError(f"the last turn alone is longer than the model's context ({budget} tokens)",
+                            where="messages")
+        rendered = self.tokenizer.apply_chat_template(fitted, tools=tools, tokenize=True, return_dict=True,
+                                                      add_generation_prompt=True)
+        return list(rendered["input_ids"])
+
+    def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None,
+             max_tokens: int = 96, temperature: float = 0.0, seed: int | None = None) -> ChatResult:
+        """Generate one reply; greedy at temperature 0, sampled (seeded if given) otherwise."""
+        ids = self.prompt_ids(messages, tools, max_tokens)
+        generator = None
+        if temperature > 0:
+            generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
+        with self._lock, torch.inference_mode():
+            generated, reused, stopped = self._generate(ids, max_tokens, temperature, generator)
+        text = self.tokenizer.decode(generated, skip_special_tokens=False)
+        content, calls = parse_reply(text)
+        reason: Literal["stop", "length", "tool_calls"] = "tool_calls" if calls else ("stop" if stopped else "length")
+        return ChatResult(content=content, tool_calls=calls, prompt_tokens=len(ids),
+                          completion_tokens=len(generated) + int(stopped), finish_reason=reason,
+                          cached_prompt_tokens=reused)
+
+    def _start(self, ids: list[int]) -> tuple[DynamicCache, int]:
+        """A cache holding the longest prefix of ``ids`` already computed (at least one token left to run)."""
+        reuse = min(_common_prefix(self._cached_ids, ids), len(ids) - 1)
+        if self._cache is None or reuse <= 0:
+            return DynamicCache(config=self.model.config), 0
+        excess = self._cache.get_seq_length() - reuse
+        if excess > 0:
+            self._cache.crop(-excess)
+        return self._cache, reuse
+
+    def _generate(self, ids: list[int], max_tokens: int, temperature: float,
+                  generator: torch.Generator | None) -> tuple[list[int], int, bool]:
+        cache, reused = self._start(ids)
+        self._cache, self._cached_ids = None, []  # invalid until this call completes
+        feed = torch.tensor([ids[reused:]], dtype=torch.long)
+        fed = list(ids)
+        generated: list[int] = []
+        stopped = False
+        for _ in range(max_tokens):
+            logits = self.model(input_ids=feed, cache=cache, use_cache=True, logits_to_keep=1).logits
+            next_id = self._pick(logits[0, -1], temperature, generator)
+            if next_id in self.stop_ids:
+                stopped = True
+                break
+            generated.append(next_id)
+            feed = torch.tensor([[next_id]], dtype=torch.long)
+            fed.append(next_id)
+        fed = fed[: cache.get_seq_length()]
+        self._cache, self._cached_ids = cache, fed
+        return generated, reused, stopped
+
+    @staticmethod
+    def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
+        if temperature <= 0:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _training_max_length(path: Path) -> int:
+    info = path / TRAINING_INFO_FILE
+    if info.is_file():
+        return int(json.loads(info.read_text(encoding="utf-8")).get("max_length", DEFAULT_MAX_LENGTH))
+    return DEFAULT_MAX_LENGTH
+
+
+def load_model(path: Path | str, threads: int | None = None) -> LoadedModel:
+    """A trained model folder (``output_dir/model`` or a checkpoint; LoRA adapters are merged)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError("model folder not found", where=str(path))
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        if (path / "adapter_config.json").is_file():
+            from peft import AutoPeftModelForCausalLM
+
+            model = AutoPeftModelForCausalLM.from_pretrained(path, local_files_only=True).merge_and_unload()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except OSError as exc:
+        raise UserError(f"not a loadable model folder: {exc}", where=str(path)) from None
+    return LoadedModel(model, tokenizer, path, _training_max_length(path))
