@@ -46,11 +46,11 @@ def run_record(run_id: str, *, model: str = "scripted-expert", history_turns: in
                      versions=Versions(crafter="1.8.3", crafter_tui="0.1.0", python="3.11"))
 
 
-def turn_lines(index: int, episode: Episode, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def turn_lines(index: int, episode: Episode, seed: int, run_id: str = "run") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The turn and step records of one episode."""
     turns, steps, step = [], [], 0
     for number, turn in enumerate(episode.turns):
-        observation = turn.observation or f"Episode {index} turn {number}: you see grass and a tree."
+        observation = turn.observation or f"{run_id} episode {index} turn {number}: you see grass and a tree."
         call_id = f"call_{index}_{number}"
         if turn.valid:
             assistant = interact_message(turn.actions, f"reason {number}", call_id)
@@ -97,7 +97,7 @@ def write_run(root: Path, run_id: str, episodes: list[Episode], *, model: str = 
     turns_out, steps_out, eps_out = (JsonlAppender(run_dir / name) for name in (TURNS_FILE, STEPS_FILE, EPISODES_FILE))
     for index, episode in enumerate(episodes):
         seed = episode.seed if episode.seed is not None else 100 + index
-        turns, steps = turn_lines(index, episode, seed)
+        turns, steps = turn_lines(index, episode, seed, run_id)
         for line in turns:
             turns_out.write(line)
         for line in steps:

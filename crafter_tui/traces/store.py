@@ -268,7 +268,7 @@ class TraceStore:
         manifest: dict[str, Any] = {"run_id": state.run_id, "files": {}}
         for kind_name in ("episodes", "turns"):
             _, file_name, table = _KIND_FILES[kind_name]
-            data = self._con.cursor().execute(sql.SELECT_RUN_ROWS[table], [state.run_id]).fetch_arrow_table()
+            data = self._con.cursor().sql(sql.SELECT_RUN_ROWS[table], params=[state.run_id]).to_arrow_table()
             target = folder / f"{kind_name}.parquet"
             tmp = folder / f".{kind_name}.{os.getpid()}.tmp"
             pq.write_table(data, tmp)
