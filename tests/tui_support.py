@@ -45,5 +45,7 @@ async def wait_for(pilot: Pilot, condition: Callable[[], object], *, timeout: fl
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            notes = [str(note.message) for note in pilot.app._notifications]
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; notifications: {notes}; "
+                                 f"screen: {type(pilot.app.screen).__name__}; workers: {list(pilot.app.workers)}")
         await pilot.pause(0.05)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 
 from textual.app import App
@@ -59,6 +60,7 @@ class CrafterApp(App[int]):
         self.config = config or AppConfig()
         self.start_mode = start_mode
         self._services: dict[str, object] = {}
+        self.last_export: Path | None = None  # the filter screen's last export (the job form's default data)
 
     def on_mount(self) -> None:
         self._apply_preferences()
@@ -81,8 +83,13 @@ class CrafterApp(App[int]):
         Raises ImportError while a service module does not exist yet; screens show that state.
         """
         if name not in self._services:
-            self._services[name] = _build_service(name, self.config)
+            self._services[name] = _build_service(name, self.config, self.service)
         return self._services[name]
+
+    def on_unmount(self) -> None:
+        traces = self._services.get("traces")
+        if traces is not None:
+            traces.close()  # type: ignore[attr-defined]
 
     def action_help(self) -> None:
         from crafter_tui.tui.screens.help import HelpScreen
@@ -96,7 +103,8 @@ class CrafterApp(App[int]):
         self.notify(f"theme: {self.theme}")
 
 
-def _build_service(name: str, config: AppConfig) -> object:
+def _build_service(name: str, config: AppConfig, service: Callable[[str], object]) -> object:
+    """Build one service; imports happen here, on first use, so start-up stays light."""
     if name == "runs":
         from crafter_tui.services.runs import RunsService
 
@@ -105,13 +113,23 @@ def _build_service(name: str, config: AppConfig) -> object:
         from crafter_tui.services.rollouts import RolloutService
 
         return RolloutService(config)
-    module = importlib.import_module(f"crafter_tui.services.{name}")
-    factory = getattr(module, "service_for_console", None)
-    if factory is not None:
-        return factory(config)
-    class_name = {"traces": "TraceService", "dataset": "DatasetService", "finetune": "FinetuneService",
-                  "evaluation": "EvaluationService"}[name]
-    return getattr(module, class_name)(config)
+    if name == "traces":
+        from crafter_tui.services.traces import TraceService
+
+        return TraceService(config)
+    if name == "dataset":
+        from crafter_tui.services.dataset import DatasetService
+
+        return DatasetService(service("traces"))  # type: ignore[arg-type]
+    if name == "finetune":
+        from crafter_tui.services.finetune import FinetuneService
+
+        return FinetuneService(config)
+    if name == "evaluation":
+        from crafter_tui.services.evaluation import EvaluationService
+
+        return EvaluationService(config)
+    raise KeyError(f"no service named {name!r}")
 
 
 def run_console(args: argparse.Namespace) -> int:

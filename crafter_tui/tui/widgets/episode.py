@@ -84,7 +84,7 @@ class AchievementsView(Static):
     """All 22 achievements: unlocked ones coloured, those unlocked at this step highlighted."""
 
     def show(self, unlocked: set[str], new: set[str]) -> None:
-        text = Text()
+        text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{len(unlocked)}/{len(ACHIEVEMENTS)}\n", style="bold")
         for name in ACHIEVEMENTS:
             label = name.replace("_", " ")

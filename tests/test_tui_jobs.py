@@ -1,0 +1,103 @@
+"""Jobs screen against the real fine-tune service on loopback (its trainer is the TEST DOUBLE,
+tests/doubles/ft_trainer_double.py, so a job takes about a second)."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input
+
+from crafter_tui.config import AppConfig
+from crafter_tui.servers.ft_server import ServeSettings, create_app
+from crafter_tui.tui.app import CrafterApp
+from crafter_tui.tui.screens.job_form import LaunchJobScreen
+from crafter_tui.tui.screens.jobs import JobsScreen
+from crafter_tui.tui.widgets.charts import SeriesChart
+from tests.doubles.ft_trainer_double import INFERENCE, TRAINER
+from crafter_tui.agents.prompting import TOOLS
+from tests.ft_support import REPO_ROOT, ServerThread, sft_example, write_dataset
+from tests.tui_support import wait_for
+
+
+@pytest.fixture()
+def ft_server(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    monkeypatch.setenv("FT_DOUBLE_STEPS", "12")
+    monkeypatch.setenv("FT_DOUBLE_STEP_SECONDS", "0.15")
+    settings = ServeSettings(data_dir=tmp_path / "svc", trainer=TRAINER, inference=INFERENCE, poll_interval=0.05)
+    server = ServerThread(create_app(settings)).start()
+    yield server
+    server.stop()
+
+
+def tool_dataset(path, n: int = 12):
+    """A small valid SFT file (interact tool calls with the tool schema)."""
+    rows = [{**sft_example(f"Step {i}/100. A tree is 1 north.", ["move_up", "do"]), "tools": TOOLS} for i in range(n)]
+    return write_dataset(path, rows)
+
+
+def jobs_config(tmp_path, server) -> AppConfig:
+    return AppConfig.model_validate({
+        "storage": {"data_dir": str(tmp_path / "data")},
+        "output": {"trace_dir": str(tmp_path / "traces")},
+        "finetune": {"backend": "local", "local_url": server.base_url, "model": "crafter-tiny", "epochs": 1},
+        "eval": {"episodes": 1, "max_steps": 4, "concurrency": 1},
+    })
+
+
+async def test_launch_a_job_and_watch_its_chart_grow(tmp_path, ft_server):
+    data = tool_dataset(tmp_path / "sft.jsonl")
+    app = CrafterApp(jobs_config(tmp_path, ft_server), start_mode="jobs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, JobsScreen)
+        await wait_for(pilot, lambda: screen.polls >= 1, what="first job poll")
+        assert screen.rows == []
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, LaunchJobScreen), what="job form")
+        app.screen.query_one("#data", Input).value = str(data)
+        await pilot.click("#job-ok")
+        await wait_for(pilot, lambda: screen.job_id is not None and screen.detail is not None, timeout=20,
+                       what="job launched and selected")
+        chart = screen.query_one("#loss-chart", SeriesChart)
+        await wait_for(pilot, lambda: 0 < len(screen.metrics) < 12 and chart.points_drawn > 0, timeout=20,
+                       what="first loss points while the job runs")
+        partial = chart.points_drawn
+        await wait_for(pilot, lambda: screen.status == "succeeded", timeout=30, what="job succeeded")
+        await wait_for(pilot, lambda: chart.points_drawn == 12, what="full curve drawn")
+        assert chart.points_drawn > partial  # the chart grew while we watched
+        assert screen.detail.checkpoints and screen.detail.info.fine_tuned_model
+        assert "train" in chart.series
+        await wait_for(pilot, lambda: screen.rows and screen.rows[0].status == "succeeded", what="list refreshed")
+        # "evaluate this model": an eval rollout with the fine-tuned model, served by the same host
+        await pilot.press("e")
+        await wait_for(pilot, lambda: "experiment eval-" in str(screen.query_one("#jobs-status").render()),
+                       timeout=30, what="evaluation registered")
+
+
+async def test_cancel_a_running_job(tmp_path, ft_server, monkeypatch):
+    monkeypatch.setenv("FT_DOUBLE_STEPS", "400")
+    data = tool_dataset(tmp_path / "sft.jsonl")
+    app = CrafterApp(jobs_config(tmp_path, ft_server), start_mode="jobs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, LaunchJobScreen), what="job form")
+        app.screen.query_one("#data", Input).value = str(data)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: screen.status == "running", timeout=20, what="job running")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: screen.status == "cancelled", timeout=20, what="job cancelled")
+
+
+async def test_a_bad_dataset_is_a_notification(tmp_path, ft_server):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": "nope"}\n')
+    app = CrafterApp(jobs_config(tmp_path, ft_server), start_mode="jobs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, LaunchJobScreen), what="job form")
+        app.screen.query_one("#data", Input).value = str(bad)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any("failed" in str(n.message) for n in app._notifications), timeout=20,
+                       what="error notification")
+        assert app.is_running
