@@ -174,7 +174,7 @@ def completion_body(reply: ScriptedReply, request: RecordedRequest) -> dict[str,
     if reply.usage is not None:
         prompt_tokens, completion_tokens = reply.usage
     else:
-        prompt_tokens = _estimate_tokens(json.dumps(request.messages))
+        prompt_tokens = _estimate_tokens(request.body.decode("utf-8", "replace"))  # the whole request: cheap
         completion_tokens = _estimate_tokens((reply.content or "") + "".join(s.arguments for s in reply.tool_calls))
     body = request.json if isinstance(request.json, dict) else {}
     return {
