@@ -18,7 +18,9 @@ from crafter_tui.agents.replies import decision_from_completion, decision_from_m
 from crafter_tui.config import AppConfig
 from crafter_tui.world.env import CrafterWorld
 from tests.doubles.openai_double import (
+    DoubleProcess,
     OpenAIDouble,
+    ScriptedReply,
     bad_json,
     http_error,
     interact,
@@ -353,6 +355,27 @@ async def test_exhausted_script_fails_fast(openai_double, observation):
     finally:
         await agent.aclose()
     assert len(openai_double.chat_requests) == 1  # x-should-retry: false
+
+
+async def test_a_body_that_is_not_json_is_an_endpoint_error(openai_double, observation):
+    openai_double.push(ScriptedReply(raw_body=b"<html>gateway says hello</html>"))
+    agent = agent_for(openai_double)
+    try:
+        with pytest.raises(LLMCallError, match=r"returned a body that is not JSON: '<html>gateway"):
+            await agent.act(observation, [])
+    finally:
+        await agent.aclose()
+
+
+async def test_policy_double_in_its_own_process_answers_after_its_latency(observation):
+    with DoubleProcess(latency_ms=50, actions_per_turn=2) as double:
+        agent = OpenAIAgent("policy", base_url=double.base_url, api_key=KEY, max_retries=0)
+        try:
+            decisions = [await agent.act(observation, []) for _ in range(2)]
+        finally:
+            await agent.aclose()
+    assert [d.actions for d in decisions] == [["move_left", "do"], ["move_up", "do"]]
+    assert all(d.valid and d.latency_ms >= 50 and d.prompt_tokens > 0 for d in decisions)
 
 
 # --------------------------------------------------------------------------- config and factory

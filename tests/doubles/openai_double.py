@@ -445,6 +445,8 @@ class DoubleProcess:
         except subprocess.TimeoutExpired:
             self._proc.terminate()
             self._proc.wait(10)
+        if self._proc.stdout:
+            self._proc.stdout.close()
         self._proc = None
 
     def __enter__(self) -> DoubleProcess:
@@ -476,12 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-try:  # the fixture, for test modules that import it; the script mode above does not need pytest
+if __name__ != "__main__":  # the fixture, for test modules; the script mode does not pay for importing pytest
     import pytest
-except ImportError:  # pragma: no cover
-    pytest = None  # type: ignore[assignment]
 
-if pytest is not None:
     @pytest.fixture
     def openai_double() -> Iterator[OpenAIDouble]:
         """A started ``OpenAIDouble`` with an empty script (``push``/``set_script`` to load it)."""
