@@ -31,14 +31,16 @@ def heading(dx: int, dy: int) -> str:
     return "south" if dy > 0 else "north"
 
 
+#: Kinds spoken of without an article ("water is 2 south", "find some stone").
+MASS_NOUNS = frozenset({"water", "grass", "stone", "path", "sand", "lava", "coal", "iron", "diamond"})
+
+
 def where(kind: str, dx: int, dy: int) -> str:
-    """'A tree is 2 north' when visible, otherwise 'No tree in view, so I head west'."""
+    """'A tree is 2 north' when visible, otherwise 'No tree in view, so I explore west ...'."""
+    mass = kind in MASS_NOUNS
+    subject = kind.capitalize() if mass else f"A {kind}"
     if abs(dx) + abs(dy) == 1:
-        return f"A {kind} is right next to me ({offset(dx, dy)})"
+        return f"{subject} is right next to me ({offset(dx, dy)})"
     if visible(dx, dy):
-        return f"A {kind} is {offset(dx, dy)}"
-    return f"No {kind} in view, so I explore {heading(dx, dy)} to find one"
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s" if not noun.endswith("s") else f"{count} {noun}"
+        return f"{subject} is {offset(dx, dy)}"
+    return f"No {kind} in view, so I explore {heading(dx, dy)} to find {'some' if mass else 'one'}"

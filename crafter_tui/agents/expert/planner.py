@@ -31,6 +31,7 @@ VIEW_LIMIT = 24  # path steps we accept to reach a target seen in the view befor
 FAR_LIMIT = 120
 STALL_TURNS = 40  # turns a goal may run without new items or achievements before it is banned
 BAN_TURNS = 60
+WOOD_TOOLS_BEFORE_TABLE = 3  # pickaxe, sword, stone pickaxe
 
 
 @dataclass(slots=True)
@@ -99,6 +100,10 @@ class Context:
     def near(self, names: tuple[str, ...], reach: int) -> list[Cell]:
         """Cells of ``names`` within Manhattan ``reach`` of the player, nearest first."""
         x, y = self.pos
+        if reach == 1:  # the common case (what is next to us), without array work
+            wanted = ids_of(*names)
+            cells = [(x + dx, y + dy) for dx, dy in DIRECTIONS]
+            return sorted(cell for cell in cells if at(self.sem, cell) in wanted)
         x0, y0 = max(x - reach, 0), max(y - reach, 0)
         xs, ys = np.nonzero(mask_of(self.sem[x0: x + reach + 1, y0: y + reach + 1], names))
         xs, ys = xs + x0, ys + y0
@@ -267,8 +272,12 @@ class Planner:
     def _keep_sleeping(self, ctx: Context) -> Plan | None:
         if not ctx.state.sleeping:
             return None
-        return Plan(["sleep"] * MAX_ACTIONS, f"I am asleep with energy {ctx.inv['energy']}/{MAX_ITEM['energy']}; "
-                               "I keep sleeping until I am rested.", "sleeping")
+        energy, full = ctx.inv["energy"], MAX_ITEM["energy"]
+        if energy >= full:
+            return Plan(["sleep"], f"I am asleep with energy {energy}/{full}; I am rested and about to wake up.",
+                        "sleeping")
+        return Plan(["sleep"] * MAX_ACTIONS, f"I am asleep with energy {energy}/{full}; "
+                                             "I keep sleeping until I am rested.", "sleeping")
 
     def _fight(self, ctx: Context) -> Plan | None:
         """Hit a zombie or skeleton standing next to us (turning to face it first)."""
@@ -466,9 +475,10 @@ class Planner:
         here = [t for t in affordable if self._nearby_ok(ctx, ctx.pos, MAKE_RULES[t]["nearby"])]
         if here:
             chosen = self._fit_budget(ctx, here)
-            names = " and ".join(t.replace("_", " ") for t in chosen)
-            needs = " and ".join(MAKE_RULES[chosen[0]]["nearby"])
-            return Plan([f"make_{t}" for t in chosen], f"The {needs} is next to me and I have the materials, "
+            names = " and a ".join(t.replace("_", " ") for t in chosen)
+            stations = MAKE_RULES[chosen[0]]["nearby"]
+            needs = " and ".join(stations) + (" are" if len(stations) > 1 else " is")
+            return Plan([f"make_{t}" for t in chosen], f"The {needs} next to me and I have the materials, "
                                                        f"so I make a {names}.", "craft")
         for tool in affordable:
             nearby = MAKE_RULES[tool]["nearby"]
@@ -508,7 +518,12 @@ class Planner:
         return cells[0] if cells else ctx.pos
 
     def _wood_needed(self, ctx: Context) -> int:
-        need = sum(MAKE_RULES[t]["uses"].get("wood", 0) for t in self._pending_tools(ctx))
+        """Wood for the missing tools; before the first table only for it and the first tools
+        (trees may be scarce: better to start crafting early and top up when trees are in view)."""
+        pending = self._pending_tools(ctx)
+        if not ctx.done("place_table"):
+            pending = pending[:WOOD_TOOLS_BEFORE_TABLE]
+        need = sum(MAKE_RULES[t]["uses"].get("wood", 0) for t in pending)
         if not ctx.done("place_table"):
             need += PLACE_RULES["table"]["uses"].get("wood", 0)
         return min(need, MAX_ITEM["wood"])
