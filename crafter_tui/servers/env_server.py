@@ -376,12 +376,14 @@ def create_app(settings: EnvServiceSettings | None = None) -> FastAPI:
             slot.last_used = time.monotonic()
             return Response(body, media_type="application/json")
 
-    @app.post(f"{PREFIX}/step")
     async def step(request: Request) -> Response:
+        """The hot path: a plain Starlette route (no dependency solving); the body is parsed here."""
         req = parse_body(StepRequest, await request.body())
         slot = registry.get(req.env_id)
         actions = [a for call in req.action.tool_calls for a in call.args.action_ids()]
         return await play(slot, actions, query_options(request, slot.options), req.request_id)
+
+    app.add_route(f"{PREFIX}/step", step, methods=["POST"])
 
     @app.post(f"{PREFIX}/terminate")
     async def terminate(request: Request) -> Response:
