@@ -7,6 +7,7 @@ import json
 import socket
 from pathlib import Path
 
+import openai
 import pytest
 from pydantic import SecretStr
 
@@ -268,23 +269,33 @@ async def test_auth_error_is_not_retried(openai_double, observation):
     assert len(openai_double.chat_requests) == 1
 
 
-async def test_timeout_and_connection_failure_are_clear_errors(openai_double, observation):
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_timeout_and_connection_failure_are_clear_errors(openai_double, observation, transport):
+    def build(base_url: str, timeout: float) -> OpenAIAgent:
+        client = None if transport == "aiohttp" else openai.AsyncOpenAI(
+            base_url=base_url, api_key=KEY, timeout=timeout, max_retries=0)
+        return OpenAIAgent("m", base_url=base_url, api_key=KEY, timeout=timeout, max_retries=0, client=client)
+
     openai_double.push(delayed(3000, interact("do")))
-    agent = agent_for(openai_double, timeout=0.2, max_retries=0)
+    agent = build(openai_double.base_url, 0.2)
     try:
         with pytest.raises(LLMCallError, match=r"timed out after 0.2 s"):
             await agent.act(observation, [])
     finally:
         await agent.aclose()
+        if transport == "httpx":  # an injected client is closed by its owner
+            await agent._client.close()
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    agent = OpenAIAgent("m", base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0, timeout=2)
+    agent = build(f"http://127.0.0.1:{port}/v1", 2.0)
     try:
         with pytest.raises(LLMCallError, match=r"could not connect to model endpoint http://127.0.0.1"):
             await agent.act(observation, [])
     finally:
         await agent.aclose()
+        if transport == "httpx":
+            await agent._client.close()
 
 
 def _history(n: int) -> list[HistoryTurn]:

@@ -217,14 +217,15 @@ class OpenAIAgent:
     # -- errors ---------------------------------------------------------------------
     def _describe_failure(self, exc: openai.APIError) -> str:
         where = f"model endpoint {self.endpoint} (model {self.model!r})"
-        refused = _connection_failure(exc)
-        if refused is not None:  # checked first: the aiohttp transport reports refusals as timeouts
-            text = f"could not connect to {where}, {self.max_retries} retries: {refused}"
-        elif isinstance(exc, openai.APITimeoutError):
-            text = f"{where} timed out after {self.timeout:g} s, {self.max_retries} retries"
-        elif isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc.__context__
-            text = f"could not connect to {where}, {self.max_retries} retries: {cause or exc}"
+        if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+            # the aiohttp transport reports refused connections as timeouts: look for the OS error
+            refused = _os_error(exc)
+            if isinstance(exc, openai.APITimeoutError) and refused is None:
+                text = f"{where} timed out after {self.timeout:g} s, {self.max_retries} retries"
+            else:
+                cause = refused or _root_cause(exc)
+                text = (f"could not connect to {where}, {self.max_retries} retries: "
+                        f"{type(cause).__name__}: {cause}")
         elif isinstance(exc, openai.APIStatusError):
             status = exc.status_code
             retried = status in RETRIED_STATUSES or status >= 500
@@ -241,8 +242,8 @@ class OpenAIAgent:
         return text
 
 
-def _connection_failure(exc: BaseException) -> OSError | None:
-    """The OS-level connection error (refused, unreachable, DNS) behind ``exc``, if there is one."""
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OS-level connection error (refused, unreachable, DNS) behind ``exc``, if any."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -251,6 +252,15 @@ def _connection_failure(exc: BaseException) -> OSError | None:
             return current
         current = current.__cause__ or current.__context__
     return None
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception behind ``exc`` (the OS or transport error that started it)."""
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        exc = inner
+    return exc
 
 
 def _error_message(exc: openai.APIStatusError) -> str:
