@@ -141,3 +141,32 @@ async def test_worker_failure_is_reported_not_raised(tmp_path):
     await ProcessPoolExecutor(2).run(broken, AppConfig(), [EpisodeJob(0, 7), EpisodeJob(1, 8)], "broken", sink)
     assert sorted(s.episode for s in sink.summaries) == [0, 1]
     assert all(s.termination == "env_error" and "nonexistent" in s.error for s in sink.summaries)
+
+
+async def test_killing_a_worker_ends_only_its_episodes(tmp_path):
+    import multiprocessing
+    import os
+    import signal
+
+    from crafter_tui.rollout.events import EpisodeProgress
+
+    killed: list[int] = []
+
+    def on_event(event) -> None:
+        if isinstance(event, EpisodeProgress) and event.episode == 1 and event.step >= 10 and not killed:
+            for child in multiprocessing.active_children():
+                if child.name == "crafter-worker-1":  # plays episodes 1 and 3 (round-robin blocks)
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+
+    spec = _spec(tmp_path, run_id="killed", episodes=4, max_steps=150, concurrency=2, workers=2)
+    result = await run_rollout(spec, AppConfig(), on_event)
+    assert killed, "the worker was killed mid-episode"
+    by_episode = {s.episode: s for s in result.summaries}
+    assert sorted(by_episode) == [0, 1, 2, 3]
+    assert all(by_episode[e].termination != "env_error" for e in (0, 2)), "the other worker's episodes finish"
+    for episode in (1, 3):
+        assert by_episode[episode].termination == "env_error"
+        assert "exit code -9" in by_episode[episode].error
+    assert by_episode[1].steps >= 10, "what arrived before the kill is counted"
+    assert result.record.status == "finished"
