@@ -32,7 +32,6 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx2  # the openai SDK's HTTP library
 import openai
 from pydantic import SecretStr
 
@@ -87,15 +86,22 @@ def shared_ssl_context() -> ssl.SSLContext:
     Building one loads the CA bundle (0.05-0.4 s of CPU); the runner builds one agent per
     episode, so without sharing, starting 64 episodes would block the event loop for seconds.
     """
-    return httpx2.create_ssl_context()  # the SDK's own default (honours SSL_CERT_FILE and friends)
+    try:  # the SDK's own HTTP library and default context (honours SSL_CERT_FILE and friends)
+        import httpx2 as http_library  # openai >= 3
+    except ImportError:  # pragma: no cover - older SDKs use httpx
+        import httpx as http_library
+    return http_library.create_ssl_context()
 
 
 def make_client(base_url: str, api_key: str, timeout: float, max_retries: int) -> openai.AsyncOpenAI:
     """An ``AsyncOpenAI`` on the aiohttp transport when available (see module docstring)."""
     hooks = {"request": [_count_attempt], "response": []}
     options: dict[str, Any] = {"timeout": timeout, "event_hooks": hooks, "verify": shared_ssl_context()}
+    aiohttp_client = getattr(openai, "DefaultAioHttpClient", None)
     try:
-        http_client = openai.DefaultAioHttpClient(**options)
+        if aiohttp_client is None:
+            raise RuntimeError("this openai SDK has no aiohttp transport")
+        http_client = aiohttp_client(**options)
     except RuntimeError:  # aiohttp extra not installed: the SDK's default transport
         http_client = openai.DefaultAsyncHttpxClient(**options)
     return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout,
