@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.json as pajson
 from pydantic import BaseModel, ValidationError
@@ -130,8 +131,30 @@ def read_new(path: Path, cursor: FileCursor, kind: RecordKind) -> Iterator[LoadR
             yield parse_block(path, complete, first_line, kind)
 
 
+def _looks_like_objects(block: bytes) -> int | None:
+    """Number of lines if every line is ``{...}`` with no blank line, else None.
+
+    Arrow's reader is only given blocks that pass this check: it crashes (segfault, Arrow 26)
+    on a block starting with a top-level ``null``, and counts ``{..}{..}`` on one line as two
+    rows; both would break the line <-> row correspondence the problem reports rely on.
+    """
+    data = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(data == 10)
+    if len(ends) == 0:
+        return None
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    if np.any(starts == ends):  # a blank line
+        return None
+    if np.any(data[starts] != ord("{")) or np.any(data[ends - 1] != ord("}")):
+        return None
+    return len(ends)
+
+
 def parse_block(path: Path, block: bytes, first_line: int, kind: RecordKind) -> LoadResult:
     """Arrow fast path; on any failure, the line-by-line path for this block only."""
+    lines = _looks_like_objects(block)
+    if lines is None:
+        return _parse_slow(path, block, first_line, kind)
     try:
         table = pajson.read_json(
             io.BytesIO(block),
@@ -140,7 +163,7 @@ def parse_block(path: Path, block: bytes, first_line: int, kind: RecordKind) -> 
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
         return _parse_slow(path, block, first_line, kind)
-    if any(table.column(name).null_count for name in kind.required):
+    if table.num_rows != lines or any(table.column(name).null_count for name in kind.required):
         return _parse_slow(path, block, first_line, kind)
     return LoadResult(_fill_defaults(table, kind))
 
