@@ -19,11 +19,6 @@ HOST_NAMES: tuple[str, ...] = ("openai", "synth", "modal", "local")
 #: How a host wants hyperparameters in ``POST /fine_tuning/jobs``.
 Dialect = Literal["openai", "synth", "local", "modal"]
 
-#: Training price per 1M trained tokens (USD) of OpenAI's fine-tunable models (late 2026 list prices).
-OPENAI_TRAINING_PRICE_PER_M: dict[str, float] = {
-    "gpt-4o-mini": 3.0, "gpt-4o": 25.0, "gpt-4.1-nano": 1.5, "gpt-4.1-mini": 5.0, "gpt-4.1": 25.0,
-    "gpt-3.5-turbo": 8.0,
-}
 #: Rough GPU training throughput (tokens/s, LoRA, bf16) used for time/cost estimates on GPU hosts.
 GPU_TOKENS_PER_SECOND: dict[str, float] = {"0.5b": 60_000, "1.5b": 30_000, "3b": 18_000, "7b": 8_000,
                                            "14b": 4_000, "32b": 1_800}
@@ -80,10 +75,3 @@ def model_size_key(model: str) -> str | None:
             return key
     return None
 
-
-def openai_price(model: str) -> float | None:
-    """Training price per 1M tokens for an OpenAI model name (snapshot suffixes allowed)."""
-    for prefix in sorted(OPENAI_TRAINING_PRICE_PER_M, key=len, reverse=True):
-        if model == prefix or model.startswith(prefix + "-"):
-            return OPENAI_TRAINING_PRICE_PER_M[prefix]
-    return None

@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from crafter_tui.dataset.tokens import default_epochs
 from crafter_tui.finetune.job_files import (
     CHECKPOINT_DIR,
     DEFAULT_TRAINER,
@@ -167,16 +168,6 @@ class JobRecord(BaseModel):
     pid: int | None = None
     attempts: int = 0
     cancel_requested: bool = False
-
-
-def auto_epochs(n_examples: int) -> int:
-    """OpenAI's rule: about 3 epochs, adjusted so examples x epochs lands in [100, 25,000]."""
-    epochs = 3
-    if n_examples * epochs < 100:
-        epochs = min(25, -(-100 // max(n_examples, 1)))
-    elif n_examples * epochs > 25_000:
-        epochs = max(1, 25_000 // n_examples)
-    return epochs
 
 
 def _count_lines(path: Path) -> int:
@@ -396,7 +387,7 @@ class JobManager:
     def _train_job(self, request: CreateJobRequest, hyper: Hyperparameters, job_id: str,
                    train_path: Path) -> dict[str, Any]:
         n_examples = _count_lines(train_path)
-        epochs = hyper.n_epochs if isinstance(hyper.n_epochs, int) else auto_epochs(n_examples)
+        epochs = hyper.n_epochs if isinstance(hyper.n_epochs, int) else default_epochs(n_examples)
         batch = hyper.batch_size if isinstance(hyper.batch_size, int) else None
         learning_rate = hyper.learning_rate
         multiplier = hyper.learning_rate_multiplier

@@ -1,0 +1,52 @@
+"""``crafter-tui serve``: the self-hosted OpenAI-compatible fine-tune + inference service."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pydantic import SecretStr, ValidationError
+
+from crafter_tui.cli.common import add_config_flag, config_from_args, positive_int
+from crafter_tui.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="run the OpenAI-compatible fine-tune + inference service",
+        description="Serve /v1/files, /v1/fine_tuning/jobs (events, checkpoints, cancel), /v1/models and "
+        "/v1/chat/completions (with tools). Jobs train in worker processes; state lives in --data-dir and "
+        "survives restarts (interrupted jobs resume from their last checkpoint).")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--token", default=None,
+                        help="require 'Authorization: Bearer TOKEN' (or set CRAFTER_TUI_SERVE_TOKEN)")
+    parser.add_argument("--data-dir", default=None,
+                        help="where files, jobs and models live (default <storage.data_dir>/service)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads per training worker")
+    add_config_flag(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from crafter_tui.servers.ft_server import TOKEN_ENV_VAR, ServeSettings, run_server, warn_if_exposed
+
+    config = config_from_args(args, {"finetune": {"threads": args.threads}})
+    token = args.token or os.environ.get(TOKEN_ENV_VAR) or None
+    data_dir = Path(args.data_dir) if args.data_dir else config.storage.data_dir / "service"
+    try:
+        settings = ServeSettings(data_dir=data_dir.resolve(), host=args.host, port=args.port,
+                                 token=SecretStr(token) if token else None, threads=config.finetune.threads)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UserError(first["msg"], where=f"--{str(first['loc'][0]).replace('_', '-')}") from None
+    warning = warn_if_exposed(settings)
+    if warning:
+        print(f"crafter-tui: {warning}", file=sys.stderr)
+    auth = "token required" if settings.token else "no token"
+    print(f"crafter-tui: fine-tune service on http://{settings.host}:{settings.port}/v1 ({auth}, "
+          f"data in {settings.data_dir})", file=sys.stderr)
+    run_server(settings)
+    return 0

@@ -1,0 +1,311 @@
+"""Fine-tune jobs as a service both front ends call: launch, list, follow, cancel, test.
+
+Every job we launch is in the local registry with its host, so ``list_jobs`` covers OpenAI,
+Synth, Modal and our own service at once, each refreshed from its host (a host that cannot be
+reached shows its last known state and the reason). ``watch`` yields typed progress events;
+it polls one request at a time (the next poll is scheduled after the last one finished), and
+fetches only new events. The blocking SDK calls run in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from crafter_tui.agents.prompting import TOOLS
+from crafter_tui.config import AppConfig
+from crafter_tui.errors import UserError
+from crafter_tui.finetune.client import (
+    CheckpointInfo,
+    FineTuneClient,
+    JobEvent,
+    JobInfo,
+    JobSpec,
+    MetricPoint,
+    metrics_from_events,
+)
+from crafter_tui.finetune.hosts import Host, host_from_config
+from crafter_tui.finetune.model_test import ModelTestReport, ObservationCheck, check_reply, crafter_turns, usage_example
+from crafter_tui.finetune.prepare import PreparedData, PrepareRequest, prepare_dataset
+from crafter_tui.finetune.registry import JobEntry, JobRegistry
+
+
+class LaunchRequest(PrepareRequest):
+    """``finetune``'s inputs (the data preparation ones plus the hyperparameters)."""
+
+    batch_size: int | None = Field(None, ge=1, le=4096)
+    learning_rate: float | None = Field(None, gt=0)
+    learning_rate_multiplier: float | None = Field(None, gt=0)
+    suffix: str | None = Field(None, max_length=64)
+    lora_r: int | None = Field(None, ge=1)
+    lora_alpha: int | None = Field(None, ge=1)
+    lora_dropout: float | None = Field(None, ge=0, lt=1)
+    use_qlora: bool | None = None
+
+
+class JobRow(BaseModel):
+    """One line of ``jobs list``: the registry entry refreshed from its host (or why it could not be)."""
+
+    entry: JobEntry
+    info: JobInfo | None = None
+    problem: str | None = None
+
+    @property
+    def status(self) -> str:
+        return self.info.status if self.info else self.entry.status
+
+
+class JobDetail(BaseModel):
+    entry: JobEntry
+    info: JobInfo
+    metrics: list[MetricPoint]
+    checkpoints: list[CheckpointInfo]
+    events: list[JobEvent]
+
+
+# -- progress events (what watch yields) -------------------------------------------------------
+class JobStatusChanged(BaseModel):
+    kind: Literal["status"] = "status"
+    job_id: str
+    status: str
+    info: JobInfo
+
+
+class JobMessage(BaseModel):
+    kind: Literal["message"] = "message"
+    job_id: str
+    event: JobEvent
+
+
+class JobMetrics(BaseModel):
+    kind: Literal["metrics"] = "metrics"
+    job_id: str
+    point: MetricPoint
+
+
+class JobFinished(BaseModel):
+    kind: Literal["finished"] = "finished"
+    job_id: str
+    info: JobInfo
+
+
+FinetuneEvent = JobStatusChanged | JobMessage | JobMetrics | JobFinished
+
+
+class FinetuneService:
+    """The fine-tune stage for the CLI and the console."""
+
+    def __init__(self, config: AppConfig, *, registry: JobRegistry | None = None,
+                 modal_host: Any = None, clock: Callable[[float], Any] = asyncio.sleep) -> None:
+        self.config = config
+        self.registry = registry or JobRegistry.from_data_dir(config.storage.data_dir)
+        self._modal = modal_host
+        self._sleep = clock
+        self._clients: dict[str, FineTuneClient] = {}
+
+    # -- hosts --------------------------------------------------------------------------------
+    def host(self, name: str) -> Host:
+        return host_from_config(name, self.config)
+
+    def client(self, name: str) -> FineTuneClient:
+        """The protocol client for host ``name`` (one per host, reused)."""
+        if name == "modal":
+            raise UserError("Modal jobs are not reached through the fine-tuning protocol", where="modal")
+        if name not in self._clients:
+            self._clients[name] = FineTuneClient(self.host(name), max_retries=self.config.openai.max_retries,
+                                                 timeout=self.config.openai.timeout)
+        return self._clients[name]
+
+    def modal(self) -> Any:
+        if self._modal is None:
+            from crafter_tui.finetune.modal_host import ModalHost  # imports modal only when needed
+
+            self._modal = ModalHost(self.config)
+        return self._modal
+
+    async def ensure_local_service(self) -> tuple[str, bool]:
+        from crafter_tui.finetune.local_service import ensure_local_service
+
+        return await asyncio.to_thread(ensure_local_service, self.config)
+
+    # -- launch -------------------------------------------------------------------------------
+    async def prepare(self, request: LaunchRequest) -> PreparedData:
+        """Subset/split, validate (raises ``DatasetRejected`` with line numbers) and estimate."""
+        return await asyncio.to_thread(prepare_dataset, request)
+
+    async def launch(self, request: LaunchRequest, prepared: PreparedData) -> JobEntry:
+        """Upload and create the job on its host; record it in the registry."""
+        spec_fields = request.model_dump(include={"model", "batch_size", "learning_rate", "learning_rate_multiplier",
+                                                  "suffix", "lora_r", "lora_alpha", "lora_dropout", "use_qlora"})
+        spec_fields["n_epochs"] = prepared.estimate.epochs if request.epochs else None
+        spec_fields["seed"] = request.seed
+        if request.backend == "modal":
+            spec = JobSpec(training_file="(volume)", **spec_fields)
+            entry = await asyncio.to_thread(self.modal().launch, prepared.train_path, spec, prepared.validation_path)
+        else:
+            if request.backend == "local":
+                await self.ensure_local_service()
+            client = self.client(request.backend)
+            training_id = await asyncio.to_thread(client.upload, prepared.train_path)
+            validation_id = (await asyncio.to_thread(client.upload, prepared.validation_path)
+                             if prepared.validation_path else None)
+            spec = JobSpec(training_file=training_id, validation_file=validation_id, **spec_fields)
+            info = await asyncio.to_thread(client.create, spec)
+            entry = JobEntry(job_id=info.id, host=request.backend, base_url=client.host.base_url, model=info.model,
+                             status=info.status, training_path=str(prepared.train_path),
+                             training_file_id=training_id, validation_file_id=validation_id,
+                             suffix=request.suffix, hyperparameters=info.hyperparameters, error=info.error,
+                             fine_tuned_model=info.fine_tuned_model)
+        return self.registry.save(entry)
+
+    # -- reading jobs ----------------------------------------------------------------------------
+    def _refresh_sync(self, entry: JobEntry) -> JobInfo:
+        if entry.host == "modal":
+            info = self.modal().poll(entry)
+        else:
+            info = self.client(entry.host).retrieve(entry.job_id)
+        changed = (info.status, info.fine_tuned_model, info.error) != (
+            entry.status, entry.fine_tuned_model, entry.error)
+        if changed:
+            entry.status, entry.fine_tuned_model, entry.error = info.status, info.fine_tuned_model, info.error
+            self.registry.save(entry)
+        return info
+
+    async def refresh(self, entry: JobEntry) -> JobInfo:
+        return await asyncio.to_thread(self._refresh_sync, entry)
+
+    async def list_jobs(self) -> list[JobRow]:
+        """Every registered job, newest first, each refreshed from its host (concurrently)."""
+        entries = self.registry.all()
+
+        async def row(entry: JobEntry) -> JobRow:
+            if entry.status in ("succeeded", "failed", "cancelled"):
+                return JobRow(entry=entry, info=_info_from_entry(entry))
+            try:
+                return JobRow(entry=entry, info=await self.refresh(entry))
+            except UserError as exc:
+                return JobRow(entry=entry, problem=str(exc))
+
+        return list(await asyncio.gather(*(row(entry) for entry in entries)))
+
+    def find(self, job_id: str) -> JobEntry:
+        return self.registry.find(job_id)
+
+    def _events_sync(self, entry: JobEntry, seen: set[str] | None = None) -> list[JobEvent]:
+        if entry.host == "modal":
+            events = self.modal().events(entry)
+            return [e for e in events if not seen or e.id not in seen]
+        return self.client(entry.host).events(entry.job_id, stop_at=seen)
+
+    async def events(self, job_id: str) -> list[JobEvent]:
+        """All events of a job, oldest first."""
+        return await asyncio.to_thread(self._events_sync, self.find(job_id))
+
+    async def detail(self, job_id: str) -> JobDetail:
+        entry = self.find(job_id)
+        info = await self.refresh(entry)
+        events = await asyncio.to_thread(self._events_sync, entry)
+        if entry.host == "modal":
+            checkpoints = await asyncio.to_thread(self.modal().checkpoints, entry)
+        else:
+            checkpoints = await asyncio.to_thread(self.client(entry.host).checkpoints, entry.job_id)
+        return JobDetail(entry=entry, info=info, metrics=metrics_from_events(events), checkpoints=checkpoints,
+                         events=events)
+
+    async def watch(self, job_id: str, *, interval: float = 2.0) -> AsyncIterator[FinetuneEvent]:
+        """Follow a job until it ends. One poll at a time; only new events are fetched and yielded."""
+        entry = self.find(job_id)
+        seen: set[str] = set()
+        last_status: str | None = None
+        while True:
+            info = await self.refresh(entry)
+            new = await asyncio.to_thread(self._events_sync, entry, seen)
+            for event in new:
+                seen.add(event.id)
+                points = metrics_from_events([event])
+                if points:
+                    yield JobMetrics(job_id=entry.job_id, point=points[0])
+                else:
+                    yield JobMessage(job_id=entry.job_id, event=event)
+            if info.status != last_status:
+                last_status = info.status
+                yield JobStatusChanged(job_id=entry.job_id, status=info.status, info=info)
+            if info.done:
+                yield JobFinished(job_id=entry.job_id, info=info)
+                return
+            await self._sleep(interval)
+
+    async def cancel(self, job_id: str) -> JobInfo:
+        entry = self.find(job_id)
+        if entry.host == "modal":
+            info = await asyncio.to_thread(self.modal().cancel, entry)
+        else:
+            info = await asyncio.to_thread(self.client(entry.host).cancel, entry.job_id)
+        entry.status = info.status
+        self.registry.save(entry)
+        return info
+
+    # -- models -----------------------------------------------------------------------------------
+    def model_host(self, model: str, backend: str | None = None) -> str:
+        """Which host serves ``model``: the job that made it, else ``backend``, else the configured one."""
+        entry = self.registry.find_model(model)
+        if entry is not None:
+            return entry.host
+        return backend or self.config.finetune.backend
+
+    async def test_model(self, model: str, *, backend: str | None = None, count: int = 3,
+                         seed: int = 0, max_tokens: int = 256) -> ModelTestReport:
+        """Ask the model a few real Crafter turns; each reply must be a valid ``interact`` call."""
+        host = self.model_host(model, backend)
+        if host == "modal":
+            raise UserError("Modal-trained weights stay on the Modal Volume; serve them with an OpenAI-compatible "
+                            "server (e.g. vLLM) and test with --backend openai/synth", where=model)
+        client = self.client(host)
+        checks = []
+        turns = await asyncio.to_thread(crafter_turns, count, seed)
+        for world_seed, step, messages in turns:
+            try:
+                reply = await asyncio.to_thread(client.chat, model, messages, TOOLS, max_tokens=max_tokens)
+            except UserError as exc:
+                checks.append(ObservationCheck(seed=world_seed, step=step, passed=False, detail=str(exc)))
+                continue
+            passed, actions, detail = check_reply(reply.tool_calls, reply.content)
+            checks.append(ObservationCheck(seed=world_seed, step=step, passed=passed, actions=actions, detail=detail))
+        return ModelTestReport(model=model, checks=checks)
+
+    def usage(self, model: str, backend: str | None = None) -> str:
+        host = self.host(self.model_host(model, backend))
+        key_env = {"openai": "OPENAI_API_KEY", "synth": "SYNTH_API_KEY"}.get(host.name)
+        if host.name == "local" and self.config.finetune.local_token:
+            key_env = "CRAFTER_TUI_SERVE_TOKEN"
+        return usage_example(host.base_url or "", model, key_env)
+
+    async def models(self, backend: str | None = None) -> dict[str, list[str] | str]:
+        """Model names per host: what each reachable protocol host lists, plus registry models."""
+        names = [backend] if backend else sorted({e.host for e in self.registry.all()} | {"local"})
+        out: dict[str, list[str] | str] = {}
+        for name in names:
+            if name == "modal":
+                out[name] = [e.fine_tuned_model for e in self.registry.all()
+                             if e.host == "modal" and e.fine_tuned_model]
+                continue
+            try:
+                out[name] = await asyncio.to_thread(self.client(name).models)
+            except UserError as exc:
+                out[name] = f"unavailable: {exc}"
+        return out
+
+
+def _info_from_entry(entry: JobEntry) -> JobInfo:
+    return JobInfo(id=entry.job_id, host=entry.host, status=entry.status, model=entry.model,
+                   fine_tuned_model=entry.fine_tuned_model, created_at=int(entry.created_at), error=entry.error,
+                   hyperparameters=entry.hyperparameters, suffix=entry.suffix)
+
+
+def elapsed(since: float) -> str:
+    seconds = int(time.time() - since)
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
