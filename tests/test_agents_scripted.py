@@ -13,7 +13,7 @@ import pytest
 from crafter_tui.agents import AGENT_BUILDERS, make_agent
 from crafter_tui.agents.base import Agent, AgentDecision, TurnObservation
 from crafter_tui.agents.expert.navigation import MOVE_ACTIONS, shortest_path
-from crafter_tui.agents.expert.planner import Context, path_actions
+from crafter_tui.agents.expert.planner import Context, path_actions, safe_prefix
 from crafter_tui.agents.prompting import MAX_ACTIONS_PER_TURN, SYSTEM_PROMPT
 from crafter_tui.agents.random_agent import RandomAgent
 from crafter_tui.agents.scripted import ScriptedAgent
@@ -197,3 +197,19 @@ def test_path_actions_keep_one_direction_per_turn():
     actions = path_actions(ctx, [(5, 4), (5, 3), (6, 3)])
     assert actions == [MOVE_ACTIONS[(0, -1)], "do", MOVE_ACTIONS[(0, -1)]]
     assert path_actions(ctx, [(6, 5), (6, 4)]) == [MOVE_ACTIONS[(1, 0)]]
+
+
+def test_no_plan_walks_into_lava():
+    sem = _grass_map()
+    sem[6, 5] = SEMANTIC_IDS["lava"]
+    sem[5, 4] = SEMANTIC_IDS["stone"]
+    state = WorldState(step=0, position=(5, 5), facing=(0, 1), sleeping=False, daylight=1.0,
+                       inventory={"wood_pickaxe": 1}, achievements={},
+                       local_view=[[2] * 9 for _ in range(7)], facing_id=2)
+    ctx = Context(state, sem)
+    assert safe_prefix(ctx, ["move_right", "do"]) == ["noop"]
+    assert safe_prefix(ctx, ["do", "place_stone"]) == ["do", "place_stone"]
+    # west then east: if the west step is blocked we are still next to the lava
+    assert safe_prefix(ctx, ["move_left", "move_right", "move_right"]) == ["move_left"]
+    # north is stone: dig it, step in, then east is grass
+    assert safe_prefix(ctx, ["move_up", "do", "move_up"]) == ["move_up", "do", "move_up"]

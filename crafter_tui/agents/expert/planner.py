@@ -1,7 +1,7 @@
 """The expert's decision making: a priority list of goals, each either a plan or a pass.
 
 Every turn the planner builds a ``Context`` (position, inventory, masks of the semantic map)
-and asks each goal in ``Planner.GOALS`` order for a plan; the first goal with one wins. Goals
+and asks each goal in ``Planner.goals`` order for a plan; the first goal with one wins. Goals
 re-plan from scratch every turn, so a cow walking into the path or a zombie showing up only
 changes the next turn. Costs and requirements come from ``world.rules`` (PLACE_RULES,
 MAKE_RULES, COLLECT_RULES). A watchdog bans a goal for a while when it stops making
@@ -140,12 +140,42 @@ def path_actions(ctx: Context, path: list[Cell]) -> list[str]:
     return actions[:MAX_ACTIONS]
 
 
+_MOVES = {action: d for d, action in MOVE_ACTIONS.items()}
+_LAVA = ID["lava"]
+
+
+def safe_prefix(ctx: Context, actions: list[str]) -> list[str]:
+    """``actions`` cut before the first move that could end in lava (the player can walk into it).
+
+    Every outcome is followed: a move into open ground may also be blocked by a creature, and
+    ``do`` may have dug out the faced cell, so later moves are checked from every place we
+    might be. A plan that would start with such a move becomes a harmless ``noop``.
+    """
+    states = {(ctx.pos, ctx.facing)}
+    dug: set[Cell] = set()
+    for index, action in enumerate(actions):
+        if action in _MOVES:
+            d = _MOVES[action]
+            nxt = set()
+            for pos, _ in states:
+                target = (pos[0] + d[0], pos[1] + d[1])
+                if at(ctx.sem, target) == _LAVA:
+                    return actions[:index] or ["noop"]
+                nxt.add((pos, d))
+                if target in dug or (in_bounds(ctx.sem, target) and ctx.walk[target]):
+                    nxt.add((target, d))
+            states = nxt
+        elif action == "do":
+            dug.update((pos[0] + f[0], pos[1] + f[1]) for pos, f in states)
+    return actions
+
+
 class Planner:
     """Chooses each turn's plan; one instance per episode."""
 
     def __init__(self) -> None:
         self.memory = Memory()
-        self.GOALS: list[tuple[str, Callable[[Context], Plan | None]]] = [
+        self.goals: list[tuple[str, Callable[[Context], Plan | None]]] = [
             ("sleeping", self._keep_sleeping),
             ("fight", self._fight),
             ("recover", self._recover),
@@ -174,11 +204,12 @@ class Planner:
         ctx = Context(state, sem)
         memory = self.memory
         memory.turn += 1
-        for name, goal in self.GOALS:
+        for name, goal in self.goals:
             if memory.banned.get(name, 0) > memory.turn:
                 continue
             plan = goal(ctx)
             if plan is not None and plan.actions:
+                plan.actions = safe_prefix(ctx, plan.actions)
                 self._watch(ctx, plan)
                 return plan
         return Plan(["noop"], "Nothing useful to do right now, so I wait a moment.", "wait")
@@ -252,7 +283,7 @@ class Planner:
         x, y = ctx.pos
         for d in DIRECTIONS:  # a valid cell we can face without stepping (e.g. water for stone)
             cell = (x + d[0], y + d[1])
-            if at(ctx.sem, cell) in valid and not ctx.walk[cell]:
+            if at(ctx.sem, cell) in valid and not ctx.walk[cell] and at(ctx.sem, cell) != ID["lava"]:
                 return Plan([MOVE_ACTIONS[d], action], f"I turn {phrases.heading(*d)} to face a free cell. {why}", goal)
         for d in DIRECTIONS:  # step back and forth to face a free neighbour
             back = (x - d[0], y - d[1])
@@ -295,7 +326,7 @@ class Planner:
         if drink >= full:
             return None
         at_water = bool(ctx.near(("water",), 1))
-        low = 2 if (ctx.night or ctx.inv["health"] <= 4) and self._enclosed(ctx) else 4
+        low = self._low_mark(ctx)
         if urgent and drink > low and not at_water:
             return None
         if not urgent and ctx.done("collect_drink") and drink > (7 if ctx.dusk else 6):
@@ -312,7 +343,7 @@ class Planner:
         food, full = ctx.inv["food"], MAX_ITEM["food"]
         if food >= full:
             return None
-        low = 2 if (ctx.night or ctx.inv["health"] <= 4) and self._enclosed(ctx) else 4
+        low = self._low_mark(ctx)
         if urgent and food > low and not (food <= 6 and ctx.near(("cow",), 1)):
             return None
         if not urgent and ctx.done("eat_cow") and food > 6:
@@ -322,8 +353,12 @@ class Planner:
         return self._go_use(ctx, ("cow",), ["do", "do"], "eat", why, visible_only=seen_only,
                             walk_only=self._enclosed(ctx) and not urgent)
 
-    def _facing(self, ctx: Context, name: str) -> bool:
-        return ctx.faced_id() == ID[name]
+    def _low_mark(self, ctx: Context) -> int:
+        """Food or drink at or below this sends us out: later when walled in at night or hurt,
+        where leaving the shelter costs more than a few points of food or drink."""
+        if self._enclosed(ctx) and (ctx.night or ctx.inv["health"] <= 4):
+            return 1 if ctx.night else 2
+        return 4
 
     # -- sleeping in a shelter -------------------------------------------------------
     def _sleep(self, ctx: Context) -> Plan | None:
