@@ -103,12 +103,14 @@ def main() -> int:
     ideal = args.episodes / (args.latency_ms / 1000.0)
     with DoubleProcess(latency_ms=args.latency_ms) as double, tempfile.TemporaryDirectory() as tmp:
         stats = asyncio.run(run(args.episodes, turns, args.latency_ms, double.base_url, Path(tmp)))
-    goal = f">= {GOAL_FRACTION * ideal:g} ({GOAL_FRACTION} x ideal {ideal:g}: {args.episodes} episodes / {args.latency_ms:g} ms)"
+    goal = (f">= {GOAL_FRACTION * ideal:g} ({GOAL_FRACTION} x ideal {ideal:g}: "
+            f"{args.episodes} episodes / {args.latency_ms:g} ms)")
     if stats["steady"] is not None:
         rate, cpu_ms = stats["steady"]
         emit("llm_turns_per_s_steady", rate, "turns/s", goal)
         emit("rollout_cpu_per_turn_steady", cpu_ms, "ms",
-             f"<= {1000.0 / (GOAL_FRACTION * ideal):.2f} (what {GOAL_FRACTION * ideal:g} turns/s allows one event loop)")
+             f"<= {1000.0 / (GOAL_FRACTION * ideal):.2f} "
+             f"(what {GOAL_FRACTION * ideal:g} turns/s allows one event loop)")
     emit("llm_turns_per_s_whole_run", stats["turns"] / stats["wall"], "turns/s",
          f"info (includes {args.episodes} world resets and the tail; ideal {ideal:g})")
     emit("llm_turn_latency_p50", stats["latency_p50"], "ms", f"info (double answers after {args.latency_ms:g} ms)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
-from pathlib import Path
 
 import openai
 import pytest
@@ -317,7 +316,8 @@ async def test_history_window_is_sent_with_matching_tool_call_ids(openai_double,
         await zero.aclose()
     windowed, bare = (r.messages for r in openai_double.chat_requests)
     assert [m["role"] for m in windowed] == ["system", "user", "assistant", "tool", "user", "assistant", "tool", "user"]
-    assert [m["content"] for m in windowed if m["role"] == "user"] == ["observation 4", "observation 5", observation.text]
+    user_contents = [m["content"] for m in windowed if m["role"] == "user"]
+    assert user_contents == ["observation 4", "observation 5", observation.text]
     for assistant, tool in ((windowed[2], windowed[3]), (windowed[5], windowed[6])):
         assert tool["tool_call_id"] == assistant["tool_calls"][0]["id"]
     assert windowed[3]["content"] == "Executed 1 action(s): do. (turn 4)"

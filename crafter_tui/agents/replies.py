@@ -157,7 +157,8 @@ def decision_from_message(message: dict[str, Any], finish_reason: str | None = N
         content = kept.get("content")
         error = ("no tool call in the reply (expected a call to interact or terminate)" if content
                  else "empty reply: no content and no tool call")
-        return _invalid(kept, _with_cutoff_hint(error, finish_reason), content if isinstance(content, str) else "", extra)
+        raw = content if isinstance(content, str) else ""
+        return _invalid(kept, _with_cutoff_hint(error, finish_reason), raw, extra)
     chosen, ignored = choose_call(calls)
     if ignored:
         extra["ignored_tool_calls"] = ignored

@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 CHAT_PATH_SUFFIX = "/chat/completions"
@@ -67,13 +67,15 @@ class ScriptedReply:
     raw_body: bytes | None = None  # sent verbatim instead of a generated body
 
 
-def tool_call(name: str, arguments: str | dict[str, Any], *, call_id: str | None = None, **kwargs: Any) -> ScriptedReply:
+def tool_call(name: str, arguments: str | dict[str, Any], *, call_id: str | None = None,
+              **kwargs: Any) -> ScriptedReply:
     """A reply with one tool call; ``arguments`` as a dict is JSON-encoded, as a str sent as is."""
     args = arguments if isinstance(arguments, str) else json.dumps(arguments)
     return ScriptedReply(tool_calls=(ToolCallSpec(name, args, call_id),), **kwargs)
 
 
-def interact(*actions: str, reasoning: str = "scripted reply", call_id: str | None = None, **kwargs: Any) -> ScriptedReply:
+def interact(*actions: str, reasoning: str = "scripted reply", call_id: str | None = None,
+             **kwargs: Any) -> ScriptedReply:
     """A well-formed ``interact`` call (the action names are not checked: unknown ones are allowed)."""
     return tool_call("interact", {"actions": list(actions), "reasoning": reasoning}, call_id=call_id, **kwargs)
 
@@ -99,10 +101,12 @@ def bad_json(arguments: str = '{"actions": ["noop"', name: str = "interact", **k
     return tool_call(name, arguments, **kwargs)
 
 
-def http_error(status: int, *, retry_after: str | None = None, message: str | None = None, **kwargs: Any) -> ScriptedReply:
+def http_error(status: int, *, retry_after: str | None = None, message: str | None = None,
+               **kwargs: Any) -> ScriptedReply:
     """An HTTP error response in OpenAI's error shape, optionally with a ``Retry-After`` header."""
     headers = (("retry-after", retry_after),) if retry_after is not None else ()
-    return ScriptedReply(status=status, headers=headers, error_message=message or http.HTTPStatus(status).phrase, **kwargs)
+    return ScriptedReply(status=status, headers=headers, error_message=message or http.HTTPStatus(status).phrase,
+                         **kwargs)
 
 
 def delayed(delay_ms: float, reply: ScriptedReply) -> ScriptedReply:
