@@ -241,7 +241,6 @@ class ProcessPoolExecutor:
         out = ctx.Queue()
         lanes = max(1, spec.concurrency // len(blocks))
         spec_data, config_data = spec.model_dump(mode="json"), dump_config(config)
-        self._blocks = blocks
         procs = [ctx.Process(target=_worker_main, name=f"crafter-worker-{i}", daemon=True,
                              args=(i, spec_data, config_data, run_id, [(j.episode, j.seed, j.attempt) for j in block],
                                    lanes, out)) for i, block in enumerate(blocks)]
@@ -250,6 +249,7 @@ class ProcessPoolExecutor:
         delivery = Delivery(sink, spec, run_id)
         try:
             await self._pump(out, procs, blocks, delivery)
+            delivery.fail(jobs, "its worker process ended without finishing it")  # safety net: no-op normally
         finally:
             for proc in procs:
                 if proc.is_alive():
@@ -267,7 +267,7 @@ class ProcessPoolExecutor:
             except queue.Empty:
                 for index in [i for i in sorted(alive) if not procs[i].is_alive()]:
                     await asyncio.sleep(0.2)  # its last messages may still be in the pipe
-                    self._drain(out, delivery, alive)
+                    self._drain(out, delivery, alive, blocks)
                     if index in alive:
                         alive.discard(index)
                         delivery.fail(blocks[index], f"worker process {procs[index].name} died "
@@ -285,13 +285,13 @@ class ProcessPoolExecutor:
         if error is not None:
             delivery.fail(blocks[index], f"worker process failed: {error}")
 
-    def _drain(self, out: Any, delivery: Delivery, alive: set[int]) -> None:
+    def _drain(self, out: Any, delivery: Delivery, alive: set[int], blocks: list[list[EpisodeJob]]) -> None:
         while True:
             try:
                 kind, payload = out.get_nowait()
             except queue.Empty:
                 return
-            self._handle(kind, payload, delivery, alive, self._blocks)
+            self._handle(kind, payload, delivery, alive, blocks)
 
 
 # -- Modal ---------------------------------------------------------------------------------------------
