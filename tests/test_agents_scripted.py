@@ -213,3 +213,16 @@ def test_no_plan_walks_into_lava():
     assert safe_prefix(ctx, ["move_left", "move_right", "move_right"]) == ["move_left"]
     # north is stone: dig it, step in, then east is grass
     assert safe_prefix(ctx, ["move_up", "do", "move_up"]) == ["move_up", "do", "move_up"]
+
+
+async def test_semantic_map_as_nested_lists_gives_the_same_decision():
+    """A remote env service sends JSON: the expert must decide the same from plain lists."""
+    world = CrafterWorld("normal", max_steps=50)
+    state = world.reset(4)
+    text = render_text_observation(state, turn=0, max_steps=50)
+    decisions = []
+    for semantic in (world.semantic_map(), world.semantic_map().tolist()):
+        agent = ScriptedAgent()
+        await agent.start_episode(4)
+        decisions.append(await agent.act(TurnObservation(state, text, 0, 50, semantic), []))
+    assert decisions[0].assistant_message == decisions[1].assistant_message

@@ -15,6 +15,8 @@ only see ``obs.text``. Decisions are deterministic: no randomness, no set-order 
 
 from __future__ import annotations
 
+import numpy as np
+
 from crafter_tui.agents.base import AgentDecision, HistoryTurn, TurnObservation
 from crafter_tui.agents.expert.planner import Planner
 from crafter_tui.agents.prompting import SYSTEM_PROMPT, interact_message
@@ -40,7 +42,8 @@ class ScriptedAgent:
     async def act(self, obs: TurnObservation, history: list[HistoryTurn]) -> AgentDecision:
         if obs.semantic_map is None:
             raise ValueError("the scripted expert needs obs.semantic_map (needs_semantic_map is True)")
-        plan = self._planner.decide(obs.state, obs.semantic_map)
+        # A remote env service may send the map as nested lists: index it as an integer array.
+        plan = self._planner.decide(obs.state, np.asarray(obs.semantic_map, dtype=np.int64))
         call_id = f"call_{self._seed}_{obs.turn}"
         return AgentDecision(
             actions=list(plan.actions), reasoning=plan.reasoning,

@@ -58,6 +58,7 @@ class Memory:
     progress: tuple = ()
     banned: dict[str, int] = field(default_factory=dict)  # goal -> turn the ban ends
     turn: int = 0
+    seen: np.ndarray | None = None  # cells that have been in the local view this episode
 
 
 class Context:
@@ -204,6 +205,9 @@ class Planner:
         ctx = Context(state, sem)
         memory = self.memory
         memory.turn += 1
+        if memory.seen is None or memory.seen.shape != sem.shape:
+            memory.seen = np.zeros(sem.shape, bool)
+        memory.seen |= ctx.view
         for name, goal in self.goals:
             if memory.banned.get(name, 0) > memory.turn:
                 continue
@@ -693,17 +697,19 @@ class Planner:
 
     # -- exploring -----------------------------------------------------------------
     def _explore(self, ctx: Context) -> Plan | None:
-        """Walk toward the nearest far-away open ground (8+ cells), in a fixed tie order."""
-        x, y = ctx.pos
-        xs, ys = np.indices(ctx.walk.shape)
-        far = (np.abs(xs - x) + np.abs(ys - y)) >= 8 + (self.memory.turn // 50) % 8
-        path = self._go_to(ctx, far & ctx.walk, FAR_LIMIT)
+        """Walk toward the nearest ground never seen yet, else toward far-away open ground."""
+        unseen = ctx.walk & ~self.memory.seen
+        path = self._go_to(ctx, unseen, FAR_LIMIT)
+        if not path:
+            x, y = ctx.pos
+            xs, ys = np.indices(ctx.walk.shape)
+            far = (np.abs(xs - x) + np.abs(ys - y)) >= 8 + (self.memory.turn // 50) % 8
+            path = self._go_to(ctx, far & ctx.walk, FAR_LIMIT)
         if not path:
             return None
         dx, dy = ctx.offset(path[-1])
         return Plan(path_actions(ctx, path), f"Nothing I need is in view, so I explore {phrases.heading(dx, dy)}.",
                     "explore")
-
 
 def _shift(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
     out = np.zeros_like(mask)
