@@ -148,3 +148,17 @@ def test_crafter_score_matches_the_published_formula():
     rates = {name: 0.0 for name in ACHIEVEMENTS} | {"collect_wood": 0.5, "place_table": 0.2}
     by_hand = math.exp((math.log(1 + 50) + math.log(1 + 20)) / 22) - 1
     assert crafter_score(rates) == pytest.approx(by_hand)
+
+
+def test_paired_sign_flip_agrees_with_scipy_within_monte_carlo_error():
+    rng = np.random.default_rng(2)
+    base = rng.poisson(5, 60).astype(float)
+    cand = base + rng.normal(0.3, 1.5, 60)
+    ours = stats.permutation_pvalue(base, cand, paired=True, resamples=9999, seed=4)
+    ref = sps.permutation_test((base, cand), lambda x, y, axis: np.mean(y, axis=axis) - np.mean(x, axis=axis),
+                               permutation_type="samples", n_resamples=99_999, vectorized=True,
+                               rng=np.random.default_rng(1)).pvalue
+    standard_error = math.sqrt(ref * (1 - ref) / 9999) * 2  # two-sided doubles the count's error
+    assert abs(ours - ref) < 4 * standard_error + 1e-4
+    # a real shift is detected, no shift is not
+    assert stats.permutation_pvalue(base, base + 1.0 + rng.normal(0, 0.1, 60), paired=True) < 0.001
