@@ -232,3 +232,11 @@ def test_no_body_gives_a_server_error(http, body, route):
     assert response.status_code < 500, response.text
     if response.status_code == 200 and route == INIT:
         http.post(TERMINATE, json={"env_id": response.json()["env_id"]})
+
+
+def test_a_bad_query_flag_on_initialize_creates_no_env():
+    with BackgroundEnvService(EnvServiceSettings(port=0)) as svc, httpx.Client(base_url=svc.base_url) as http:
+        assert http.post(INIT, json={}, params={"semantic_map": "sure"}).status_code == 422
+        assert http.get("/health").json()["live_envs"] == 0
+        reply = http.post(INIT, json={"config": {"seed": 2}}, params={"semantic_map": "true"}).json()
+        assert len(reply["observation"]["semantic_map"]) == 64

@@ -342,6 +342,7 @@ def create_app(settings: EnvServiceSettings | None = None) -> FastAPI:
     @app.post(f"{PREFIX}/initialize")
     async def initialize(request: Request) -> Response:
         req = parse_body(InitializeRequest, await request.body())
+        options = query_options(request, req.options())  # validated before any world exists
         seed = req.seed()
         seed = secrets.randbelow(SEED_LIMIT) if seed is None else seed
         registry.reserve()
@@ -352,7 +353,7 @@ def create_app(settings: EnvServiceSettings | None = None) -> FastAPI:
             registry.release()
         slot = EnvSlot(env_id=uuid.uuid4().hex, world=world, seed=seed, options=req.options())
         registry.slots[slot.env_id] = slot
-        obs = build_observation(slot, state, query_options(request, slot.options))
+        obs = build_observation(slot, state, options)
         return json_response({"env_id": slot.env_id, "observation": obs, "done": False,
                               "info": {"seed": seed, "difficulty": world.difficulty.name,
                                        "max_steps": world.max_steps}})
