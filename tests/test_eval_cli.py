@@ -54,7 +54,8 @@ def test_efficient_compare_form(tmp_path, capsys):
 
 @pytest.mark.parametrize(("argv", "fragment"), [
     (["compare"], "--experiments"),
-    (["compare", "--experiments", "missing.json,other"], "no experiment 'missing.json'"),
+    (["compare", "--experiments", "missing.json,other"], "missing.json: no such experiments file"),
+    (["compare", "--experiments", "nobody"], "no experiment 'nobody'"),
     (["compare", "--improved", "x.json"], "--baseline"),
     (["compare", "--experiments", "GUIDE", "--baseline", "nope"], "--baseline"),
     (["compare", "--experiments", "GUIDE", "--metrics", "speed"], "unknown metric(s) speed"),

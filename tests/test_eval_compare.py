@@ -180,3 +180,27 @@ def test_time_efficiency_comes_from_the_step_lines(tmp_path):
     metric = next(m for m in comparison.pairs[0].metrics if m.metric == "time_efficiency")
     # 2 noops + 2 moves that changed neither cell nor facing; the tidy run moved on its second step
     assert (metric.mean_baseline, metric.mean_candidate) == (4.0, 0.0)
+
+
+def doubled_achievements(episodes):
+    """An installed-package style metric for the entry-point test."""
+    return [2.0 * e.num_achievements for e in episodes]
+
+
+doubled_achievements.higher_is_better = True
+
+
+def test_custom_metric_from_an_entry_point(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import crafter_tui.evaluation.custom_metrics as custom
+
+    point = EntryPoint(name="doubled", value="tests.test_eval_compare:doubled_achievements",
+                       group=custom.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(custom, "entry_points", lambda group: [point] if group == custom.ENTRY_POINT_GROUP else [])
+    config = AppConfig()
+    config.evaluation.custom_metrics = ["doubled"]
+    config.evaluation.resamples = 999
+    comparison = build_comparison([counts_experiment("a", [1, 1, 2]), counts_experiment("b", [2, 3, 3])], config)
+    metric = next(m for m in comparison.pairs[0].metrics if m.metric == "doubled")
+    assert metric.difference == pytest.approx(8 / 3) and metric.higher_is_better is True

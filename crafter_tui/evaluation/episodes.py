@@ -9,7 +9,7 @@ file and line, never fatal: one torn line must not lose a whole experiment.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,7 +82,7 @@ def read_run(run_dir: Path) -> RunEpisodes:
             problems.append(LineProblem(record_path, 1, f"bad run record: {_first_error(exc)}"))
     by_episode: dict[int, EpisodeSummary] = {}
     path = run_dir / EPISODES_FILE
-    for number, raw in enumerate(iter_jsonl(path, problems=problems), start=1):
+    for raw, number in _numbered(path, problems):
         try:
             summary = EpisodeSummary.model_validate(raw)
         except ValidationError as exc:
@@ -106,7 +106,7 @@ def _detail_lines(path: Path, model: type, summaries: list[EpisodeSummary],
     """Lines of ``path`` grouped by episode, keeping only the attempt each summary names."""
     counted = {summary.episode: summary.attempt for summary in summaries}
     grouped: dict[int, list] = defaultdict(list)
-    for number, raw in enumerate(iter_jsonl(path, problems=problems), start=1):
+    for raw, number in _numbered(path, problems):
         episode, attempt = raw.get("episode"), raw.get("attempt", 0)
         if episode not in counted or attempt != counted[episode]:
             continue
@@ -116,6 +116,19 @@ def _detail_lines(path: Path, model: type, summaries: list[EpisodeSummary],
             problems.append(LineProblem(path, number, f"bad {model.__name__}: {_first_error(exc)}"))
     order = "step" if model is StepRecord else "turn"
     return {episode: sorted(lines, key=lambda line: getattr(line, order)) for episode, lines in grouped.items()}
+
+
+def _numbered(path: Path, problems: list[LineProblem]) -> Iterator[tuple[dict, int]]:
+    """The file's records with their line numbers: records so far plus the unreadable lines the
+    reader reported before them (exact unless the file has blank lines, which are skipped silently)."""
+    unreadable: list[LineProblem] = []
+    count = 0
+    try:
+        for raw in iter_jsonl(path, problems=unreadable):
+            count += 1
+            yield raw, count + len(unreadable)
+    finally:
+        problems.extend(unreadable)
 
 
 def _first_error(exc: Exception) -> str:

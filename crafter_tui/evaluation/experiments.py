@@ -352,6 +352,8 @@ def resolve_experiments(spec: str, registry: ExperimentRegistry) -> list[Experim
             experiments.extend(load_experiments_file(candidate))
         elif candidate.is_dir():
             experiments.append(_experiment_from_folder(candidate))
+        elif candidate.suffix.lower() == ".json":
+            raise UserError("no such experiments file", where=part)
         else:
             name, _, version = part.partition("@")
             experiments.append(registry.load(name, version or None))
