@@ -73,6 +73,9 @@ class DatasetService:
 
     def _run_stats(self, cursor: duckdb.DuckDBPyConnection, spec: FilterSpec, turn_level: bool, tokens: bool,
                    generation: int) -> SelectionStats:
+        if generation != self._generation:  # superseded before this thread even started
+            cursor.close()
+            raise StatsSuperseded("a newer statistics request replaced this one")
         try:
             result = selection_stats(self.traces.store, spec, turn_level=turn_level, tokens=tokens, cursor=cursor)
         except duckdb.InterruptException:
