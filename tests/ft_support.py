@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from crafter_tui.agents.prompting import SYSTEM_PROMPT, interact_message
+from crafter_tui.agents.prompting import SYSTEM_PROMPT, TOOLS, interact_message
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,14 +65,12 @@ def sft_example(observation: str, actions: list[str], reasoning: str = "go") -> 
     return {"messages": [{"role": "system", "content": SYSTEM_PROMPT},
                          {"role": "user", "content": observation},
                          interact_message(actions, reasoning, "call_1")],
-            "tools": None}
+            "tools": TOOLS}
 
 
 def write_dataset(path: Path, rows: list[dict[str, Any]]) -> Path:
     with path.open("w", encoding="utf-8") as handle:
         for row in rows:
-            if row.get("tools") is None:
-                row = {k: v for k, v in row.items() if k != "tools"}
             handle.write(json.dumps(row) + "\n")
     return path
 
