@@ -241,7 +241,10 @@ class _Http:
 
     @staticmethod
     def response(status: int, body: bytes, headers: Iterable[tuple[str, str]] = ()) -> bytes:
-        reason = http.HTTPStatus(status).phrase if status in http.HTTPStatus._value2member_map_ else "Unknown"
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
         lines = [f"HTTP/1.1 {status} {reason}", "content-type: application/json",
                  f"content-length: {len(body)}", "connection: keep-alive"]
         lines += [f"{name}: {value}" for name, value in headers]
