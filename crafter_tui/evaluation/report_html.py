@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from crafter_tui.evaluation.charts import comparison_charts
 from crafter_tui.evaluation.compare import Comparison, PairComparison
-from crafter_tui.evaluation.report_md import ci_text, fmt, fmt_p
+from crafter_tui.evaluation.report_md import ci_text, fmt, fmt_delta, fmt_p
 
 CHART_TITLES = {
     "differences": "Differences vs the baseline (point ± 95% bootstrap CI)",
@@ -118,12 +118,12 @@ def _verdict_cell(verdict: str) -> str:
 
 def _pair_section(pair: PairComparison, alpha: float) -> str:
     rows = [[_e(m.label), f"{m.n_baseline}/{m.n_candidate}", fmt(m.mean_baseline), fmt(m.mean_candidate),
-             fmt(m.difference), _e(ci_text(m)), fmt_p(m.p_permutation), fmt_p(m.p_permutation_holm),
+             fmt_delta(m.difference), _e(ci_text(m)), fmt_p(m.p_permutation), fmt_p(m.p_permutation_holm),
              fmt_p(m.p_welch), f"{fmt_p(m.p_rank)} ({m.rank_test})", fmt(m.a12), fmt(m.cliffs_delta),
              fmt(m.cohens_d), _verdict_cell(m.verdict)] for m in pair.metrics]
     out = [f"<h2>{_e(pair.candidate)} vs {_e(pair.baseline)}</h2>",
-           f"<p><i>{_e(pair.pairing)}.</i> Crafter score delta {fmt(pair.crafter_score_delta)}, "
-           f"progression delta {fmt(pair.progression_delta)}.</p>",
+           f"<p><i>{_e(pair.pairing)}.</i> Crafter score delta {fmt_delta(pair.crafter_score_delta)}, "
+           f"progression delta {fmt_delta(pair.progression_delta)}.</p>",
            _table(["metric", "n", "baseline", "candidate", "difference", "95% CI", "p perm.", "p Holm", "p Welch",
                    "p rank", "A12", "Cliff's δ", "Cohen's d", "verdict"], rows, raw_cells=True)]
     if pair.scalar_deltas:
@@ -137,13 +137,13 @@ def _pair_section(pair: PairComparison, alpha: float) -> str:
         out.append(_table(
             ["achievement", "baseline", "candidate", "difference", "p Boschloo", "q BH", "significant"],
             [[a.achievement, f"{a.baseline_successes}/{a.baseline_n}", f"{a.candidate_successes}/{a.candidate_n}",
-              fmt(a.difference), fmt_p(a.p_boschloo), fmt_p(a.p_bh), "yes" if a.significant else "no"]
+              fmt_delta(a.difference), fmt_p(a.p_boschloo), fmt_p(a.p_bh), "yes" if a.significant else "no"]
              for a in pair.achievements]))
     if pair.instances:
         out.append("<h3>Instances (candidate − baseline)</h3>" + _table(
             ["instance", "episodes", "completion rate", "mean achievements", "Crafter score", "mean steps"],
-            [[i.instance, f"{i.baseline_episodes}/{i.candidate_episodes}", fmt(i.completion_rate_delta),
-              fmt(i.mean_achievements_delta), fmt(i.crafter_score_delta), fmt(i.mean_steps_delta)]
+            [[i.instance, f"{i.baseline_episodes}/{i.candidate_episodes}", fmt_delta(i.completion_rate_delta),
+              fmt_delta(i.mean_achievements_delta), fmt_delta(i.crafter_score_delta), fmt_delta(i.mean_steps_delta)]
              for i in pair.instances]))
     return "\n".join(out)
 

@@ -22,6 +22,12 @@ def fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def fmt_delta(value: float | None) -> str:
+    """A difference, always signed so the direction reads at a glance."""
+    text = fmt(value)
+    return text if value is None or text.startswith("-") or text == "n/a" else f"+{text}"
+
+
 def fmt_p(value: float | None) -> str:
     if value is None:
         return "n/a"
@@ -79,12 +85,12 @@ def _setting_cell(comparison: Comparison, name: str, key: str) -> str:
 
 def _pair_markdown(pair: PairComparison, alpha: float) -> list[str]:
     lines = [f"## {pair.candidate} vs {pair.baseline}", "", f"*{pair.pairing}.* Crafter score delta: "
-             f"{fmt(pair.crafter_score_delta)}; progression delta: {fmt(pair.progression_delta)}", ""]
+             f"{fmt_delta(pair.crafter_score_delta)}; progression delta: {fmt_delta(pair.progression_delta)}", ""]
     lines += _table(
         ["metric", "n", "baseline", "candidate", "difference", "95% CI", "p (perm.)", "p (Holm)", "p (Welch)",
          "p (rank)", "A12", "Cliff's d", "Cohen's d", "verdict"],
         [[m.label, f"{m.n_baseline}/{m.n_candidate}", fmt(m.mean_baseline), fmt(m.mean_candidate),
-          fmt(m.difference), ci_text(m), fmt_p(m.p_permutation), fmt_p(m.p_permutation_holm), fmt_p(m.p_welch),
+          fmt_delta(m.difference), ci_text(m), fmt_p(m.p_permutation), fmt_p(m.p_permutation_holm), fmt_p(m.p_welch),
           f"{fmt_p(m.p_rank)} ({m.rank_test})", fmt(m.a12), fmt(m.cliffs_delta), fmt(m.cohens_d), m.verdict]
          for m in pair.metrics])
     if pair.scalar_deltas:
@@ -96,14 +102,14 @@ def _pair_markdown(pair: PairComparison, alpha: float) -> list[str]:
         lines += _table(
             ["achievement", "baseline", "candidate", "difference", "p (Boschloo)", "q (BH)", "significant"],
             [[a.achievement, f"{a.baseline_successes}/{a.baseline_n}", f"{a.candidate_successes}/{a.candidate_n}",
-              fmt(a.difference), fmt_p(a.p_boschloo), fmt_p(a.p_bh), "yes" if a.significant else "no"]
+              fmt_delta(a.difference), fmt_p(a.p_boschloo), fmt_p(a.p_bh), "yes" if a.significant else "no"]
              for a in pair.achievements])
     if pair.instances:
         lines += ["", "### Instances (candidate - baseline)", ""]
         lines += _table(
             ["instance", "episodes", "completion rate", "mean achievements", "Crafter score", "mean steps"],
-            [[i.instance, f"{i.baseline_episodes}/{i.candidate_episodes}", fmt(i.completion_rate_delta),
-              fmt(i.mean_achievements_delta), fmt(i.crafter_score_delta), fmt(i.mean_steps_delta)]
+            [[i.instance, f"{i.baseline_episodes}/{i.candidate_episodes}", fmt_delta(i.completion_rate_delta),
+              fmt_delta(i.mean_achievements_delta), fmt_delta(i.crafter_score_delta), fmt_delta(i.mean_steps_delta)]
              for i in pair.instances])
     return lines
 
