@@ -191,8 +191,9 @@ class Planner:
             ("table", self._table),
             ("sapling", self._sapling),
             ("place_stone", self._place_stone),
-            ("stone", self._stone),
             ("furnace", self._furnace),
+            ("stone", self._stone),
+            ("iron_station", self._iron_station),
             ("coal", lambda c: self._mine(c, "coal")),
             ("iron", lambda c: self._mine(c, "iron")),
             ("diamond", lambda c: self._mine(c, "diamond")),
@@ -519,6 +520,8 @@ class Planner:
             needs = " and ".join(stations) + (" are" if len(stations) > 1 else " is")
             return Plan([f"make_{t}" for t in chosen], f"The {needs} next to me and I have the materials, "
                                                        f"so I make a {names}.", "craft")
+        if not self._gathered_enough(ctx):
+            affordable = [t for t in affordable if "furnace" in MAKE_RULES[t]["nearby"]]
         for tool in affordable:
             nearby = MAKE_RULES[tool]["nearby"]
             goals = ctx.walk.copy()
@@ -532,6 +535,13 @@ class Planner:
                 return Plan(path_actions(ctx, path), f"{where(station, dx, dy)}. I have the materials for a "
                                                      f"{tool.replace('_', ' ')}, so I go there to craft it.", "craft")
         return None
+
+    def _gathered_enough(self, ctx: Context) -> bool:
+        """Whether to walk back to the table now rather than mine the stone we still want
+        (one trip crafts the stone pickaxe and sword together and brings the furnace stone)."""
+        if not ctx.has(COLLECT_RULES["stone"]["require"]) or ctx.inv["stone"] >= self._stone_needed(ctx):
+            return True
+        return self.memory.banned.get("stone", 0) > self.memory.turn or self._stone(ctx) is None
 
     @staticmethod
     def _fit_budget(ctx: Context, tools: list[str]) -> list[str]:
@@ -640,20 +650,52 @@ class Planner:
         return None
 
     def _furnace(self, ctx: Context) -> Plan | None:
-        if ctx.done("place_furnace") or not ctx.has(PLACE_RULES["furnace"]["uses"]):
+        """Place the first furnace beside a table (iron tools need both within reach)."""
+        cost = dict(PLACE_RULES["furnace"]["uses"])
+        for tool in self._pending_tools(ctx):  # keep the stone the stone tools still need
+            if "furnace" not in MAKE_RULES[tool]["nearby"]:
+                for item, amount in MAKE_RULES[tool]["uses"].items():
+                    if item in cost:
+                        cost[item] += amount
+        if ctx.done("place_furnace") or not ctx.has(cost):
             return None
-        tables = mask_of(ctx.sem, ("table",))
-        if not tables.any():
+        return self._station(ctx, "furnace", "I have the stone, so I place a furnace next to the table "
+                                             "for iron tools.")
+
+    def _iron_station(self, ctx: Context) -> Plan | None:
+        """Iron tools affordable but no table and furnace side by side within reach: build them."""
+        iron_tools = [t for t in self._pending_tools(ctx) if "furnace" in MAKE_RULES[t]["nearby"]
+                      and ctx.has(MAKE_RULES[t]["uses"])]
+        if not iron_tools:
             return None
+        both = square_neighbours(mask_of(ctx.sem, ("table",))) & square_neighbours(mask_of(ctx.sem, ("furnace",)))
+        if self._go_to(ctx, both & ctx.walk, 30) is not None:
+            return None  # the craft goal walks there
+        uses = MAKE_RULES[iron_tools[0]]["uses"]
+        table_cost = {k: v + uses.get(k, 0) for k, v in PLACE_RULES["table"]["uses"].items()}
+        if not self._nearby_ok(ctx, ctx.pos, ["table"]):
+            if not ctx.has(table_cost):
+                return None
+            return self._place(ctx, "table", "No table is close, so I place a new one here for iron tools.",
+                               "iron_station")
+        if not ctx.has(PLACE_RULES["furnace"]["uses"]):
+            return None
+        return self._station(ctx, "iron_station", "I place a furnace next to this table to make iron tools.")
+
+    def _station(self, ctx: Context, goal: str, why: str) -> Plan | None:
+        """Place a furnace within crafting reach of a table: walk to a close table, else use a
+        new table here (when there is wood for it), else place the furnace here anyway."""
         if self._nearby_ok(ctx, ctx.pos, ["table"]):
-            return self._place(ctx, "furnace", "The table is next to me and I have the stone, so I place a "
-                                               "furnace beside it for iron tools.", "furnace")
-        path = self._go_to(ctx, square_neighbours(tables) & ctx.walk, 40)
-        if not path:
-            return None
-        dx, dy = ctx.offset(self._nearest(ctx, "table"))
-        return Plan(path_actions(ctx, path), f"{where('table', dx, dy)}. I have stone for a furnace and go "
-                                             "back to the table to place it.", "furnace")
+            return self._place(ctx, "furnace", f"The table is next to me. {why}", goal)
+        tables = mask_of(ctx.sem, ("table",))
+        path = self._go_to(ctx, square_neighbours(tables) & ctx.walk, 15) if tables.any() else None
+        if path:
+            dx, dy = ctx.offset(self._nearest(ctx, "table"))
+            return Plan(path_actions(ctx, path), f"{where('table', dx, dy)}. {why}", goal)
+        if ctx.has(PLACE_RULES["table"]["uses"]):
+            return self._place(ctx, "table", "No table is close, so I place a new one here to put a furnace "
+                                             "beside it.", goal)
+        return self._place(ctx, "furnace", f"No table is close, but I have the stone: I place a furnace here.", goal)
 
     def _mine(self, ctx: Context, material: str) -> Plan | None:
         rule = COLLECT_RULES[material]
