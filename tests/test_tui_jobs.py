@@ -21,8 +21,8 @@ from tests.tui_support import wait_for
 @pytest.fixture()
 def ft_server(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
-    monkeypatch.setenv("FT_DOUBLE_STEPS", "12")
-    monkeypatch.setenv("FT_DOUBLE_STEP_SECONDS", "0.15")
+    monkeypatch.setenv("FT_DOUBLE_STEPS", "24")
+    monkeypatch.setenv("FT_DOUBLE_STEP_SECONDS", "0.2")
     settings = ServeSettings(data_dir=tmp_path / "svc", trainer=TRAINER, inference=INFERENCE, poll_interval=0.05)
     server = ServerThread(create_app(settings)).start()
     yield server
@@ -59,11 +59,11 @@ async def test_launch_a_job_and_watch_its_chart_grow(tmp_path, ft_server):
         await wait_for(pilot, lambda: screen.job_id is not None and screen.detail is not None, timeout=20,
                        what="job launched and selected")
         chart = screen.query_one("#loss-chart", SeriesChart)
-        await wait_for(pilot, lambda: 0 < len(screen.metrics) < 12 and chart.points_drawn > 0, timeout=20,
+        await wait_for(pilot, lambda: 0 < len(screen.metrics) < 24 and chart.points_drawn > 0, timeout=20,
                        what="first loss points while the job runs")
         partial = chart.points_drawn
         await wait_for(pilot, lambda: screen.status == "succeeded", timeout=30, what="job succeeded")
-        await wait_for(pilot, lambda: chart.points_drawn == 12, what="full curve drawn")
+        await wait_for(pilot, lambda: chart.points_drawn == 24, what="full curve drawn")
         assert chart.points_drawn > partial  # the chart grew while we watched
         assert screen.detail.checkpoints and screen.detail.info.fine_tuned_model
         assert "train" in chart.series

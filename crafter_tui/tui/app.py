@@ -8,7 +8,9 @@ imported when its screen is first shown.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,6 +62,7 @@ class CrafterApp(App[int]):
         self.config = config or AppConfig()
         self.start_mode = start_mode
         self._services: dict[str, object] = {}
+        self._services_lock = threading.RLock()
         self.last_export: Path | None = None  # the filter screen's last export (the job form's default data)
 
     def on_mount(self) -> None:
@@ -78,13 +81,18 @@ class CrafterApp(App[int]):
             self.set_keymap(dict(self.config.tui.keymap))
 
     def service(self, name: str) -> object:
-        """The shared service ``name`` (runs, rollouts, traces, dataset, finetune, evaluation), built once.
+        """The shared service ``name`` (runs, rollouts, traces, dataset, finetune, evaluation), built once."""
+        with self._services_lock:
+            if name not in self._services:
+                self._services[name] = _build_service(name, self.config, self.service)
+            return self._services[name]
 
-        Raises ImportError while a service module does not exist yet; screens show that state.
-        """
-        if name not in self._services:
-            self._services[name] = _build_service(name, self.config, self.service)
-        return self._services[name]
+    async def aservice(self, name: str) -> object:
+        """``service(name)``, built in a thread: importing DuckDB, SciPy or the OpenAI SDK takes
+        a second or more, which must not freeze the screen that asked."""
+        if name in self._services:
+            return self._services[name]
+        return await asyncio.to_thread(self.service, name)
 
     def on_unmount(self) -> None:
         traces = self._services.get("traces")

@@ -48,8 +48,8 @@ class ScreenCommands(Provider):
                 yield Hit(score, matcher.highlight(command.name), command.run, help=command.help)
 
 
-class NavTabs(Tabs):
-    """The screen switcher at the top of every screen (click a tab or press 1-4)."""
+class NavTabs(Tabs, can_focus=False):
+    """The screen switcher at the top of every screen (click a tab or press 1-4); never takes focus."""
 
     def __init__(self, active: str) -> None:
         super().__init__(*(Tab(label, id=f"nav-{mode}") for mode, label in SCREENS), active=f"nav-{active}")

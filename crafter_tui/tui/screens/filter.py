@@ -27,7 +27,6 @@ from crafter_tui.config import FilterSection
 from crafter_tui.errors import UserError
 from crafter_tui.tui.base import NavTabs, PaletteCommand, WorkbenchScreen
 from crafter_tui.tui.widgets.charts import BarChart
-from crafter_tui.world.rules import ACHIEVEMENTS
 
 DEBOUNCE_S = 0.15
 DETAIL_DEBOUNCE_S = 0.5
@@ -144,12 +143,12 @@ class FilterScreen(WorkbenchScreen):
         ]
 
     # ---- store --------------------------------------------------------------------------
-    def service(self, name: str):  # type: ignore[no-untyped-def]
-        return self.app.service(name)  # type: ignore[attr-defined]
+    async def service(self, name: str):  # type: ignore[no-untyped-def]
+        return await self.app.aservice(name)  # type: ignore[attr-defined]
 
     @work(exclusive=True, exit_on_error=False, group="filter-open", name="opening the trace store")
     async def open_store(self) -> None:
-        traces = self.service("traces")
+        traces = await self.service("traces")
         started = time.perf_counter()
         report = await traces.open()
         self.store_ready = True
@@ -167,7 +166,7 @@ class FilterScreen(WorkbenchScreen):
 
     @work(exclusive=True, exit_on_error=False, group="filter-open", name="reloading the trace store")
     async def refresh_store(self) -> None:
-        await self.service("traces").refresh()
+        await (await self.service("traces")).refresh()
         self.schedule_stats()
 
     # ---- inputs -> spec -----------------------------------------------------------------
@@ -225,7 +224,7 @@ class FilterScreen(WorkbenchScreen):
 
         self.queries += 1
         try:
-            stats = await self.service("dataset").stats(spec)
+            stats = await (await self.service("dataset")).stats(spec)
         except StatsSuperseded:
             self.superseded += 1
             return
@@ -258,8 +257,7 @@ class FilterScreen(WorkbenchScreen):
         histogram = stats.achievements_histogram
         self.query_one("#filter-histogram", BarChart).set_bars(list(histogram), {"episodes": list(histogram.values())})
         table = Table(show_header=False, show_edge=False, box=None, padding=(0, 1))
-        for name in ACHIEVEMENTS:
-            rate = stats.success_rates.get(name, 0.0)
+        for name, rate in stats.success_rates.items():  # the service lists all 22, in Crafter's order
             table.add_row(Text(name.replace("_", " "), no_wrap=True, overflow="ellipsis"),
                           Text(bar(rate, 12), style="green"), f"{rate:4.0%}")
         self.query_one("#filter-success", Static).update(table)
@@ -276,7 +274,7 @@ class FilterScreen(WorkbenchScreen):
         box = self.query_one("#filter-detail", Static)
         box.update(Text("computing action mix, tokens and cost…", style="dim"))
         try:
-            detail = await self.service("dataset").stats(spec, turn_level=True, tokens=True)
+            detail = await (await self.service("dataset")).stats(spec, turn_level=True, tokens=True)
         except StatsSuperseded:
             return
         if spec != self.spec:
@@ -312,7 +310,7 @@ class FilterScreen(WorkbenchScreen):
         one = spec.model_copy(update={"max_examples": 1, "validation_split": 0.0})
         with tempfile.TemporaryDirectory(prefix="crafter-tui-preview-") as folder:
             path = Path(folder) / "preview.jsonl"
-            async for event in self.service("dataset").export(one, path):
+            async for event in (await self.service("dataset")).export(one, path):
                 if event.kind == "done" and event.result.examples == 0:
                     preview.update(Text("(no example selected)", style="dim"))
                     return
@@ -349,7 +347,7 @@ class FilterScreen(WorkbenchScreen):
         progress.update(total=None, progress=0)
         result_box.update(f"exporting to {path}…")
         try:
-            async for event in self.service("dataset").export(spec, path):
+            async for event in (await self.service("dataset")).export(spec, path):
                 if event.kind == "progress":
                     progress.update(total=max(1, event.total), progress=event.written)
                 else:
@@ -375,7 +373,7 @@ class FilterScreen(WorkbenchScreen):
     async def run_validate(self, path: Path) -> None:
         result_box = self.query_one("#filter-actions-result", Static)
         result_box.update(f"validating {path}…")
-        report = await self.service("dataset").validate(path)
+        report = await (await self.service("dataset")).validate(path)
         text = Text()
         text.append("valid" if report.ok else "INVALID", style="bold green" if report.ok else "bold red")
         text.append(f": {report.examples:,} examples, {len(report.errors)} errors, {len(report.warnings)} warnings; "

@@ -55,9 +55,8 @@ class JobsScreen(WorkbenchScreen):
         self.chart_draws = 0
         self._chart_pending = False
 
-    @property
-    def finetune(self):  # type: ignore[no-untyped-def]
-        return self.app.service("finetune")  # type: ignore[attr-defined]
+    async def finetune_service(self):  # type: ignore[no-untyped-def]
+        return await self.app.aservice("finetune")  # type: ignore[attr-defined]
 
     def compose(self) -> ComposeResult:
         yield NavTabs(self.MODE)
@@ -100,7 +99,7 @@ class JobsScreen(WorkbenchScreen):
     @work(exclusive=True, exit_on_error=False, group="jobs-poll", name="listing jobs")
     async def poll_jobs(self) -> None:
         try:
-            rows = await self.finetune.list_jobs()
+            rows = await (await self.finetune_service()).list_jobs()
             self.polls += 1
             self.rows = rows
             self._fill_table()
@@ -147,7 +146,7 @@ class JobsScreen(WorkbenchScreen):
 
     @work(exclusive=True, exit_on_error=False, group="job-follow", name="following the job")
     async def follow_job(self, job_id: str) -> None:
-        detail = await self.finetune.detail(job_id)
+        detail = await (await self.finetune_service()).detail(job_id)
         if job_id != self.job_id:
             return
         self.detail = detail
@@ -158,7 +157,7 @@ class JobsScreen(WorkbenchScreen):
         if detail.info.done:
             return
         seen = {event.id for event in self.events}
-        async for event in self.finetune.watch(job_id, interval=WATCH_INTERVAL_S):
+        async for event in (await self.finetune_service()).watch(job_id, interval=WATCH_INTERVAL_S):
             if job_id != self.job_id:
                 return
             if event.kind == "metrics":
@@ -172,7 +171,7 @@ class JobsScreen(WorkbenchScreen):
                 if self.detail is not None:
                     self.detail.info = event.info
                 self._draw_settings()
-        self.detail = await self.finetune.detail(job_id)  # final checkpoints and model name
+        self.detail = await (await self.finetune_service()).detail(job_id)  # final checkpoints and model name
         if job_id == self.job_id:
             self.metrics = list(self.detail.metrics)
             self._draw_detail()
@@ -248,7 +247,7 @@ class JobsScreen(WorkbenchScreen):
 
     @work(exclusive=True, exit_on_error=False, group="job-cancel", name="cancelling the job")
     async def cancel_job(self, job_id: str) -> None:
-        info = await self.finetune.cancel(job_id)
+        info = await (await self.finetune_service()).cancel(job_id)
         self.notify(f"job {job_id}: {info.status}")
         self.poll_jobs()
 
@@ -271,10 +270,10 @@ class JobsScreen(WorkbenchScreen):
         progress.update(total=None)
         try:
             status.update("checking the dataset…")
-            prepared = await self.finetune.prepare(request)
+            prepared = await (await self.finetune_service()).prepare(request)
             estimate = prepared.estimate
             status.update(f"{estimate.examples:,} examples, {estimate.total_tokens:,} tokens; uploading…")
-            entry = await self.finetune.launch(request, prepared)
+            entry = await (await self.finetune_service()).launch(request, prepared)
         except Exception as exc:
             status.update(Text(f"launch failed: {exc}", style="red"))
             raise  # and the worker's error becomes a notification
@@ -298,6 +297,7 @@ class JobsScreen(WorkbenchScreen):
         """Play an eval rollout with the fine-tuned model (served by the job's host) and register it."""
         from pydantic import SecretStr
 
+        await self.app.aservice("evaluation")  # type: ignore[attr-defined]  # imports it off the event loop
         from crafter_tui.rollout.spec import RolloutSpec
         from crafter_tui.services.evaluation import EvalRequest, EvaluationService
 

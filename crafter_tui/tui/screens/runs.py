@@ -240,6 +240,8 @@ class RunsScreen(WorkbenchScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="episode-tail", name="reading episode")
     def _read_frames(self, tail: EpisodeTail) -> None:
+        import crafter_tui.world.rules  # noqa: F401  (imported here, off the event loop, before the first draw)
+
         self.post_message(FramesRead(tail, tail.poll()))
 
     def on_frames_read(self, message: FramesRead) -> None:
@@ -265,7 +267,8 @@ class RunsScreen(WorkbenchScreen):
         view.query_one("#vitals", VitalsBars).show(step)
         view.query_one("#inventory", InventoryView).show(step)
         unlocked = {name for s in self.steps[: self.position + 1] for name in s.new_achievements}
-        view.query_one("#achievements", AchievementsView).show(unlocked, set(step.new_achievements) if step else set())
+        view.query_one("#achievements", AchievementsView).show(unlocked, set(step.new_achievements) if step else set(),
+                                                               any_step=step is not None)
         view.query_one("#scrubber", StepScrubber).set_range(len(self.steps), self.position)
         view.query_one("#episode-title", Static).update(self._title(step))
         view.query_one("#turns", Static).update(self._turns_text(step))

@@ -1,7 +1,9 @@
 """Widgets of the episode view: the local map, vitals, inventory and achievements.
 
 They draw a ``StepRecord`` (the trace line) and nothing else, so a live episode, a replay
-and a run written by another process look the same.
+and a run written by another process look the same. Crafter's tables (``world.rules``) are
+imported on first draw of a step, not at import: importing crafter costs ~0.5-3 s, which
+must not delay the first paint (the thread that reads the first step imports it first).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from rich.text import Text
 from textual.widgets import Static
 
 from crafter_tui.traces.schema import StepRecord
-from crafter_tui.world.rules import ACHIEVEMENTS, ITEMS, MAX_ITEM, VITALS
 
 VIEW_COLUMNS = 9
 
@@ -51,7 +52,12 @@ class VitalsBars(Static):
     COLOURS = {"health": "red", "food": "dark_orange", "drink": "dodger_blue1", "energy": "yellow"}
 
     def show(self, step: StepRecord | None) -> None:
-        counts = dict(zip(ITEMS, step.inventory)) if step else {}
+        if step is None:
+            self.update(Text("(no step yet)", style="dim"))
+            return
+        from crafter_tui.world.rules import ITEMS, MAX_ITEM, VITALS
+
+        counts = dict(zip(ITEMS, step.inventory))
         text = Text()
         for name in VITALS:
             value, top = counts.get(name, 0), MAX_ITEM[name]
@@ -59,8 +65,7 @@ class VitalsBars(Static):
             text.append("█" * value, style=self.COLOURS[name])
             text.append("░" * (top - value), style="grey30")
             text.append(f" {value}/{top}\n")
-        if step is not None:
-            text.append(f"{'night' if step.daylight < 0.5 else 'day'}{'  sleeping' if step.sleeping else ''}",
+        text.append(f"{'night' if step.daylight < 0.5 else 'day'}{'  sleeping' if step.sleeping else ''}",
                         style="dim")
         self.update(text)
 
@@ -72,6 +77,8 @@ class InventoryView(Static):
         if step is None:
             self.update(Text("(empty)", style="dim"))
             return
+        from crafter_tui.world.rules import ITEMS, VITALS
+
         held = [(name, count) for name, count in zip(ITEMS, step.inventory) if name not in VITALS and count > 0]
         text = Text()
         for name, count in held:
@@ -83,7 +90,12 @@ class InventoryView(Static):
 class AchievementsView(Static):
     """All 22 achievements: unlocked ones coloured, those unlocked at this step highlighted."""
 
-    def show(self, unlocked: set[str], new: set[str]) -> None:
+    def show(self, unlocked: set[str], new: set[str], *, any_step: bool = True) -> None:
+        if not any_step:
+            self.update(Text("achievements appear with the first step", style="dim"))
+            return
+        from crafter_tui.world.rules import ACHIEVEMENTS
+
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{len(unlocked)}/{len(ACHIEVEMENTS)}\n", style="bold")
         for name in ACHIEVEMENTS:
