@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -22,8 +23,9 @@ def _free_port() -> int:
 
 def test_serve_env_command_serves_with_token_and_stops():
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "crafter_tui", "serve-env", "--port", str(port), "--token", "s3cr3t-xyz",
-                             "--max-envs", "3", "--idle-timeout", "30"], stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "CRAFTER_ENV_TOKEN": "s3cr3t-xyz"}  # the token from the environment, not argv
+    proc = subprocess.Popen([sys.executable, "-m", "crafter_tui", "serve-env", "--port", str(port),
+                             "--max-envs", "3", "--idle-timeout", "30"], stderr=subprocess.PIPE, text=True, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -36,6 +38,9 @@ def test_serve_env_command_serves_with_token_and_stops():
                 time.sleep(0.1)
         assert health.json()["max_envs"] == 3
         assert httpx.post(url + "/env/CrafterClassic/initialize", json={}).status_code == 401
+        authorised = httpx.post(url + "/env/CrafterClassic/initialize", json={"config": {"seed": 1}},
+                                headers={"Authorization": "Bearer s3cr3t-xyz"}, timeout=30)
+        assert authorised.status_code == 200
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=20)

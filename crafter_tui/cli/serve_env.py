@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pydantic import SecretStr, ValidationError
 
 from crafter_tui.cli.common import positive_int
 from crafter_tui.errors import UserError
+
+TOKEN_ENV_VAR = "CRAFTER_ENV_TOKEN"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8901, help="port (default 8901)")
     parser.add_argument("--token", default=None,
-                        help="require 'Authorization: Bearer TOKEN' on every route but /health")
+                        help="require 'Authorization: Bearer TOKEN' on every route but /health "
+                        f"(default: ${TOKEN_ENV_VAR}, which keeps it out of the process list)")
     parser.add_argument("--max-envs", type=positive_int, default=1000, help="live environments at most (429 above)")
     parser.add_argument("--idle-timeout", type=float, default=600.0,
                         help="seconds without a request before an environment is dropped (default 600)")
@@ -32,9 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from crafter_tui.servers.env_server import EnvServiceSettings, bind_warning, serve
 
+    token = args.token or os.environ.get(TOKEN_ENV_VAR) or None
     try:
         settings = EnvServiceSettings(
-            host=args.host, port=args.port, token=SecretStr(args.token) if args.token else None,
+            host=args.host, port=args.port, token=SecretStr(token) if token else None,
             max_envs=args.max_envs, idle_timeout=args.idle_timeout, step_in_threadpool=args.threadpool)
     except ValidationError as exc:
         first = exc.errors()[0]
