@@ -695,7 +695,7 @@ class Planner:
         if ctx.has(PLACE_RULES["table"]["uses"]):
             return self._place(ctx, "table", "No table is close, so I place a new one here to put a furnace "
                                              "beside it.", goal)
-        return self._place(ctx, "furnace", f"No table is close, but I have the stone: I place a furnace here.", goal)
+        return self._place(ctx, "furnace", "No table is close, but I have the stone: I place a furnace here.", goal)
 
     def _mine(self, ctx: Context, material: str) -> Plan | None:
         rule = COLLECT_RULES[material]
