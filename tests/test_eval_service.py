@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
+
+import pytest
 
 from crafter_tui.config import AppConfig
+from crafter_tui.errors import UserError
 from crafter_tui.evaluation.compare import Comparison
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.services.evaluation import EvalFinished, EvalInstanceStarted, EvalRequest, EvalRolloutEvent, \
@@ -49,3 +53,26 @@ async def test_run_eval_streams_typed_events_and_registers(tmp_path):
     assert {(e.instance, e.seed) for e in finished.experiment.episodes} == {("peaceful", 3), ("normal", 3)}
     again = [e async for e in svc.run_eval(EvalRequest(experiment="quick", spec=spec, difficulties=["easy"]))]
     assert again[-1].experiment.version == "v1.1"
+
+
+async def test_an_interrupted_eval_resumes_its_run_folder(tmp_path):
+    svc = service(tmp_path)
+    spec = RolloutSpec(agent="random", model="random", episodes=2, max_steps=8, seed=1, concurrency=1,
+                       out_dir=tmp_path / "traces")
+    request = EvalRequest(experiment="again", spec=spec, difficulties=["normal"])
+    first = [e async for e in svc.run_eval(request)][-1].experiment
+    # as if the process died after the rollout but before registering: the run folder stays
+    shutil.rmtree(tmp_path / "data" / "experiments")
+    episodes_file = tmp_path / "traces" / "again-v1.0-normal" / "episodes.jsonl"
+    lines = episodes_file.read_text().splitlines(keepends=True)
+    episodes_file.write_text(lines[0])  # the second episode never finished
+    events = [e async for e in svc.run_eval(request)]
+    played = [e for e in events if isinstance(e, EvalRolloutEvent) and e.event.kind == "episode_finished"]
+    assert len(played) == 1  # only the unfinished episode was played again
+    resumed = events[-1].experiment
+    assert resumed.version == "v1.0" and [e.seed for e in resumed.episodes] == [e.seed for e in first.episodes]
+    other = EvalRequest(experiment="again", spec=spec.model_copy(update={"model": "other"}), difficulties=["normal"],
+                        version="v1.0")
+    shutil.rmtree(tmp_path / "data" / "experiments")
+    with pytest.raises(UserError, match="already exists for random/random"):
+        [e async for e in svc.run_eval(other)]

@@ -127,6 +127,22 @@ def write_report(comparison: Comparison, path: Path, fmt: ReportFormat) -> Path:
     return path
 
 
+def _resume_if_started(spec: RolloutSpec, run_id: str) -> RolloutSpec:
+    """An eval interrupted before it registered left its run folder: finish that run (same
+    seeds, only the unfinished episodes) instead of failing on the existing folder."""
+    record_path = spec.out_dir / run_id / "run.json"
+    if not record_path.is_file():
+        return spec
+    from crafter_tui.rollout.writer import load_run_record
+
+    record = load_run_record(spec.out_dir / run_id)
+    if record.model != spec.model or record.agent != spec.agent:
+        raise UserError(f"run folder {run_id!r} already exists for {record.agent}/{record.model}, not "
+                        f"{spec.agent}/{spec.model}; choose another --experiment or --version",
+                        where=str(spec.out_dir / run_id))
+    return spec.model_copy(update={"resume": run_id})
+
+
 class EvaluationService:
     """Experiments and comparisons for the comparison screen and the CLI."""
 
@@ -201,6 +217,7 @@ class EvaluationService:
             run_id = f"{request.experiment}-{version}-{difficulty}"
             spec = request.spec.model_copy(update={"difficulty": difficulty, "run_id": run_id,
                                                    "experiment": request.experiment, "resume": None})
+            spec = _resume_if_started(spec, run_id)
             async for event in service.run(spec):
                 yield EvalRolloutEvent(difficulty=difficulty, event=event)
             run_dirs.append(spec.out_dir / run_id)
