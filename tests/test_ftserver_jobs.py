@@ -168,3 +168,31 @@ def test_bearer_token_required_when_set(tmp_path, double_env):
         srv.stop()
     leaked = [p for p in (tmp_path / "svc").rglob("*") if p.is_file() and b"s3cret-token" in p.read_bytes()]
     assert not leaked
+
+
+def test_files_list_content_delete_and_imported_models(server, tmp_path):
+    client = _client(server)
+    data = tiny_dataset(tmp_path / "d.jsonl")
+    uploaded = client.files.create(file=data.open("rb"), purpose="fine-tune")
+    assert [f.id for f in client.files.list().data] == [uploaded.id]
+    assert client.files.content(uploaded.id).read() == data.read_bytes()
+    assert client.files.delete(uploaded.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(uploaded.id)
+    folder = tmp_path / "svc" / "models" / "from-modal"
+    folder.mkdir(parents=True)
+    (folder / "served_name.txt").write_text("ft:Qwen/Qwen2.5-0.5B-Instruct:org:x:modaljob-1\n")
+    names = [m.id for m in client.models.list().data]
+    assert "ft:Qwen/Qwen2.5-0.5B-Instruct:org:x:modaljob-1" in names
+    reply = client.chat.completions.create(model="ft:Qwen/Qwen2.5-0.5B-Instruct:org:x:modaljob-1",
+                                           messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content == "no tools given"
+
+
+def test_non_loopback_without_token_warns():
+    from crafter_tui.servers.ft_server import warn_if_exposed
+
+    assert warn_if_exposed(ServeSettings(data_dir="/tmp/x", host="0.0.0.0"))
+    assert warn_if_exposed(ServeSettings(data_dir="/tmp/x", host="0.0.0.0", token="t")) is None
+    assert warn_if_exposed(ServeSettings(data_dir="/tmp/x", host="127.0.0.1")) is None
+    assert warn_if_exposed(ServeSettings(data_dir="/tmp/x", host="::1")) is None

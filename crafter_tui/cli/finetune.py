@@ -148,7 +148,9 @@ async def _test_and_explain(service, model: str, host: str, args: argparse.Names
             print(f"  {mark} seed {check.seed} step {check.step}: {what}")
         code = 0 if report.ok else 1
     elif host == "modal":
-        print("model test skipped: Modal-trained weights stay on the Modal Volume (serve them to test)")
+        from crafter_tui.services.finetune import MODAL_SERVING_HINT
+
+        print("model test skipped: " + MODAL_SERVING_HINT.format(model=model))
     print()
     print(service.usage(model, host))
     return code

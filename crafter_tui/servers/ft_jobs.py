@@ -61,6 +61,7 @@ from crafter_tui.traces.jsonl import iter_jsonl, write_json_atomic
 log = logging.getLogger(__name__)
 
 MAX_RESUMES = 3
+SERVED_NAME_FILE = "served_name.txt"
 _ID_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 
@@ -477,9 +478,22 @@ class JobManager:
                 metrics=metrics.get(near, {}) if near is not None else {}))
         return sorted(out, key=lambda c: c.step_number, reverse=True)
 
+    def imported_models(self) -> dict[str, Path]:
+        """Model folders dropped into ``<data_dir>/models/<folder>`` (e.g. weights a Modal job left on
+        its Volume), served under the name in ``served_name.txt`` or else the folder name."""
+        root = self.data_dir / "models"
+        found: dict[str, Path] = {}
+        if not root.is_dir():
+            return found
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            name_file = folder / SERVED_NAME_FILE
+            name = name_file.read_text(encoding="utf-8").strip() if name_file.is_file() else folder.name
+            found[name or folder.name] = folder
+        return found
+
     def model_paths(self) -> dict[str, Path]:
-        """Servable model names -> weights folders (finished models and their checkpoints)."""
-        paths: dict[str, Path] = {}
+        """Servable model names -> weights folders (finished models, their checkpoints, imported ones)."""
+        paths: dict[str, Path] = self.imported_models()
         with self._lock:
             records = list(self._records.values())
         for record in records:

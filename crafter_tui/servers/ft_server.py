@@ -317,8 +317,8 @@ def _model_routes(app: FastAPI, manager: JobManager, models: ModelCache, setting
         jobs = {j.fine_tuned_model: j for j in manager.list() if j.fine_tuned_model}
         for name in manager.model_paths():
             job = jobs.get(name)
-            data.append(ModelObject(id=name, created=job.finished_at or job.created_at if job else started,
-                                    owned_by="user"))
+            created = (job.finished_at or job.created_at) if job else started
+            data.append(ModelObject(id=name, created=created, owned_by="user"))
         return ModelList(data=data)
 
     @app.get("/v1/models/{model_id:path}", dependencies=auth)

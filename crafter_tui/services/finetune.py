@@ -34,6 +34,12 @@ from crafter_tui.finetune.prepare import PreparedData, PrepareRequest, prepare_d
 from crafter_tui.finetune.registry import JobEntry, JobRegistry
 
 
+MODAL_SERVING_HINT = (
+    "Modal-trained weights stay on the Modal Volume: fetch them with 'modal volume get crafter-tui-finetune "
+    "jobs/<job-id>/out/model DIR', put DIR under <data_dir>/service/models/ with the line '{model}' in "
+    "DIR/served_name.txt, and the local service serves it (then test with --backend local)")
+
+
 class LaunchRequest(PrepareRequest):
     """``finetune``'s inputs (the data preparation ones plus the hyperparameters)."""
 
@@ -262,8 +268,7 @@ class FinetuneService:
         """Ask the model a few real Crafter turns; each reply must be a valid ``interact`` call."""
         host = self.model_host(model, backend)
         if host == "modal":
-            raise UserError("Modal-trained weights stay on the Modal Volume; serve them with an OpenAI-compatible "
-                            "server (e.g. vLLM) and test with --backend openai/synth", where=model)
+            raise UserError(MODAL_SERVING_HINT.format(model=model), where=model)
         client = self.client(host)
         checks = []
         turns = await asyncio.to_thread(crafter_turns, count, seed)
