@@ -13,12 +13,14 @@ episodes that contain an invalid turn, because an example is a whole conversatio
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import duckdb
 
 from crafter_tui.dataset.spec import COMPLETED_TERMINATIONS, FilterSpec
 from crafter_tui.traces.sql import NUM_ACHIEVEMENTS
+from crafter_tui.world.rules import ACHIEVEMENTS
 
 _TERMINATIONS = ", ".join(f"'{name}'" for name in COMPLETED_TERMINATIONS)  # constants, not input
 
@@ -29,7 +31,7 @@ EPISODE_WHERE = f"""
     AND (NOT $require_termination OR e.termination IN ({_TERMINATIONS}))
     AND (len($models) = 0 OR list_contains($models, e.model))
     AND (len($runs) = 0 OR list_contains($runs, e.run_id))
-    AND list_has_all(e.achievements, $achievements)
+    AND (e.ach_mask & $required_mask) = $required_mask
     AND ($min_progression IS NULL OR e.num_achievements >= $min_progression * {NUM_ACHIEVEMENTS} - 1e-9)
     AND (NOT $whole_episode_valid OR e.invalid_actions = 0)
 """
@@ -46,7 +48,7 @@ def episode_params(spec: FilterSpec) -> dict[str, Any]:
         "require_termination": spec.require_termination,
         "models": list(spec.models),
         "runs": list(spec.runs),
-        "achievements": list(spec.achievements),
+        "required_mask": sum(1 << ACHIEVEMENTS.index(name) for name in spec.achievements),
         "min_progression": spec.min_progression,
         "whole_episode_valid": spec.drop_invalid and spec.mode == "trajectory",
     }
@@ -54,14 +56,15 @@ def episode_params(spec: FilterSpec) -> dict[str, Any]:
 
 _PARAM_TYPES = {
     "min_achievements": "BIGINT", "min_reward": "DOUBLE", "max_turns": "BIGINT", "require_termination": "BOOLEAN",
-    "models": "VARCHAR[]", "runs": "VARCHAR[]", "achievements": "VARCHAR[]", "min_progression": "DOUBLE",
+    "models": "VARCHAR[]", "runs": "VARCHAR[]", "required_mask": "BIGINT", "min_progression": "DOUBLE",
     "whole_episode_valid": "BOOLEAN", "drop_invalid": "BOOLEAN", "keep": "BIGINT", "seed": "BIGINT",
     "max_examples": "BIGINT", "split": "DOUBLE",
 }
 
 
+@functools.lru_cache(maxsize=64)
 def typed(sql: str) -> str:
-    """Cast each named parameter once at its first use so NULLs and empty lists have a type."""
+    """Cast each named parameter at its uses so NULLs and empty lists have a type (cached)."""
     for name, kind in _PARAM_TYPES.items():
         sql = sql.replace(f"${name}", f"CAST(${name} AS {kind})")
     return sql

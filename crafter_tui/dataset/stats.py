@@ -11,12 +11,13 @@ Tokens and cost come from ``dataset.tokens`` (they need the texts).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import duckdb
 from pydantic import BaseModel
 
-from crafter_tui.dataset.select import SELECTED_EPISODES, build_selection, episode_params, typed
+from crafter_tui.dataset.select import EPISODE_WHERE, build_selection, episode_params, typed
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.world.rules import ACHIEVEMENTS
 
@@ -64,38 +65,53 @@ class SelectionStats(BaseModel):
     cost: CostEstimate | None = None
 
 
-_EPISODE_STATS = f"""
-WITH sel AS ({SELECTED_EPISODES})
-SELECT
-    (SELECT count(*) FROM episodes),
-    (SELECT coalesce(sum(CASE WHEN $trajectory THEN (turns > 0)::BIGINT ELSE turns END), 0) FROM episodes),
-    count(*),
-    coalesce(sum(CASE WHEN $trajectory THEN (turns > 0)::BIGINT
-                      WHEN $drop_invalid THEN greatest(turns - invalid_actions, 0) ELSE turns END), 0),
-    avg(num_achievements), avg(reward),
-    (SELECT map_entries(histogram(num_achievements)) FROM sel),
-    (SELECT map_entries(histogram(a)) FROM (SELECT unnest(achievements) AS a FROM sel)),
-    (SELECT map_entries(histogram(termination)) FROM sel)
-FROM sel
+# The selection grouped by what the statistics need: few groups, so the rest is cheap Python.
+# (One GROUP BY is about half the cost of per-column histograms in DuckDB.)
+_GROUPS = f"""
+SELECT e.num_achievements, e.termination, e.ach_mask, count(*), sum(e.turns),
+       sum(greatest(e.turns - e.invalid_actions, 0)), count(*) FILTER (WHERE e.turns > 0), sum(e.reward)
+FROM episodes e WHERE {EPISODE_WHERE}
+GROUP BY ALL
 """
+_TOTALS = "SELECT count(*), coalesce(sum(turns), 0), count(*) FILTER (WHERE turns > 0) FROM episodes"
+
+
+@functools.lru_cache(maxsize=1)
+def _groups_sql() -> str:
+    return typed(_GROUPS)
 
 
 def episode_stats(cursor: duckdb.DuckDBPyConnection, spec: FilterSpec) -> SelectionStats:
-    """Episode-level statistics (one query over the episodes table)."""
-    params = episode_params(spec)
-    params.update(trajectory=spec.mode == "trajectory", drop_invalid=spec.drop_invalid)
-    sql = typed(_EPISODE_STATS).replace("$trajectory", "CAST($trajectory AS BOOLEAN)")
-    row = cursor.execute(sql, params).fetchone()
-    assert row is not None
-    total, examples_total, selected, examples, mean_ach, mean_reward, hist, unlocked, terms = row
-    exact = not spec.needs_turns
+    """Episode-level statistics (two small queries over the episodes table)."""
+    total, turns_all, nonempty_all = cursor.execute(_TOTALS).fetchone()  # type: ignore[misc]
+    groups = cursor.execute(_groups_sql(), episode_params(spec)).fetchall()
+    trajectory = spec.mode == "trajectory"
+    histogram: dict[int, int] = {}
+    terminations: dict[str, int] = {}
+    unlocked = dict.fromkeys(ACHIEVEMENTS, 0)
+    selected = examples = achievements_sum = 0
+    reward_sum = 0.0
+    for n_ach, termination, mask, count, turns, valid_turns, nonempty, reward in groups:
+        selected += count
+        examples += nonempty if trajectory else (valid_turns if spec.drop_invalid else turns)
+        achievements_sum += n_ach * count
+        reward_sum += reward
+        histogram[n_ach] = histogram.get(n_ach, 0) + count
+        terminations[termination] = terminations.get(termination, 0) + count
+        for index, name in enumerate(ACHIEVEMENTS):
+            if mask >> index & 1:
+                unlocked[name] += count
     if spec.max_examples is not None:
         examples = min(examples, spec.max_examples)
     return SelectionStats(
-        episodes_total=total, episodes_selected=selected, examples_total=examples_total,
-        examples_selected=examples, examples_exact=exact,
-        achievements_histogram=_histogram(hist), success_rates=_rates(unlocked, selected),
-        mean_achievements=mean_ach, mean_reward=mean_reward, terminations=_entries(terms),
+        episodes_total=total, episodes_selected=selected,
+        examples_total=nonempty_all if trajectory else turns_all,
+        examples_selected=examples, examples_exact=not spec.needs_turns,
+        achievements_histogram={str(k): histogram[k] for k in sorted(histogram)},
+        success_rates={name: (count / selected if selected else 0.0) for name, count in unlocked.items()},
+        mean_achievements=achievements_sum / selected if selected else None,
+        mean_reward=reward_sum / selected if selected else None,
+        terminations=dict(sorted(terminations.items())),
     )
 
 
@@ -120,13 +136,3 @@ def turn_stats(cursor: duckdb.DuckDBPyConnection, spec: FilterSpec) -> Selection
 
 def _entries(entries: list[dict[str, Any]] | None) -> dict[str, int]:
     return {str(entry["key"]): int(entry["value"]) for entry in entries or []}
-
-
-def _histogram(entries: list[dict[str, Any]] | None) -> dict[str, int]:
-    counts = {int(entry["key"]): int(entry["value"]) for entry in entries or []}
-    return {str(k): counts[k] for k in sorted(counts)}
-
-
-def _rates(entries: list[dict[str, Any]] | None, selected: int) -> dict[str, float]:
-    counts = _entries(entries)
-    return {name: (counts.get(name, 0) / selected if selected else 0.0) for name in ACHIEVEMENTS}

@@ -39,8 +39,8 @@ CREATE_TABLES: tuple[str, ...] = (
     """CREATE TABLE steps (run_id VARCHAR, seq BIGINT, episode BIGINT, attempt BIGINT, step BIGINT,
         turn BIGINT, action BIGINT, action_name VARCHAR, reward DOUBLE, done BOOLEAN,
         new_achievements VARCHAR[])""",
-    """CREATE TABLE episodes AS SELECT * EXCLUDE (seq), 0::BIGINT AS tokens, 0.0::DOUBLE AS progression
-        FROM episode_lines WHERE false""",
+    """CREATE TABLE episodes AS SELECT * EXCLUDE (seq), 0::BIGINT AS tokens, 0.0::DOUBLE AS progression,
+        0::BIGINT AS ach_mask FROM episode_lines WHERE false""",
 )
 
 # ``_new_rows`` is the Arrow table of new lines registered by the store; ``?`` = run id, first seq.
@@ -75,9 +75,16 @@ DELETE_RUN: dict[str, str] = {
 }
 
 #: One row per finished episode: the last summary line of each (run, episode) wins (a rerun).
+#: Achievement names as a SQL list literal: constants from Crafter's data, never user input.
+ACHIEVEMENT_LIST_SQL = "[" + ", ".join(f"'{name}'" for name in ACHIEVEMENTS) + "]"
+
+#: ``ach_mask`` has bit i set when the episode unlocked ``ACHIEVEMENTS[i]``: per-achievement
+#: counts and "unlocked all of these" become integer operations in the hot statistics query.
 REBUILD_EPISODES = f"""CREATE OR REPLACE TABLE episodes AS
     SELECT * EXCLUDE (seq), prompt_tokens + completion_tokens AS tokens,
-           num_achievements / {NUM_ACHIEVEMENTS}.0 AS progression
+           num_achievements / {NUM_ACHIEVEMENTS}.0 AS progression,
+           coalesce(list_sum(list_transform(list_distinct(achievements), lambda a:
+               coalesce(1::BIGINT << (list_position({ACHIEVEMENT_LIST_SQL}, a) - 1), 0))), 0)::BIGINT AS ach_mask
     FROM episode_lines
     QUALIFY row_number() OVER (PARTITION BY run_id, episode ORDER BY seq DESC) = 1"""
 

@@ -1,0 +1,68 @@
+"""SFT export speed and memory: stream every turn of a synthetic store as OpenAI chat JSONL.
+
+Default: a 100k-episode store (~1M turn examples, history_turns 2, tool calls); ``--small``:
+2k episodes (~20k examples). Reports examples, seconds, examples/s and peak RSS of this
+process (store open + export: the export itself streams with constant memory).
+
+    python benchmarks/bench_export.py [--small] [--store DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def emit(metric: str, value: float, unit: str, goal: str | None = None, **extra: object) -> None:
+    print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "goal": goal, **extra}), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument("--store", type=Path, default=None, help="reuse a store made by gen_synthetic_store.py")
+    parser.add_argument("--episodes", type=int, default=None)
+    args = parser.parse_args()
+    from gen_synthetic_store import generate
+
+    from crafter_tui.dataset.export import export_selection
+    from crafter_tui.dataset.spec import FilterSpec
+    from crafter_tui.traces.store import TraceStore
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_export_"))
+    root = args.store
+    try:
+        if root is None:
+            root = tmp / "traces"
+            info = generate(root, args.episodes or (2_000 if args.small else 100_000))
+            emit("synthetic_store", info["episodes"], "episodes", None, turns=info["turns"], bytes=info["bytes"],
+                 generate_s=round(info["seconds"], 1))
+        started = time.perf_counter()
+        store = TraceStore.open(root, turns=True)
+        emit("store_open_with_turns_s", time.perf_counter() - started, "s", None)
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        started = time.perf_counter()
+        result = export_selection(store, FilterSpec(), tmp / "sft.jsonl")
+        seconds = time.perf_counter() - started
+        goal = "<= 15 s for 1M examples" if not args.small else None
+        emit("export_seconds", seconds, "s", goal, examples=result.examples, bytes=result.bytes)
+        emit("export_examples_per_s", result.examples / seconds, "examples/s", ">= 66,667/s (1M in 15 s)")
+        emit("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MB", "<= 500 MB",
+             rss_after_open_mb=round(rss_before, 1))
+        store.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
