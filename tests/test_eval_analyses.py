@@ -10,6 +10,7 @@ from crafter_tui.cli import main
 from crafter_tui.evaluation import analyses
 from crafter_tui.evaluation.episodes import read_run
 from crafter_tui.traces.schema import TurnRecord
+from crafter_tui.world.rules import ACHIEVEMENTS
 from tests.eval_builders import Ep, Step, write_run
 
 
@@ -118,7 +119,10 @@ def test_seed_report(tmp_path):
     eps = [Ep(seed=42, achievements=["collect_wood"]), Ep(seed=42, achievements=["collect_wood", "eat_cow"]),
            Ep(seed=43, achievements=[])]
     run = read_run(write_run(tmp_path, "s", eps))
-    report = analyses.analyze_seeds([run], seeds=[42, 43, 44])
+    other = read_run(write_run(tmp_path, "o", [Ep(seed=42, achievements=list(ACHIEVEMENTS))], model="model-b"))
+    by_model = analyses.analyze_seeds([run, other], seeds=[42, 43, 44]).models
+    assert by_model["model-b"].seeds[0].mean_achievements == 22  # kept apart from model-a's seed 42
+    report = by_model["model-a"]
     by_seed = {row.seed: row for row in report.seeds}
     assert by_seed[42].mean_achievements == 1.5 and by_seed[42].achievements_always == ["collect_wood"]
     assert by_seed[42].achievements_sometimes == ["eat_cow"] and report.missing_seeds == [44]
@@ -139,7 +143,7 @@ def test_analyze_commands_write_their_outputs(tmp_path, capsys):
     assert "data:image/png;base64," in text and "collect_wood" in text and "http" not in text.replace("http-equiv", "")
     seeds = tmp_path / "seed_report.json"
     assert main(["analyze", "seeds", "--traces", str(traces), "--seeds", "1,2", "--output", str(seeds)]) == 0
-    assert [row["seed"] for row in json.loads(seeds.read_text())["seeds"]] == [1, 2]
+    assert [row["seed"] for row in json.loads(seeds.read_text())["models"]["model-a"]["seeds"]] == [1, 2]
     for kind in ("quality", "rules", "efficiency"):
         capsys.readouterr()
         assert main(["analyze", kind, "--traces", str(traces)]) == 0

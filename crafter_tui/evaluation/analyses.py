@@ -317,14 +317,27 @@ class SeedsReport(BaseModel):
     seed_dependent_achievements: dict[str, float]  # achievement -> spread (max - min) of per-seed rates
 
 
-def analyze_seeds(runs: Sequence[RunEpisodes], seeds: Sequence[int] | None = None) -> SeedsReport:
-    """Performance and stability across seeds (optionally only the given seeds)."""
-    wanted = set(seeds) if seeds else None
-    grouped: dict[int, list[Any]] = defaultdict(list)
+class SeedsByModel(BaseModel):
+    """Seed stability per model: mixing models would mistake model differences for seed effects."""
+
+    models: dict[str, SeedsReport]
+
+
+def analyze_seeds(runs: Sequence[RunEpisodes], seeds: Sequence[int] | None = None) -> SeedsByModel:
+    """Performance and stability across seeds (optionally only the given seeds), per model."""
+    by_model: dict[str, list[Any]] = defaultdict(list)
     for run in runs:
         for summary in run.summaries:
-            if wanted is None or summary.seed in wanted:
-                grouped[summary.seed].append(summary)
+            by_model[summary.model].append(summary)
+    return SeedsByModel(models={model: _seed_report(items, seeds) for model, items in sorted(by_model.items())})
+
+
+def _seed_report(summaries: Sequence[Any], seeds: Sequence[int] | None) -> SeedsReport:
+    wanted = set(seeds) if seeds else None
+    grouped: dict[int, list[Any]] = defaultdict(list)
+    for summary in summaries:
+        if wanted is None or summary.seed in wanted:
+            grouped[summary.seed].append(summary)
     rows = []
     for seed, items in sorted(grouped.items()):
         counts = np.array([s.num_achievements for s in items], dtype=float)
