@@ -204,3 +204,14 @@ def test_custom_metric_from_an_entry_point(monkeypatch):
     comparison = build_comparison([counts_experiment("a", [1, 1, 2]), counts_experiment("b", [2, 3, 3])], config)
     metric = next(m for m in comparison.pairs[0].metrics if m.metric == "doubled")
     assert metric.difference == pytest.approx(8 / 3) and metric.higher_is_better is True
+
+
+def test_crafter_score_delta_has_a_bootstrap_ci_only_with_per_achievement_detail():
+    comparison = compare_experiments([counts_experiment("a", [1, 2, 3, 2, 1, 2]),
+                                      counts_experiment("b", [3, 4, 3, 5, 4, 4])], FAST)
+    pair = comparison.pairs[0]
+    assert pair.crafter_score_ci is not None and pair.crafter_score_ci.low < pair.crafter_score_delta
+    assert "95% CI" in render_report(comparison, "md")
+    counts_only = [Experiment(name=n, model="m", episodes=[Episode(num_achievements=v) for v in values])
+                   for n, values in (("x", [1, 2]), ("y", [2, 3]))]
+    assert compare_experiments(counts_only, FAST).pairs[0].crafter_score_ci is None

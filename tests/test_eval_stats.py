@@ -162,3 +162,26 @@ def test_paired_sign_flip_agrees_with_scipy_within_monte_carlo_error():
     assert abs(ours - ref) < 4 * standard_error + 1e-4
     # a real shift is detected, no shift is not
     assert stats.permutation_pvalue(base, base + 1.0 + rng.normal(0, 0.1, 60), paired=True) < 0.001
+
+
+def test_crafter_score_difference_ci_matches_a_direct_scipy_bootstrap():
+    rng = np.random.default_rng(8)
+    base = (rng.random((30, 22)) < 0.3).astype(float)
+    cand = (rng.random((30, 22)) < 0.45).astype(float)
+
+    def direct(ia, ib):  # the published formula on the resampled episodes, one resample at a time
+        rates_a = {name: base[ia.astype(int), k].mean() for k, name in enumerate(ACHIEVEMENTS)}
+        rates_b = {name: cand[ib.astype(int), k].mean() for k, name in enumerate(ACHIEVEMENTS)}
+        return crafter_score(rates_b) - crafter_score(rates_a)
+
+    idx = np.arange(30)
+    for paired in (False, True):
+        ours = stats.bootstrap_score_difference(base, cand, paired=paired, resamples=499, seed=5)
+        if paired:
+            ref = sps.bootstrap((idx,), lambda i: direct(i, i), n_resamples=499, vectorized=False,
+                                rng=np.random.default_rng(5))
+        else:
+            ref = sps.bootstrap((idx, idx), direct, n_resamples=499, vectorized=False, rng=np.random.default_rng(5))
+        assert ours.method == "BCa"
+        assert (ours.low, ours.high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
+        assert ours.low < direct(idx, idx) < ours.high

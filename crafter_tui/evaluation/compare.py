@@ -182,6 +182,7 @@ class PairComparison(BaseModel):
     paired: bool
     pairing: str  # one sentence: why paired or not
     crafter_score_delta: float | None
+    crafter_score_ci: stats.Interval | None = None  # bootstrap CI of the delta (episodes resampled)
     progression_delta: float | None
     metrics: list[MetricComparison]
     achievements: list[AchievementComparison] | None
@@ -426,11 +427,37 @@ def _compare_pair(base: Experiment, cand: Experiment, defs: list[MetricDef], val
     return PairComparison(
         baseline=base.name, candidate=cand.name, paired=paired, pairing=why,
         crafter_score_delta=_delta(base_sum.crafter_score, cand_sum.crafter_score),
+        crafter_score_ci=_score_ci(base, cand, paired, options),
         progression_delta=_delta(base_sum.progression, cand_sum.progression),
         metrics=metrics, achievements=achievements, achievements_underpowered=underpowered,
         instances=_instance_deltas(base_sum, cand_sum),
         scalar_deltas={k: scalars[cand.name][k] - v for k, v in scalars[base.name].items() if k in scalars[cand.name]},
     )
+
+
+def unlocked_matrix(experiment: Experiment, keys: list[tuple[str, int]] | None = None) -> np.ndarray | None:
+    """Episodes x 22 achievements (1 = unlocked); with ``keys``, one row per key averaging its
+    episodes (the seed is the replicate). None without per-achievement detail."""
+    episodes = experiment.episodes
+    if not episodes or any(e.achievements is None for e in episodes):
+        return None
+    rows = np.array([[name in set(e.achievements or []) for name in ACHIEVEMENTS] for e in episodes], dtype=float)
+    if keys is None:
+        return rows
+    groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for index, key in enumerate(_keys(experiment)):
+        if key is not None:
+            groups[key].append(index)
+    return np.array([rows[groups[key]].mean(axis=0) for key in keys])
+
+
+def _score_ci(base: Experiment, cand: Experiment, paired: bool, options: CompareOptions) -> stats.Interval | None:
+    keys = sorted(set(_keys(base))) if paired else None
+    a, b = unlocked_matrix(base, keys), unlocked_matrix(cand, keys)  # type: ignore[arg-type]
+    if a is None or b is None:
+        return None
+    return stats.bootstrap_score_difference(a, b, paired=paired, resamples=options.resamples, seed=options.seed,
+                                            confidence=options.confidence)
 
 
 def _delta(a: float | None, b: float | None) -> float | None:

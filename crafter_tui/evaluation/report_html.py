@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from crafter_tui.evaluation.charts import comparison_charts
 from crafter_tui.evaluation.compare import Comparison, PairComparison
-from crafter_tui.evaluation.report_md import ci_text, fmt, fmt_delta, fmt_p
+from crafter_tui.evaluation.report_md import ci_text, fmt, fmt_delta, fmt_p, score_ci_text
 
 CHART_TITLES = {
     "differences": "Differences vs the baseline (point ± 95% bootstrap CI)",
@@ -122,7 +122,7 @@ def _pair_section(pair: PairComparison, alpha: float) -> str:
              fmt_p(m.p_welch), f"{fmt_p(m.p_rank)} ({m.rank_test})", fmt(m.a12), fmt(m.cliffs_delta),
              fmt(m.cohens_d), _verdict_cell(m.verdict)] for m in pair.metrics]
     out = [f"<h2>{_e(pair.candidate)} vs {_e(pair.baseline)}</h2>",
-           f"<p><i>{_e(pair.pairing)}.</i> Crafter score delta {fmt_delta(pair.crafter_score_delta)}, "
+           f"<p><i>{_e(pair.pairing)}.</i> Crafter score delta {fmt_delta(pair.crafter_score_delta)}{_e(score_ci_text(pair))}, "
            f"progression delta {fmt_delta(pair.progression_delta)}.</p>",
            _table(["metric", "n", "baseline", "candidate", "difference", "95% CI", "p perm.", "p Holm", "p Welch",
                    "p rank", "A12", "Cliff's δ", "Cohen's d", "verdict"], rows, raw_cells=True)]

@@ -84,8 +84,9 @@ def _setting_cell(comparison: Comparison, name: str, key: str) -> str:
 
 
 def _pair_markdown(pair: PairComparison, alpha: float) -> list[str]:
-    lines = [f"## {pair.candidate} vs {pair.baseline}", "", f"*{pair.pairing}.* Crafter score delta: "
-             f"{fmt_delta(pair.crafter_score_delta)}; progression delta: {fmt_delta(pair.progression_delta)}", ""]
+    lines = [f"## {pair.candidate} vs {pair.baseline}", "",
+             f"*{pair.pairing}.* Crafter score delta: {fmt_delta(pair.crafter_score_delta)}{score_ci_text(pair)}; "
+             f"progression delta: {fmt_delta(pair.progression_delta)}", ""]
     lines += _table(
         ["metric", "n", "baseline", "candidate", "difference", "95% CI", "p (perm.)", "p (Holm)", "p (Welch)",
          "p (rank)", "A12", "Cliff's d", "Cohen's d", "verdict"],
@@ -112,6 +113,13 @@ def _pair_markdown(pair: PairComparison, alpha: float) -> list[str]:
               fmt_delta(i.mean_achievements_delta), fmt_delta(i.crafter_score_delta), fmt_delta(i.mean_steps_delta)]
              for i in pair.instances])
     return lines
+
+
+def score_ci_text(pair: PairComparison) -> str:
+    ci = pair.crafter_score_ci
+    if ci is None or ci.low is None or ci.high is None:
+        return ""
+    return f" (95% CI [{fmt_delta(ci.low)}, {fmt_delta(ci.high)}], {ci.method})"
 
 
 def _instances_markdown(comparison: Comparison) -> list[str]:

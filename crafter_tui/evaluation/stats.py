@@ -91,6 +91,67 @@ def bootstrap_difference(baseline: Sequence[float], candidate: Sequence[float], 
     return Interval(low=None, high=None, method="none")
 
 
+def _score_of_rates(rates: np.ndarray) -> np.ndarray:
+    """Crafter score (percent) of success fractions along the last axis (22 achievements)."""
+    return np.exp(np.mean(np.log1p(100.0 * rates), axis=-1)) - 1.0
+
+
+def _resampled_rates(indices: np.ndarray, unlocked: np.ndarray) -> np.ndarray:
+    """Success fractions of each resample of episode indices (..., n) -> (..., 22).
+
+    A sparse count matrix times the episodes x achievements matrix: no (resamples x n x 22)
+    array is ever built.
+    """
+    from scipy import sparse
+
+    idx = np.asarray(indices).astype(np.intp)
+    flat = idx.reshape(-1, idx.shape[-1])
+    rows, n = flat.shape
+    counts = sparse.csr_matrix((np.ones(flat.size), flat.ravel(), np.arange(0, flat.size + 1, n)),
+                               shape=(rows, unlocked.shape[0]))
+    return np.asarray(counts @ unlocked / n).reshape(*idx.shape[:-1], unlocked.shape[1])
+
+
+def bootstrap_score_difference(baseline: np.ndarray, candidate: np.ndarray, *, paired: bool,
+                               resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                               confidence: float = 0.95) -> Interval:
+    """CI of Crafter score(candidate) - score(baseline) by resampling episodes (rows of 0/1 or
+    per-seed fractions, 22 columns). Paired rows (same seeds, same order) are resampled together.
+
+    The statistic is nonlinear, so episodes are resampled as index vectors and the score is
+    recomputed per resample; BCa, percentile when BCa is undefined.
+    """
+    a = np.asarray(baseline, dtype=float)
+    b = np.asarray(candidate, dtype=float)
+    if a.shape[0] < 2 or b.shape[0] < 2 or (paired and a.shape[0] != b.shape[0]):
+        return Interval(low=None, high=None, method="none")
+    if np.ptp(a, axis=0).max() == 0 and np.ptp(b, axis=0).max() == 0:
+        point = float(_score_of_rates(b.mean(axis=0)) - _score_of_rates(a.mean(axis=0)))
+        return Interval(low=point, high=point, method="percentile")
+
+    def paired_statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        return _score_of_rates(_resampled_rates(idx, b)) - _score_of_rates(_resampled_rates(idx, a))
+
+    def independent_statistic(ia: np.ndarray, ib: np.ndarray, axis: int = -1) -> np.ndarray:
+        return _score_of_rates(_resampled_rates(ib, b)) - _score_of_rates(_resampled_rates(ia, a))
+
+    if paired:
+        data: tuple[np.ndarray, ...] = (np.arange(a.shape[0]),)
+        statistic = paired_statistic
+    else:
+        data = (np.arange(a.shape[0]), np.arange(b.shape[0]))
+        statistic = independent_statistic
+    for method in ("BCa", "percentile"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = stats.bootstrap(data, statistic, n_resamples=resamples, method=method, vectorized=True,
+                                     confidence_level=confidence, rng=np.random.default_rng(seed))
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+        if not (math.isnan(low) or math.isnan(high)):
+            return Interval(low=low, high=high, method=method)
+    return Interval(low=None, high=None, method="none")
+
+
 def permutation_pvalue(baseline: Sequence[float], candidate: Sequence[float], *, paired: bool,
                        resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> float | None:
     """Two-sided permutation test of the mean difference (exact when the null is small enough).
