@@ -17,24 +17,35 @@ from crafter_tui import __version__
 from crafter_tui.cli.common import OneLineErrorParser
 from crafter_tui.errors import UserError
 
-#: Command modules under ``crafter_tui.cli``, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = (
-    "rollout",
-    "serve_env",
-    "eval",
-    "compare",
-    "analyze",
-    "filter",
-    "validate",
-    "traces",
-    "finetune",
-    "jobs",
-    "models",
-    "serve",
-)
+#: Command name -> module under ``crafter_tui.cli``, in the order ``--help`` lists them.
+COMMANDS: dict[str, str] = {
+    "rollout": "rollout",
+    "pipeline": "pipeline",
+    "demo": "demo",
+    "serve-env": "serve_env",
+    "eval": "eval",
+    "compare": "compare",
+    "analyze": "analyze",
+    "filter": "filter",
+    "validate": "validate",
+    "traces": "traces",
+    "finetune": "finetune",
+    "jobs": "jobs",
+    "models": "models",
+    "serve": "serve",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv`` (skipping the global ``--config FILE``), if it is a known one."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    _, rest = pre.parse_known_args(list(argv))
+    return rest[0] if rest and rest[0] in COMMANDS else None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that command's module is imported (fast start-up)."""
     parser = OneLineErrorParser(
         prog="crafter-tui",
         description="Play Crafter with agents, turn traces into SFT data, fine-tune, evaluate, compare. "
@@ -43,13 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"crafter-tui {__version__}")
     parser.add_argument("--config", type=str, default=None, help="config file (default: ./crafter_config.toml)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineErrorParser)
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"crafter_tui.cli.{name}").register(subparsers)
+    for name, module in COMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(f"crafter_tui.cli.{module}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_in(argv)
+    wants_help = command is None and any(flag in argv for flag in ("-h", "--help"))
+    parser = build_parser(only=command if command or not wants_help else None)
     args = parser.parse_args(argv)
     try:
         if args.command is None:

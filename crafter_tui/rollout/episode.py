@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from crafter_tui.agents.base import Agent, AgentDecision, HistoryTurn, TurnObservation
 from crafter_tui.agents.prompting import tool_result_text
+from crafter_tui.config import AppConfig
 from crafter_tui.rollout.envs import EpisodeEnv
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.traces.schema import EpisodeSummary, Termination
@@ -24,6 +25,15 @@ from crafter_tui.world.text_obs import SYMBOLS, render_text_observation
 
 PROGRESS_INTERVAL_S = 0.1
 _SYMBOL_OF_ID = [SYMBOLS[name] for name in SEMANTIC_NAMES]
+
+
+def build_agent(spec: RolloutSpec, config: AppConfig) -> Agent:
+    """A fresh agent for one episode; the spec's history window is the one it uses and records."""
+    from crafter_tui.agents import make_agent
+
+    agent = make_agent(spec.agent, model=spec.model, config=config)
+    agent.history_turns = spec.history_turns
+    return agent
 
 
 class EnvFailure(Exception):
@@ -38,6 +48,14 @@ class RecordSink(Protocol):
     def turn(self, record: dict[str, Any]) -> None: ...
 
     def progress(self, episode: int, seed: int, step: int, turn: int, achievements: int) -> None: ...
+
+
+class JobSink(RecordSink, Protocol):
+    """A record sink that also hears when each episode starts and how it ended."""
+
+    def started(self, job: "EpisodeJob") -> None: ...
+
+    def episode(self, summary: EpisodeSummary) -> None: ...
 
 
 @dataclass(slots=True)
@@ -62,6 +80,32 @@ class _Tally:
     completion_tokens: int = 0
     termination: Termination | None = None
     error: str | None = None
+
+
+async def play_jobs(spec: RolloutSpec, config: AppConfig, jobs: list[EpisodeJob], run_id: str,
+                    sink: JobSink, lanes: int) -> None:
+    """Play ``jobs``, at most ``lanes`` at a time, each with a fresh env and agent.
+
+    Every executor runs this: in this process, in a worker process, or in a Modal container;
+    only the sink differs (the trace writer here, a message queue elsewhere).
+    """
+    from crafter_tui.rollout.runner import make_env
+
+    gate = asyncio.Semaphore(max(1, lanes))
+
+    async def one(job: EpisodeJob) -> None:
+        async with gate:
+            sink.started(job)
+            env = make_env(spec, config)
+            agent = build_agent(spec, config)
+            try:
+                summary = await play_episode(spec, job, env, agent, sink, run_id)
+            finally:
+                await agent.aclose()
+                await env.close()
+            sink.episode(summary)
+
+    await asyncio.gather(*(one(job) for job in jobs))
 
 
 def view_string(state: WorldState) -> str:
@@ -204,4 +248,5 @@ def _turn_record(job: EpisodeJob, turn: int, step: int, observation: str, decisi
         "terminate": decision.terminate, "reward": round(reward, 6), "new_achievements": new,
         "prompt_tokens": decision.prompt_tokens, "completion_tokens": decision.completion_tokens,
         "latency_ms": round(decision.latency_ms, 3),
+        **({"extra": decision.extra} if decision.extra else {}),
     }

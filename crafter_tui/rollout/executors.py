@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from crafter_tui.config import AppConfig
-from crafter_tui.rollout.episode import EpisodeJob, play_episode
+from crafter_tui.rollout.episode import EpisodeJob, play_jobs
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.traces.schema import EpisodeSummary
 from crafter_tui.world.rules import ACHIEVEMENTS
@@ -63,32 +63,14 @@ class MessageSink:
     def turn(self, record: dict[str, Any]) -> None:
         self.emit("turn", record)
 
+    def started(self, job: EpisodeJob) -> None:
+        self.emit("started", (job.episode, job.seed, job.attempt), now=True)
+
+    def episode(self, summary: EpisodeSummary) -> None:
+        self.emit("episode", summary.model_dump(mode="json"), now=True)
+
     def progress(self, episode: int, seed: int, step: int, turn: int, achievements: int) -> None:
         self.emit("progress", (episode, seed, step, turn, achievements))
-
-
-async def play_jobs(spec: RolloutSpec, config: AppConfig, jobs: list[EpisodeJob], run_id: str,
-                    sink: MessageSink, lanes: int) -> None:
-    """Play ``jobs`` with at most ``lanes`` episodes at a time, reporting everything through ``sink``."""
-    from crafter_tui.agents import make_agent
-    from crafter_tui.rollout.runner import make_env
-
-    gate = asyncio.Semaphore(max(1, lanes))
-
-    async def one(job: EpisodeJob) -> None:
-        async with gate:
-            sink.emit("started", (job.episode, job.seed, job.attempt), now=True)
-            env = make_env(spec, config)
-            agent = make_agent(spec.agent, model=spec.model, config=config)
-            try:
-                summary = await play_episode(spec, job, env, agent, sink, run_id)
-            finally:
-                await agent.aclose()
-                await env.close()
-            sink.emit("episode", summary.model_dump(mode="json"), now=True)
-
-    await asyncio.gather(*(one(job) for job in jobs))
-    sink.flush()
 
 
 def play_block(spec_data: dict[str, Any], config_data: dict[str, Any], run_id: str,
@@ -99,6 +81,7 @@ def play_block(spec_data: dict[str, Any], config_data: dict[str, Any], run_id: s
     messages: list[Message] = []
     sink = MessageSink(messages.extend)
     asyncio.run(play_jobs(spec, config, [EpisodeJob(*job) for job in jobs], run_id, sink, lanes))
+    sink.flush()
     return messages
 
 
@@ -196,6 +179,7 @@ def _worker_main(index: int, spec_data: dict[str, Any], config_data: dict[str, A
         config = AppConfig.model_validate(config_data)
         sink = MessageSink(lambda batch: out.put(("batch", batch)))
         asyncio.run(play_jobs(spec, config, [EpisodeJob(*job) for job in jobs], run_id, sink, lanes))
+        sink.flush()
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the open episodes
         error = f"{exc.__class__.__name__}: {exc}"
     out.put(("exit", (index, error)))

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from crafter_tui import __version__
-from crafter_tui.agents import make_agent
 from crafter_tui.agents.prompting import TOOLS, stable_hash
 from crafter_tui.config import AppConfig
 from crafter_tui.errors import UserError
 from crafter_tui.rollout.envs import EpisodeEnv, LocalEnv
-from crafter_tui.rollout.episode import EpisodeJob, play_episode
+from crafter_tui.rollout.episode import EpisodeJob, build_agent, play_jobs
 from crafter_tui.rollout.events import (
     EpisodeFinished, EpisodeProgress, EpisodeStarted, RolloutEvent, RunFinished, RunStarted,
 )
@@ -90,21 +89,7 @@ class InProcessExecutor:
 
     async def run(self, spec: RolloutSpec, config: AppConfig, jobs: list[EpisodeJob],
                   run_id: str, sink: RunSink) -> None:
-        gate = asyncio.Semaphore(spec.concurrency)
-
-        async def one(job: EpisodeJob) -> None:
-            async with gate:
-                sink.started(job)
-                env = make_env(spec, config)
-                agent = make_agent(spec.agent, model=spec.model, config=config)
-                try:
-                    summary = await play_episode(spec, job, env, agent, sink, run_id)
-                finally:
-                    await agent.aclose()
-                    await env.close()
-                sink.episode(summary)
-
-        await asyncio.gather(*(one(job) for job in jobs))
+        await play_jobs(spec, config, jobs, run_id, sink, spec.concurrency)
 
 
 def _git_commit() -> str | None:
@@ -128,11 +113,16 @@ def new_run_id(spec: RolloutSpec) -> str:
 
 
 def _endpoint(spec: RolloutSpec, config: AppConfig) -> str | None:
-    return config.openai.base_url if spec.agent == "openai" else None
+    """The model endpoint as it may be recorded: no user info, query or fragment."""
+    if spec.agent != "openai":
+        return None
+    from crafter_tui.agents.openai_agent import redact_url
+
+    return redact_url(config.openai.base_url)
 
 
 def new_run_record(spec: RolloutSpec, config: AppConfig, run_id: str) -> RunRecord:
-    probe = make_agent(spec.agent, model=spec.model, config=config)
+    probe = build_agent(spec, config)
     system = probe.system_prompt
     env = spec.env_url if spec.env == "remote" else ("modal" if spec.on == "modal" else "local")
     return RunRecord(

@@ -1,0 +1,89 @@
+"""``crafter-tui pipeline``: the original guide's complete pipeline in one resumable command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from crafter_tui.cli.common import add_config_flag, config_from_args, positive_int, print_json
+from crafter_tui.cli.pipeline_view import PipelineView
+from crafter_tui.dataset.spec import FilterSpec
+from crafter_tui.errors import UserError
+from crafter_tui.services.pipeline import PipelineFinished, PipelineService, PipelineSpec
+from crafter_tui.world.difficulty import PRESETS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "pipeline", help="rollouts -> filter -> fine-tune (one or more models) -> eval -> compare",
+        description="Run the whole loop. Each finished stage is recorded in WORKDIR/pipeline.json; running the "
+        "same command again resumes where it stopped.")
+    parser.add_argument("--workdir", default="pipeline", help="folder for data, state and the report")
+    parser.add_argument("--agent", choices=["scripted", "random", "openai"], default="scripted",
+                        help="agent that plays the training episodes")
+    parser.add_argument("--data-model", default=None, help="model for --agent openai")
+    parser.add_argument("--episodes", type=positive_int, default=60, help="training episodes to play")
+    parser.add_argument("--seed", type=int, default=10_000, help="first training seed")
+    parser.add_argument("--max-steps", type=positive_int, default=300)
+    parser.add_argument("--history-turns", type=int, default=0)
+    parser.add_argument("--difficulty", choices=list(PRESETS), default="normal")
+    parser.add_argument("--min-achievements", type=int, default=None)
+    parser.add_argument("--mode", choices=["turn", "trajectory"], default="turn")
+    parser.add_argument("--backend", choices=["openai", "synth", "modal", "local"], default="local")
+    parser.add_argument("--models", default="crafter-small", help="base models to fine-tune, comma-separated")
+    parser.add_argument("--epochs", type=positive_int, default=None)
+    parser.add_argument("--batch-size", type=positive_int, default=None)
+    parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--eval-episodes", type=positive_int, default=20)
+    parser.add_argument("--eval-seed", type=int, default=0, help="first held-out seed")
+    parser.add_argument("--eval-difficulty", default="normal", help="comma-separated difficulty instances")
+    parser.add_argument("--baselines", default="random", help="comma-separated: random, scripted (or none)")
+    parser.add_argument("--name", default="pipeline", help="prefix of run, job and experiment names")
+    parser.add_argument("--json", action="store_true")
+    add_config_flag(parser)
+    parser.set_defaults(handler=handle)
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def handle(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    baselines = [] if args.baselines.strip() in ("", "none") else _csv(args.baselines)
+    try:
+        spec = PipelineSpec(
+            workdir=Path(args.workdir), data_agent=args.agent,
+            data_model=args.data_model or {"scripted": "scripted-expert", "random": "random"}.get(args.agent, ""),
+            data_episodes=args.episodes, data_seed=args.seed, max_steps=args.max_steps,
+            history_turns=args.history_turns, difficulty=args.difficulty,
+            filter=FilterSpec(min_achievements=args.min_achievements, mode=args.mode),
+            backend=args.backend, models=_csv(args.models), epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, eval_episodes=args.eval_episodes, eval_seed=args.eval_seed,
+            eval_difficulties=_csv(args.eval_difficulty), baselines=baselines, experiment_prefix=args.name)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UserError(first["msg"], where="--" + "-".join(str(p) for p in first["loc"]).replace("_", "-")) from None
+    view = PipelineView(enabled=not args.json)
+    result = asyncio.run(_run(PipelineService(config), spec, view))
+    if args.json:
+        print_json({"report": str(result.report), "experiments": result.experiments,
+                    "progression": {e.name: e.progression for e in result.comparison.experiments}})
+    else:
+        sys.stdout.write(f"Report: {result.report}\n")
+    return 0
+
+
+async def _run(service: PipelineService, spec: PipelineSpec, view: PipelineView) -> PipelineFinished:
+    final = None
+    async for event in service.run(spec):
+        view.on_event(event)
+        if isinstance(event, PipelineFinished):
+            final = event
+    if final is None:
+        raise RuntimeError("the pipeline ended without a result")
+    return final

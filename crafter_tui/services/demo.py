@@ -1,0 +1,152 @@
+"""``crafter-tui demo``: the closed loop offline, from nothing, with the recipe that works.
+
+The demo is the pipeline with a fixed recipe and a private work folder: scripted-expert
+rollouts on training seeds, every turn exported as a chat example, a built-in model trained
+through our own fine-tune service (started here on a free loopback port and stopped after),
+that model played through the same OpenAI-compatible agent any model uses, on held-out seeds,
+next to the random baseline and the expert, and the comparison report. The recipe's numbers
+are in the README's results table.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from crafter_tui.config import AppConfig
+from crafter_tui.dataset.spec import FilterSpec
+from crafter_tui.evaluation.compare import Comparison
+from crafter_tui.services.pipeline import PipelineEvent, PipelineFinished, PipelineService, PipelineSpec
+
+PREFIX = "demo"
+
+
+class Recipe(BaseModel):
+    """The knobs of the data recipe that the README's results table documents."""
+
+    data_episodes: int
+    model: str
+    epochs: int
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    eval_episodes: int
+    history_turns: int = 0
+    max_steps: int = 300
+
+
+FULL = Recipe(data_episodes=60, model="crafter-small", epochs=2, eval_episodes=20)
+QUICK = Recipe(data_episodes=12, model="crafter-tiny", epochs=1, eval_episodes=6)
+
+
+class Headline(BaseModel):
+    """What the demo ends with (and ``--json`` prints)."""
+
+    trained_model: str
+    trained_progression: float | None
+    random_progression: float | None
+    expert_progression: float | None
+    trained_crafter_score: float | None
+    p_value_vs_random: float | None
+    underpowered_vs_random: bool | None
+    report: Path
+    workdir: Path
+
+
+def demo_spec(workdir: Path, recipe: Recipe) -> PipelineSpec:
+    return PipelineSpec(
+        workdir=workdir, data_agent="scripted", data_model="scripted-expert", data_episodes=recipe.data_episodes,
+        data_seed=10_000, max_steps=recipe.max_steps, history_turns=recipe.history_turns,
+        filter=FilterSpec(mode="turn"), backend="local", models=[recipe.model], epochs=recipe.epochs,
+        batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, eval_episodes=recipe.eval_episodes,
+        eval_seed=0, baselines=["random", "scripted"], experiment_prefix=PREFIX)
+
+
+def demo_config(config: AppConfig, workdir: Path, port: int) -> AppConfig:
+    """The user's settings, with every file and the service kept inside the demo's folder."""
+    config = config.model_copy(deep=True)
+    config.storage.data_dir = workdir / ".crafter_tui"
+    config.output.trace_dir = workdir / "traces"
+    config.finetune.local_url = f"http://127.0.0.1:{port}/v1"
+    config.finetune.local_token = None
+    return config
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _saved_port(workdir: Path) -> int | None:
+    path = workdir / "service.port"
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@asynccontextmanager
+async def local_service(config: AppConfig) -> AsyncIterator[str]:
+    """Start our fine-tune service for the demo and stop it afterwards (if we started it)."""
+    import asyncio
+
+    from crafter_tui.finetune.local_service import ensure_local_service, service_dir
+
+    url, started = await asyncio.to_thread(ensure_local_service, config)
+    try:
+        yield url
+    finally:
+        if started:
+            pid_file = service_dir(config) / "serve.pid"
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
+
+
+def headline(result: PipelineFinished, trained_model: str, workdir: Path) -> Headline:
+    comparison: Comparison = result.comparison
+    by_name = {e.name: e for e in comparison.experiments}
+    random_name, expert_name = f"{PREFIX}-random", f"{PREFIX}-expert"
+    trained_name = next(name for name in result.experiments if name not in (random_name, expert_name))
+    pair = next((p for p in comparison.pairs if p.baseline == random_name and p.candidate == trained_name), None)
+    metric = next((m for m in pair.metrics if m.metric == "achievements"), None) if pair else None
+    return Headline(
+        trained_model=trained_model,
+        trained_progression=by_name[trained_name].progression,
+        random_progression=by_name[random_name].progression,
+        expert_progression=by_name[expert_name].progression,
+        trained_crafter_score=by_name[trained_name].crafter_score,
+        p_value_vs_random=metric.p_permutation if metric else None,
+        underpowered_vs_random=metric.underpowered if metric else None,
+        report=result.report, workdir=workdir)
+
+
+async def run_demo(config: AppConfig, workdir: Path, recipe: Recipe,
+                   on_event=lambda event: None) -> Headline:
+    """Run (or resume) the demo in ``workdir`` and return its headline numbers."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = _saved_port(workdir) or free_port()
+    (workdir / "service.port").write_text(str(port))
+    config = demo_config(config, workdir, port)
+    spec = demo_spec(workdir, recipe)
+    final: PipelineFinished | None = None
+    async with local_service(config):
+        event: PipelineEvent
+        async for event in PipelineService(config).run(spec):
+            on_event(event)
+            if isinstance(event, PipelineFinished):
+                final = event
+    if final is None:
+        raise RuntimeError("the demo pipeline ended without a result")
+    state = (workdir / "pipeline.json")
+    import json
+
+    trained = json.loads(state.read_text())["stages"][f"finetune:{recipe.model}"]["fine_tuned_model"]
+    return headline(final, trained, workdir)
