@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--difficulty", "--instances", dest="difficulty", type=difficulty_list, default=None,
                         help="comma-separated difficulty instances, e.g. easy,normal,hard (default [eval] difficulty)")
     parser.add_argument("--experiment", default=None, help="experiment name (letters, digits, '.', '_', '-')")
-    parser.add_argument("--version", dest="exp_version", default=None,
+    parser.add_argument("--version", dest="exp_version", default=None, metavar="VERSION",
                         help="version label (default: next of v1.0, v1.1, ...)")
     parser.add_argument("--training-data", default=None, help="the SFT file the model was trained on (hashed)")
     parser.add_argument("--epochs", type=non_negative_int, default=None, help="training epochs of the model")
