@@ -1,8 +1,8 @@
 """End to end over loopback with the REAL trainer and inference engine (crafter-tiny), the real SDK client.
 
 upload -> create -> events with falling loss -> succeeded -> the model answers a chat completion
-(with the tools) with a valid ``interact`` call. The dataset is tiny and repetitive (4 identical
-short turns, 25 epochs at batch 1 = 100 steps) so a from-scratch 1-2M parameter model memorises
+(with the tools) with a valid ``interact`` call. The dataset is tiny and repetitive (20 identical
+short turns, 5 epochs at batch 1 = 100 steps; few epochs = few checkpoint saves) so a from-scratch 1-2M parameter model memorises
 the call in well under a minute on 2 cores.
 """
 
@@ -27,14 +27,14 @@ PROMPT = [{"role": "system", "content": "Play Crafter."}, {"role": "user", "cont
 def test_train_and_serve_crafter_tiny_end_to_end(tmp_path):
     data = write_dataset(tmp_path / "repetitive.jsonl", [
         {"messages": [*PROMPT, interact_message(["move_up", "do"], "wood", "call_1")], "tools": TOOLS}
-        for _ in range(4)])
+        for _ in range(20)])
     server = ServerThread(create_app(ServeSettings(data_dir=tmp_path / "svc", threads=1, poll_interval=0.1))).start()
     try:
         config = AppConfig()
         config.finetune.local_url = server.base_url
         client = FineTuneClient(host_from_config("local", config), max_retries=2)
         file_id = client.upload(data)
-        job = client.create(JobSpec(model="crafter-tiny", training_file=file_id, n_epochs=25, batch_size=1,
+        job = client.create(JobSpec(model="crafter-tiny", training_file=file_id, n_epochs=5, batch_size=1,
                                     learning_rate=5e-3, suffix="e2e", seed=0))
         seen: dict[str, object] = {}
         deadline = time.monotonic() + 150

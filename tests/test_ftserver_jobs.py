@@ -152,6 +152,8 @@ def test_errors_have_openai_shape_and_status(server):
         unknown_model = http.post("/v1/chat/completions", json={"model": "ft:x:y", "messages": [
             {"role": "user", "content": "hi"}]})
         assert unknown_model.status_code == 404 and unknown_model.json()["error"]["param"] == "model"
+        bad_role = http.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": 5}]})
+        assert bad_role.status_code == 400 and "messages[0].role" in bad_role.json()["error"]["message"]
         bad_purpose = http.post("/v1/files", files={"file": ("a.jsonl", b"{}\n")}, data={"purpose": "batch"})
         assert bad_purpose.status_code == 400
         assert http.get("/nowhere").json()["error"]["code"] == "not_found"

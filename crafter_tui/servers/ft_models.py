@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 Auto = Literal["auto"]
+CHAT_ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool"})
 
 
 class ErrorDetail(BaseModel):
@@ -211,6 +212,21 @@ class ChatRequest(BaseModel):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     n: int | None = Field(None, ge=1, le=1)
     stream: bool | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _messages_have_roles(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Catch malformed messages here (a 400 naming the message), not deep in the engine."""
+        for index, message in enumerate(messages):
+            role = message.get("role")
+            if role not in CHAT_ROLES:
+                raise ValueError(f"messages[{index}].role must be one of {sorted(CHAT_ROLES)}, got {role!r}")
+            content = message.get("content")
+            if content is not None and not isinstance(content, (str, list)):
+                raise ValueError(f"messages[{index}].content must be a string, a list of parts or null")
+            if content is None and role != "assistant":
+                raise ValueError(f"messages[{index}] ({role}) needs a content")
+        return messages
 
     def token_budget(self, default: int) -> int:
         return self.max_completion_tokens or self.max_tokens or default

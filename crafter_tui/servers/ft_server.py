@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from crafter_tui.errors import UserError
 from crafter_tui.servers.ft_jobs import DEFAULT_TRAINER, JobManager, ServiceError
 from crafter_tui.servers.ft_models import (
     ChatChoice,
@@ -89,9 +90,10 @@ def is_loopback(host: str) -> bool:
 class ModelCache:
     """Loads models on first use and keeps the ``size`` most recently used ones."""
 
-    def __init__(self, loader: str, size: int) -> None:
+    def __init__(self, loader: str, size: int, threads: int | None = None) -> None:
         self.loader_spec = loader
         self.size = size
+        self.threads = threads
         self._models: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._generate_lock = threading.Lock()
@@ -105,7 +107,8 @@ class ModelCache:
             if name in self._models:
                 self._models.move_to_end(name)
                 return self._models[name]
-            model = self._loader()(path)
+            loader = self._loader()
+            model = loader(path, threads=self.threads) if self.threads else loader(path)
             self._models[name] = model
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
@@ -213,7 +216,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     """The FastAPI app (tests build it directly; ``serve`` runs it under uvicorn)."""
     manager = JobManager(settings.data_dir, trainer=settings.trainer, threads=settings.threads,
                          poll_interval=settings.poll_interval)
-    models = ModelCache(settings.inference, settings.model_cache_size)
+    models = ModelCache(settings.inference, settings.model_cache_size, settings.threads)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -344,7 +347,7 @@ def _model_routes(app: FastAPI, manager: JobManager, models: ModelCache, setting
         budget = request.token_budget(settings.default_max_tokens)
         try:
             result = await asyncio.to_thread(models.chat, request.model, path, request, budget)
-        except ValueError as exc:  # the engine rejects a prompt it cannot take (too long, bad roles)
+        except (ValueError, UserError) as exc:  # the engine rejects a prompt it cannot take
             raise ServiceError(400, f"The model cannot take this request: {exc}", param="messages",
                                code="invalid_value") from None
         return chat_response(request.model, result)

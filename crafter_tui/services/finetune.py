@@ -106,8 +106,10 @@ class FinetuneService:
     """The fine-tune stage for the CLI and the console."""
 
     def __init__(self, config: AppConfig, *, registry: JobRegistry | None = None,
-                 modal_host: Any = None, clock: Callable[[float], Any] = asyncio.sleep) -> None:
+                 modal_host: Any = None, clock: Callable[[float], Any] = asyncio.sleep,
+                 autostart_local: bool = True) -> None:
         self.config = config
+        self.autostart_local = autostart_local
         self.registry = registry or JobRegistry.from_data_dir(config.storage.data_dir)
         self._modal = modal_host
         self._sleep = clock
@@ -118,13 +120,22 @@ class FinetuneService:
         return host_from_config(name, self.config)
 
     def client(self, name: str) -> FineTuneClient:
-        """The protocol client for host ``name`` (one per host, reused)."""
+        """The protocol client for host ``name`` (one per host, reused). Blocking: call from a thread.
+
+        The local service is started first when nothing answers at ``[finetune] local_url``."""
         if name == "modal":
             raise UserError("Modal jobs are not reached through the fine-tuning protocol", where="modal")
         if name not in self._clients:
+            if name == "local" and self.autostart_local:
+                from crafter_tui.finetune.local_service import ensure_local_service
+
+                ensure_local_service(self.config)  # started for the user, then reused by later commands
             self._clients[name] = FineTuneClient(self.host(name), max_retries=self.config.openai.max_retries,
                                                  timeout=self.config.openai.timeout)
         return self._clients[name]
+
+    async def client_async(self, name: str) -> FineTuneClient:
+        return await asyncio.to_thread(self.client, name)
 
     def modal(self) -> Any:
         if self._modal is None:
@@ -155,7 +166,7 @@ class FinetuneService:
         else:
             if request.backend == "local":
                 await self.ensure_local_service()
-            client = self.client(request.backend)
+            client = await self.client_async(request.backend)
             training_id = await asyncio.to_thread(client.upload, prepared.train_path)
             validation_id = (await asyncio.to_thread(client.upload, prepared.validation_path)
                              if prepared.validation_path else None)
@@ -218,7 +229,8 @@ class FinetuneService:
         if entry.host == "modal":
             checkpoints = await asyncio.to_thread(self.modal().checkpoints, entry)
         else:
-            checkpoints = await asyncio.to_thread(self.client(entry.host).checkpoints, entry.job_id)
+            client = await self.client_async(entry.host)
+            checkpoints = await asyncio.to_thread(client.checkpoints, entry.job_id)
         return JobDetail(entry=entry, info=info, metrics=metrics_from_events(events), checkpoints=checkpoints,
                          events=events)
 
@@ -250,7 +262,8 @@ class FinetuneService:
         if entry.host == "modal":
             info = await asyncio.to_thread(self.modal().cancel, entry)
         else:
-            info = await asyncio.to_thread(self.client(entry.host).cancel, entry.job_id)
+            client = await self.client_async(entry.host)
+            info = await asyncio.to_thread(client.cancel, entry.job_id)
         entry.status = info.status
         self.registry.save(entry)
         return info
@@ -269,7 +282,7 @@ class FinetuneService:
         host = self.model_host(model, backend)
         if host == "modal":
             raise UserError(MODAL_SERVING_HINT.format(model=model), where=model)
-        client = self.client(host)
+        client = await self.client_async(host)
         checks = []
         turns = await asyncio.to_thread(crafter_turns, count, seed)
         for world_seed, step, messages in turns:
@@ -299,7 +312,8 @@ class FinetuneService:
                              if e.host == "modal" and e.fine_tuned_model]
                 continue
             try:
-                out[name] = await asyncio.to_thread(self.client(name).models)
+                client = await self.client_async(name)
+                out[name] = await asyncio.to_thread(client.models)
             except UserError as exc:
                 out[name] = f"unavailable: {exc}"
         return out
