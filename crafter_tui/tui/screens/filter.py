@@ -83,7 +83,8 @@ class FilterScreen(WorkbenchScreen):
     def __init__(self) -> None:
         super().__init__()
         self.spec = None  # the FilterSpec on screen (None until valid)
-        self.stats = None  # latest SelectionStats of self.spec
+        self.stats = None  # latest SelectionStats (of stats_spec)
+        self.stats_spec = None
         self.detail = None  # latest turn-level SelectionStats of self.spec
         self.store_ready = False
         self.changed_at = 0.0
@@ -231,6 +232,7 @@ class FilterScreen(WorkbenchScreen):
         if spec != self.spec:
             return  # the form changed while this ran: a newer query is coming
         self.stats = stats
+        self.stats_spec = spec
         self.detail = None
         self._draw_stats()
         if self.changed_at:
@@ -264,8 +266,14 @@ class FilterScreen(WorkbenchScreen):
 
     # ---- detail and preview -------------------------------------------------------------
     def action_detail(self) -> None:
-        if self.spec is not None and self.store_ready:
-            self.run_detail(self.spec)
+        if self.spec is None or not self.store_ready:
+            return
+        if any(w.group == "filter-stats" and w.is_running for w in self.workers):
+            # the service lets one statistics call supersede another: never let the slow detail
+            # interrupt the count the user is waiting for; try again once it has been drawn
+            self._detail_timer = self.set_timer(DETAIL_DEBOUNCE_S, self.action_detail)
+            return
+        self.run_detail(self.spec)
 
     @work(exclusive=True, exit_on_error=False, group="filter-detail", name="filter detail")
     async def run_detail(self, spec) -> None:  # type: ignore[no-untyped-def]
@@ -280,6 +288,9 @@ class FilterScreen(WorkbenchScreen):
         if spec != self.spec:
             return
         self.detail = detail
+        if self.stats_spec != spec:  # the detail includes the episode-level figures too
+            self.stats, self.stats_spec = detail, spec
+            self._draw_stats()
         box.update(self._detail_text(detail))
         await self._preview(spec)
 

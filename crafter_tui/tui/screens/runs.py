@@ -9,6 +9,7 @@ been drawn, so polls never pile up, and nothing polls while the screen is hidden
 from __future__ import annotations
 
 import asyncio
+import bisect
 from pathlib import Path
 
 from rich.text import Text
@@ -99,6 +100,7 @@ class RunsScreen(WorkbenchScreen):
         self.tail: EpisodeTail | None = None
         self.steps: list[StepRecord] = []
         self.turns: list[TurnRecord] = []
+        self.first_unlock: dict[str, int] = {}  # achievement -> index of the step that unlocked it
         self.position = 0
         self.follow = True
         self.launched_run: Path | None = None
@@ -229,13 +231,13 @@ class RunsScreen(WorkbenchScreen):
     def open_episode(self, run_dir: Path, episode: int) -> None:
         """Show ``episode`` of ``run_dir`` from its first step and follow it while it is played."""
         self.tail = self.service.tail(run_dir, episode)
-        self.steps, self.turns, self.position = [], [], 0
+        self.steps, self.turns, self.position, self.first_unlock = [], [], 0, {}
         self._draw_step()
         self._read_frames(self.tail)
 
     def _close_episode(self) -> None:
         self.tail = None
-        self.steps, self.turns, self.position = [], [], 0
+        self.steps, self.turns, self.position, self.first_unlock = [], [], 0, {}
         self._draw_step()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="episode-tail", name="reading episode")
@@ -249,8 +251,11 @@ class RunsScreen(WorkbenchScreen):
             return  # an episode no longer on view
         frames = message.frames
         if frames.restarted:
-            self.steps, self.turns = [], []
+            self.steps, self.turns, self.first_unlock = [], [], {}
         was_at_end = self.position >= len(self.steps) - 1
+        for index, step in enumerate(frames.steps, start=len(self.steps)):
+            for name in step.new_achievements:
+                self.first_unlock.setdefault(name, index)
         self.steps.extend(frames.steps)
         self.turns.extend(frames.turns)
         if frames.steps and (self.follow and was_at_end or len(self.steps) == len(frames.steps)):
@@ -266,7 +271,7 @@ class RunsScreen(WorkbenchScreen):
         view.query_one("#map", MapView).show(step.view if step else None)
         view.query_one("#vitals", VitalsBars).show(step)
         view.query_one("#inventory", InventoryView).show(step)
-        unlocked = {name for s in self.steps[: self.position + 1] for name in s.new_achievements}
+        unlocked = {name for name, index in self.first_unlock.items() if index <= self.position}
         view.query_one("#achievements", AchievementsView).show(unlocked, set(step.new_achievements) if step else set(),
                                                                any_step=step is not None)
         view.query_one("#scrubber", StepScrubber).set_range(len(self.steps), self.position)
@@ -287,7 +292,9 @@ class RunsScreen(WorkbenchScreen):
     def _turns_text(self, step: StepRecord | None) -> Text:
         if step is None:
             return Text("")
-        shown = [turn for turn in self.turns if turn.turn <= step.turn][-TURNS_SHOWN:]
+        # turns arrive in order: the last TURNS_SHOWN up to this step's turn, without scanning them all
+        end = bisect.bisect_right(self.turns, step.turn, key=lambda turn: turn.turn)
+        shown = self.turns[max(0, end - TURNS_SHOWN):end]
         text = Text()
         for turn in reversed(shown):
             text.append(f"turn {turn.turn} ", style="bold yellow" if turn.turn == step.turn else "bold")
