@@ -178,3 +178,19 @@ def test_bad_config_gives_one_line_naming_key_and_file(tmp_path):
 def test_resume_of_unknown_run_is_a_clear_error(capsys, tmp_path):
     assert main(["rollout", "--out", str(tmp_path), "--resume", "nope"]) == 2
     assert "--resume: no run folder" in capsys.readouterr().err
+
+
+def test_resume_replays_episodes_that_ended_by_an_infrastructure_failure(capsys, tmp_path):
+    result = _rollout_json(capsys, "--agent", "random", "--episodes", "2", "--max-steps", "30",
+                           "--out", str(tmp_path), "--run-id", "r")
+    run_dir = Path(result["run_dir"])
+    summaries = _lines(run_dir / "episodes.jsonl")
+    broken = dict(summaries[1], termination="env_error", error="env service unreachable")
+    (run_dir / "episodes.jsonl").write_text("".join(json.dumps(s) + "\n" for s in (summaries[0], broken)))
+    resumed = _rollout_json(capsys, "--out", str(tmp_path), "--resume", "r")
+    assert resumed["termination_reasons"] == result["termination_reasons"]
+    last = _lines(run_dir / "episodes.jsonl")[-1]
+    assert last["episode"] == broken["episode"] and last["attempt"] == 1
+    replayed = [s for s in _lines(run_dir / "steps.jsonl") if s["episode"] == broken["episode"]]
+    first, second = ([s for s in replayed if s["attempt"] == a] for a in (0, 1))
+    assert [s["view"] for s in first] == [s["view"] for s in second]

@@ -33,6 +33,8 @@ from crafter_tui.rollout.writer import TraceWriter, attempts_started, finished_s
 from crafter_tui.traces.schema import EpisodeSummary, RunRecord, Versions
 
 Emit = Callable[[RolloutEvent], None]
+#: Episodes that ended through no fault of the agent's play are played again by ``--resume``.
+RETRIED_ON_RESUME = ("env_error", "agent_error")
 
 
 class Executor(Protocol):
@@ -162,7 +164,7 @@ def prepare_run(spec: RolloutSpec, config: AppConfig) -> tuple[RolloutSpec, Trac
         run_dir = resolve_run_dir(spec.out_dir, spec.resume)
         record = load_run_record(run_dir)
         spec = spec_for_resume(spec, record)
-        done = finished_summaries(run_dir)
+        done = {i for i, s in finished_summaries(run_dir).items() if s.termination not in RETRIED_ON_RESUME}
         started = attempts_started(run_dir)
         jobs = [EpisodeJob(i, seed, started.get(i, -1) + 1)
                 for i, seed in enumerate(record.seeds) if i not in done]
