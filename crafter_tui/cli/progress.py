@@ -61,7 +61,8 @@ def render_run_summary(result: "RunResult") -> None:
     stats = result.stats
     console = Console()
     console.print(f"[bold]Run[/bold] {result.run_id}  ({result.record.agent} / {result.record.model}, "
-                  f"{result.record.difficulty})  ->  {result.run_dir}")
+                  f"{result.record.difficulty})")
+    console.print(f"traces: {result.run_dir}", soft_wrap=True)
     if not stats.episodes:
         console.print("No finished episodes.")
         return
