@@ -151,10 +151,11 @@ def _render_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any
 
 def fit_messages(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]],
                  tools: list[dict[str, Any]] | None, max_tokens: int,
-                 add_generation_prompt: bool = False) -> list[dict[str, Any]] | None:
+                 add_generation_prompt: bool = False) -> tuple[list[dict[str, Any]], list[int]] | None:
     """Drop whole turns from the oldest history until the rendered chat fits ``max_tokens``.
 
-    System messages and the last turn are always kept; None when even that is too long.
+    System messages and the last turn are always kept. Returns the kept messages and their
+    token ids (rendered once here, reused by the caller), or None when even that is too long.
     """
     starts = _turn_starts(messages)
     head_end = starts[0] if starts else 0
@@ -162,7 +163,7 @@ def fit_messages(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, An
         candidate = messages[:head_end] + messages[first:]
         ids = _render_ids(tokenizer, candidate, tools, add_generation_prompt=add_generation_prompt)["input_ids"]
         if len(ids) <= max_tokens:
-            return candidate
+            return candidate, list(ids)
     return None
 
 
@@ -192,9 +193,10 @@ def _labels_from_prefixes(tokenizer: PreTrainedTokenizerBase, messages: list[dic
 
 def tokenize_example(tokenizer: PreTrainedTokenizerBase, example: ChatExample, max_length: int) -> TokenRow | None:
     """The training row of one conversation, or None when it cannot fit ``max_length``."""
-    messages = fit_messages(tokenizer, example.messages, example.tools, max_length)
-    if messages is None:
+    fitted = fit_messages(tokenizer, example.messages, example.tools, max_length)
+    if fitted is None:
         return None
+    messages = fitted[0]
     template = tokenizer.chat_template or ""
     uses_weights = any("weight" in m for m in messages)
     if "{% generation %}" in template and not uses_weights:

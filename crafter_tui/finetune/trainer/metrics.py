@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from pydantic import BaseModel, Field
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
@@ -81,8 +82,10 @@ class EventCallback(TrainerCallback):
     processed) over wall time between logs, so they count every prompt token too.
     """
 
-    def __init__(self, emit: Callable[[TrainEvent], None], should_stop: Callable[[], bool]) -> None:
+    def __init__(self, emit: Callable[[TrainEvent], None], should_stop: Callable[[], bool],
+                 threads: int = 1) -> None:
         self.emit = emit
+        self.threads = threads
         self.should_stop = should_stop
         self.latest: TrainMetrics | None = None
         self.checkpoints: list[CheckpointInfo] = []
@@ -93,6 +96,7 @@ class EventCallback(TrainerCallback):
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
+        torch.set_num_threads(self.threads)  # again: loading data or other libraries may have changed it
         self._last_time = time.perf_counter()
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,

@@ -203,7 +203,7 @@ def run_training(job: TrainJob, emit: Callable[[TrainEvent], None],
     _seed_everything(job.seed)
     _, builtin, use_lora, tokenizer, model, rows, valid_rows = _prepare(job, emit)
     config = _config(job, use_lora, builtin, len(rows), bool(valid_rows))
-    callback = EventCallback(emit, should_stop)
+    callback = EventCallback(emit, should_stop, threads=job.threads or 1)
     trainer = SFTTrainer(
         model=model,
         args=config,
