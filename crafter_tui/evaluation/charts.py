@@ -205,6 +205,7 @@ def instances_chart(comparison: Comparison) -> Figure | None:
         ax.bar(np.arange(len(instances)) + (index - (len(comparison.experiments) - 1) / 2) * width, heights, width,
                label=experiment.name, color=_color(index))
     ax.set_xticks(range(len(instances)), instances)
+    ax.set_ylim(0, 1.25 * max(ax.get_ylim()[1], 1.0))  # headroom for the legend
     ax.set_ylabel("mean achievements")
     ax.legend(fontsize=8, loc="upper right")  # "best" placement costs a search over all data
     ax.set_title("Instances", fontsize=10)
