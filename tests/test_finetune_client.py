@@ -145,3 +145,15 @@ def test_registry_keeps_model_names_whole(tmp_path):
     (tmp_path / "jobs" / "broken.json").write_text("{")
     entries, problems = registry.all_with_problems()
     assert len(entries) == 2 and "broken.json" in problems[0]
+
+
+async def test_a_flag_the_host_does_not_take_is_refused_before_upload(host_double, tmp_path):
+    from crafter_tui.services.finetune import LaunchRequest
+
+    service = FinetuneService(_config(host_double, tmp_path))
+    request = LaunchRequest(data=tiny_dataset(tmp_path / "d.jsonl"), backend="openai", model="gpt-4o-mini-2024-07-18",
+                            epochs=1, learning_rate=1e-4)
+    prepared = await service.prepare(request)
+    with pytest.raises(UserError, match="learning-rate-multiplier"):
+        await service.launch(request, prepared)
+    assert host_double.requests == []

@@ -364,7 +364,7 @@ class JobManager:
         train_job = self._train_job(request, hyper, job_id, train_path)
         job = JobObject(
             id=job_id, created_at=_now(), model=request.model, status="validating_files",
-            hyperparameters={k: train_job.get(k) for k in ("n_epochs", "batch_size", "learning_rate")},
+            hyperparameters={k: train_job.get(k, "auto") for k in ("n_epochs", "batch_size", "learning_rate")},
             training_file=training.id, validation_file=request.validation_file,
             seed=train_job["seed"], suffix=request.suffix, metadata=request.metadata,
             method={"type": "supervised", "supervised": {"hyperparameters": hyper.model_dump(exclude_none=True)}},

@@ -167,6 +167,7 @@ class FinetuneService:
             if request.backend == "local":
                 await self.ensure_local_service()
             client = await self.client_async(request.backend)
+            client.create_arguments(JobSpec(training_file="(checked before upload)", **spec_fields))
             training_id = await asyncio.to_thread(client.upload, prepared.train_path)
             validation_id = (await asyncio.to_thread(client.upload, prepared.validation_path)
                              if prepared.validation_path else None)
