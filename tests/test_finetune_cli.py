@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 
+import httpx
 import pytest
 
 from crafter_tui.cli import main
@@ -44,6 +46,9 @@ def test_finetune_local_watch_test_and_usage(service, tmp_path, capsys):
     assert "model test: 2/2" in out and out.count("PASS seed") == 2
     assert "curl " in out and "from openai import OpenAI" in out
     model = next(line.split()[-1] for line in out.splitlines() if line.startswith("model:"))
+    curl_body = shlex.split(next(line for line in out.splitlines() if line.startswith("  -d ")))[1]
+    answer = httpx.post(service.base_url + "/chat/completions", json=json.loads(curl_body)).json()
+    assert answer["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "interact"
     assert model.startswith("ft:crafter-tiny:cli:ftjob-")
     job_id = model.rsplit(":", 1)[1]
 
@@ -73,10 +78,8 @@ def test_dataset_with_errors_is_refused_before_upload(service, tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 2
     assert "line 4" in err and "line 8" in err and "nothing was uploaded" in err
-    import httpx
-
     files = httpx.get(service.base_url + "/files").json()["data"]
-    assert files == []
+    assert files == []  # nothing reached the host
 
 
 def test_launch_without_yes_on_a_pipe_is_refused():

@@ -83,9 +83,9 @@ def check_reply(tool_calls: list[dict[str, Any]], content: str | None) -> tuple[
 
 def usage_example(base_url: str, model: str, key_env: str | None) -> str:
     """How to call the model: curl and Python (the key is referenced by variable, never printed)."""
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "<a Crafter observation>"}],
-                       "tools": [TOOLS[0]["function"]["name"]]})
-    body = body.replace('["interact"]', "[<the interact tool from crafter_tui.agents.prompting.TOOLS>]")
+    body = json.dumps({"model": model, "messages": [
+        {"role": "user", "content": "Step 0/300, turn 1, day. Map (north is up; @ is you): ..."}],
+        "tools": [TOOLS[0]]})
     auth = f' \\\n  -H "Authorization: Bearer ${key_env}"' if key_env else ""
     key_expr = f'os.environ["{key_env}"]' if key_env else '"not-needed"'
     return "\n".join([
@@ -104,5 +104,6 @@ def usage_example(base_url: str, model: str, key_env: str | None) -> str:
         "print(reply.choices[0].message.tool_calls)",
         "",
         "# or play it in Crafter",
-        f"crafter-tui rollout --agent openai --model {shlex.quote(model)} --episodes 10",
+        f"crafter-tui rollout --agent openai --model {shlex.quote(model)} "
+        f"--base-url {shlex.quote(base_url)} --episodes 10",
     ])

@@ -24,6 +24,7 @@ from crafter_tui.finetune.hosts import (
 )
 
 MAX_ERRORS_SHOWN = 10
+LOCAL_STARTUP_S = 15.0  # worker process, torch/transformers import, tokenizer training (measured, 2 cores)
 VALIDATION_MODEL_FOR_OPEN_HOSTS = "gpt-4o-mini-2024-07-18"  # token counting only; no price is used
 
 
@@ -132,7 +133,8 @@ def estimate(backend: str, model: str, report: ValidationReport, epochs: int, n_
         rate = LOCAL_TOKENS_PER_SECOND.get(model)
         cost, cost_note = 0.0, "runs on this machine"
         if rate:
-            seconds, time_note = total / rate, f"at ~{rate:,.0f} tokens/s on CPU"
+            seconds = LOCAL_STARTUP_S + total / rate
+            time_note = f"at ~{rate:,.0f} tokens/s on CPU, plus ~{LOCAL_STARTUP_S:.0f} s to start the worker"
         else:
             time_note = "no CPU throughput figure for this model"
     else:
