@@ -67,7 +67,8 @@ class ModalHost:
         paths = job_paths(job_id)
         train_job = {"model": spec.model, "n_epochs": spec.n_epochs, "batch_size": spec.batch_size,
                      "learning_rate": spec.learning_rate, "seed": spec.seed, "suffix": spec.suffix,
-                     "lora_r": spec.lora_r, "lora_alpha": spec.lora_alpha, "lora_dropout": spec.lora_dropout}
+                     "lora_r": spec.lora_r, "lora_alpha": spec.lora_alpha, "lora_dropout": spec.lora_dropout,
+                     "use_qlora": spec.use_qlora}
         payload = {"job_id": job_id, "has_validation": validation_path is not None,
                    "train_job": {k: v for k, v in train_job.items() if v is not None}}
         try:

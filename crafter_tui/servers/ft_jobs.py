@@ -229,6 +229,8 @@ class JobManager:
                     continue
                 if record.job.status == "running":
                     self._requeue_after_restart(record)
+                elif record.job.status == "validating_files":
+                    self._validate(record)  # interrupted between create and queue
         self._thread = threading.Thread(target=self._monitor, name="ft-jobs-monitor", daemon=True)
         self._thread.start()
 
@@ -374,16 +376,20 @@ class JobManager:
         with self._lock:
             self._save(record)
             self.add_event(job_id, f"Validating training file: {training.id}")
-            problems = check_training_file(train_path)
-            if problems:
-                self._finish(record, "failed", JobError(
-                    code="invalid_training_file", param="training_file",
-                    message=f"The training file {training.filename} has problems: " + "; ".join(problems)))
-            else:
-                record.job.status = "queued"
-                self._save(record)
-                self.add_event(job_id, "Files validated, moving job to queued state.")
+            self._validate(record)
         return record.job
+
+    def _validate(self, record: JobRecord) -> None:
+        """``validating_files`` -> ``queued``, or ``failed`` with the problems and their line numbers."""
+        problems = check_training_file(Path(record.train_job["training_file"]))
+        if problems:
+            self._finish(record, "failed", JobError(
+                code="invalid_training_file", param="training_file",
+                message=f"The training file {record.job.training_file} has problems: " + "; ".join(problems)))
+            return
+        record.job.status = "queued"
+        self._save(record)
+        self.add_event(record.job.id, "Files validated, moving job to queued state.")
 
     def _train_job(self, request: CreateJobRequest, hyper: Hyperparameters, job_id: str,
                    train_path: Path) -> dict[str, Any]:
