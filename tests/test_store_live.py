@@ -22,8 +22,8 @@ def test_store_queries_a_live_rollout_in_another_process(tmp_path: Path) -> None
     out = tmp_path / "traces"
     out.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "crafter_tui", "rollout", "--agent", "scripted", "--episodes", "3",
-         "--max-steps", "80", "--concurrency", "1", "--out", str(out), "--json", "--quiet"],
+        [sys.executable, "-m", "crafter_tui", "rollout", "--agent", "scripted", "--episodes", "2",
+         "--max-steps", "60", "--concurrency", "1", "--out", str(out), "--json", "--quiet"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen_partial = False
     store = None
@@ -37,7 +37,7 @@ def test_store_queries_a_live_rollout_in_another_process(tmp_path: Path) -> None
                 store.refresh()
                 finished, turns = store.cursor().execute(
                     "SELECT (SELECT count(*) FROM episodes), (SELECT count(*) FROM turn_index)").fetchone()
-                seen_partial |= finished < 3 and turns > 0
+                seen_partial |= finished < 2 and turns > 0
             time.sleep(0.05)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
@@ -50,7 +50,7 @@ def test_store_queries_a_live_rollout_in_another_process(tmp_path: Path) -> None
     store.refresh()
     assert store.problems == []  # lines caught mid-write were waited for, not reported
     stats = selection_stats(store, FilterSpec(), tokens=False)
-    assert stats.episodes_selected == 3
+    assert stats.episodes_selected == 2
     assert stats.examples_selected == sum(result["turns_per_episode"])
     assert stats.achievements_histogram == {
         str(n): result["achievements_per_episode"].count(n) for n in sorted(set(result["achievements_per_episode"]))}

@@ -42,45 +42,65 @@ class ExportDone(BaseModel):
 ExportEvent = ExportProgress | ExportDone
 
 
+def _stop(cursor: duckdb.DuckDBPyConnection, done: threading.Event) -> None:
+    """Interrupt ``cursor`` until its call has returned.
+
+    ``interrupt()`` only stops a query that is running at that moment; a superseded call
+    between two queries would start the next one unharmed. A short-lived helper thread
+    repeats the interrupt until the call is done, so a superseded call never runs long.
+    """
+
+    def repeat() -> None:
+        while not done.wait(0.02):
+            try:
+                cursor.interrupt()
+            except duckdb.Error:  # closed meanwhile: the call has finished
+                return
+
+    if not done.is_set():
+        cursor.interrupt()
+        threading.Thread(target=repeat, name="stats-interrupt", daemon=True).start()
+
+
 class DatasetService:
     """Selections over the store of a ``TraceService``."""
 
     def __init__(self, traces: TraceService) -> None:
         self.traces = traces
-        self._active: duckdb.DuckDBPyConnection | None = None
+        self._active: tuple[duckdb.DuckDBPyConnection, threading.Event] | None = None
         self._generation = 0
         self._guard = threading.Lock()
 
     async def stats(self, spec: FilterSpec, *, turn_level: bool = False, tokens: bool = False) -> SelectionStats:
         """Statistics of ``spec``; a later call supersedes this one (raises ``StatsSuperseded``)."""
         store = self.traces.store
-        cursor = store.cursor()
+        cursor, done = store.cursor(), threading.Event()
         with self._guard:
             self._generation += 1
             generation = self._generation
-            previous, self._active = self._active, cursor
+            previous, self._active = self._active, (cursor, done)
         if previous is not None:
-            previous.interrupt()
+            _stop(*previous)
         try:
-            return await asyncio.to_thread(self._run_stats, cursor, spec, turn_level, tokens, generation)
+            return await asyncio.to_thread(self._run_stats, cursor, done, spec, turn_level, tokens, generation)
         except asyncio.CancelledError:
-            cursor.interrupt()
+            _stop(cursor, done)
             raise
         finally:
             with self._guard:
-                if self._active is cursor:
+                if self._active is not None and self._active[0] is cursor:
                     self._active = None
 
-    def _run_stats(self, cursor: duckdb.DuckDBPyConnection, spec: FilterSpec, turn_level: bool, tokens: bool,
-                   generation: int) -> SelectionStats:
-        if generation != self._generation:  # superseded before this thread even started
-            cursor.close()
-            raise StatsSuperseded("a newer statistics request replaced this one")
+    def _run_stats(self, cursor: duckdb.DuckDBPyConnection, done: threading.Event, spec: FilterSpec,
+                   turn_level: bool, tokens: bool, generation: int) -> SelectionStats:
         try:
+            if generation != self._generation:  # superseded before this thread even started
+                raise StatsSuperseded("a newer statistics request replaced this one")
             result = selection_stats(self.traces.store, spec, turn_level=turn_level, tokens=tokens, cursor=cursor)
         except duckdb.InterruptException:
             raise StatsSuperseded("a newer statistics request replaced this one") from None
         finally:
+            done.set()
             cursor.close()
         if generation != self._generation:
             raise StatsSuperseded("a newer statistics request replaced this one")
