@@ -30,7 +30,7 @@ from crafter_tui.tui.widgets.charts import BarChart
 
 DEBOUNCE_S = 0.15
 DETAIL_DEBOUNCE_S = 0.5
-AUTO_DETAIL_MAX_EPISODES = 5_000  # above this, turn-level detail is computed on request only
+AUTO_DETAIL_MAX_EPISODES = 500  # above this, turn-level detail is computed on request only
 PREVIEW_CHARS = 4_000
 
 #: (field, label, kind): kind is int | float | list | bool | mode

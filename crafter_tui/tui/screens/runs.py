@@ -16,14 +16,14 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 
 from crafter_tui.services.runs import EpisodeFrames, EpisodeRow, EpisodeTail, RunInfo, RunsService
 from crafter_tui.traces.schema import StepRecord, TurnRecord
 from crafter_tui.tui.base import NavTabs, PaletteCommand, WorkbenchScreen
-from crafter_tui.tui.widgets.episode import AchievementsView, InventoryView, MapView, VitalsBars
+from crafter_tui.tui.widgets.episode import AchievementsView, InventoryView, MapView, Panel, VitalsBars
 from crafter_tui.tui.widgets.scrubber import StepScrubber
 
 RUNS_POLL_S = 1.0
@@ -66,7 +66,7 @@ class EpisodeView(Vertical):
     """Map, vitals, inventory, achievements, scrubber and the agent's turns of one episode."""
 
     def compose(self) -> ComposeResult:
-        yield Static("Select a run and an episode.", id="episode-title")
+        yield Panel(id="episode-title")
         with Horizontal(id="episode-top"):
             yield MapView(id="map")
             with Vertical(id="vitals-col"):
@@ -75,8 +75,7 @@ class EpisodeView(Vertical):
                 yield InventoryView(id="inventory")
             yield AchievementsView(id="achievements")
         yield StepScrubber(id="scrubber")
-        with VerticalScroll(id="turns-scroll"):
-            yield Static(id="turns")
+        yield Panel(id="turns")
 
 
 class RunsScreen(WorkbenchScreen):
@@ -275,8 +274,8 @@ class RunsScreen(WorkbenchScreen):
         view.query_one("#achievements", AchievementsView).show(unlocked, set(step.new_achievements) if step else set(),
                                                                any_step=step is not None)
         view.query_one("#scrubber", StepScrubber).set_range(len(self.steps), self.position)
-        view.query_one("#episode-title", Static).update(self._title(step))
-        view.query_one("#turns", Static).update(self._turns_text(step))
+        view.query_one("#episode-title", Panel).update(self._title(step))
+        view.query_one("#turns", Panel).update(self._turns_text(step))
 
     def _title(self, step: StepRecord | None) -> Text:
         if self.tail is None:

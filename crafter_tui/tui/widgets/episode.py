@@ -8,8 +8,9 @@ must not delay the first paint (the thread that reads the first step imports it 
 
 from __future__ import annotations
 
+from rich.console import RenderableType
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from crafter_tui.traces.schema import StepRecord
 
@@ -29,7 +30,27 @@ SYMBOL_STYLES: dict[str, tuple[str, str]] = {
 }
 
 
-class MapView(Static):
+class Panel(Widget):
+    """A fixed-size text panel whose updates repaint only itself.
+
+    ``Static.update`` asks for a layout of the whole screen on every call; these panels are
+    sized by the stylesheet, so a new step only needs a repaint. That keeps a live episode
+    (several updates a second, seven panels each) cheap for the event loop.
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.content: RenderableType = ""
+
+    def update(self, content: RenderableType) -> None:
+        self.content = content
+        self.refresh()
+
+    def render(self) -> RenderableType:
+        return self.content
+
+
+class MapView(Panel):
     """The 9x7 local view, drawn in colour from the step record's ``view`` symbols."""
 
     def show(self, view: str | None) -> None:
@@ -46,7 +67,7 @@ def render_view(view: str) -> Text:
     return text
 
 
-class VitalsBars(Static):
+class VitalsBars(Panel):
     """Health, food, drink and energy as bars."""
 
     COLOURS = {"health": "red", "food": "dark_orange", "drink": "dodger_blue1", "energy": "yellow"}
@@ -70,7 +91,7 @@ class VitalsBars(Static):
         self.update(text)
 
 
-class InventoryView(Static):
+class InventoryView(Panel):
     """The items held (vitals excluded), in Crafter's order."""
 
     def show(self, step: StepRecord | None) -> None:
@@ -87,7 +108,7 @@ class InventoryView(Static):
         self.update(text if held else Text("(empty)", style="dim"))
 
 
-class AchievementsView(Static):
+class AchievementsView(Panel):
     """All 22 achievements: unlocked ones coloured, those unlocked at this step highlighted."""
 
     def show(self, unlocked: set[str], new: set[str], *, any_step: bool = True) -> None:
