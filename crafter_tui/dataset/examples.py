@@ -14,6 +14,7 @@ message list (a test checks it), it is just not re-encoded for every example.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from crafter_tui.agents.base import HistoryTurn
 from crafter_tui.agents.prompting import SYSTEM_PROMPT, TOOLS, build_messages
 from crafter_tui.traces.schema import TURNS_FILE, RunRecord
 
+#: Trace writers put ``episode`` first; lines of unselected episodes are skipped on this prefix.
+_EPISODE_PREFIX = re.compile(rb'\{\s*"episode"\s*:\s*(\d+)\s*,')
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 _escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
@@ -165,6 +168,9 @@ def _run_examples(run_id: str, turns_path: Path, record: RunRecord, plans: dict[
                 return
             if not raw.endswith(b"\n"):
                 return  # a write in progress: not part of any finished episode
+            head = _EPISODE_PREFIX.match(raw)
+            if head is not None and int(head.group(1)) not in plans:
+                continue  # another episode: skipped without parsing the line
             try:
                 line = json.loads(raw)
                 plan = plans.get(line["episode"])
