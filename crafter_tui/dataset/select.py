@@ -160,7 +160,7 @@ eps AS (
                AS split_rank, count(*) OVER () AS n_eps
     FROM (SELECT DISTINCT run_id, episode FROM m)
 )
-SELECT m.run_id, m.episode, m.attempt, m.turn, m.valid, m.actions, m.first_action, m.example_key,
+SELECT m.run_id, m.episode, m.attempt, m.turn, m.first_action, m.example_key,
        split_rank <= CASE WHEN $split > 0 AND n_eps >= 2
                           THEN least(n_eps - 1, greatest(1, round($split * n_eps))) ELSE 0 END AS is_valid
 FROM m JOIN eps USING (run_id, episode)

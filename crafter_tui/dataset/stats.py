@@ -126,7 +126,9 @@ def turn_stats(cursor: duckdb.DuckDBPyConnection, spec: FilterSpec) -> Selection
         FROM selection""").fetchone()
     assert row is not None
     actions = cursor.execute("""
-        SELECT map_entries(histogram(a)) FROM (SELECT unnest(actions) AS a FROM selection)""").fetchone()
+        SELECT map_entries(histogram(a)) FROM (
+            SELECT unnest(ti.actions) AS a FROM selection s
+            JOIN turn_index ti USING (run_id, episode, attempt, turn))""").fetchone()
     stats.examples_selected, stats.examples_train, stats.examples_valid, stats.episodes_valid = row
     stats.examples_exact = True
     stats.action_distribution = dict(sorted(_entries(actions[0] if actions else None).items(),
