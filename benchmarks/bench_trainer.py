@@ -30,7 +30,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rows", type=int, default=None)
     args = parser.parse_args()
-    rows = args.rows or (48 if args.small else 400)
+    rows = args.rows or (24 if args.small else 400)
     with tempfile.TemporaryDirectory() as tmp:
         data = write_jsonl(scripted_conversations(rows, seed=0, history_turns=1), Path(tmp) / "train.jsonl")
         job = TrainJob(model=args.model, training_file=data, output_dir=Path(tmp) / "out", n_epochs=1,

@@ -123,14 +123,14 @@ def _dataset(rows: list[TokenRow]) -> Dataset:
 
 
 def _rows(tokenizer: PreTrainedTokenizerBase, examples: list[ChatExample], job: TrainJob,
-          emit: Callable[[TrainEvent], None], label: str) -> list[TokenRow]:
+          emit: Callable[[TrainEvent], None], label: str) -> tuple[list[TokenRow], int]:
     rows, skipped = tokenize_examples(tokenizer, examples, job.max_length)
     if skipped:
         _emit_message(emit, f"{len(skipped)} {label} conversation(s) longer than max_length={job.max_length} "
                       f"even without history were skipped (first: {skipped[0]})", level="warn")
     if not rows:
         raise UserError(f"no {label} conversation fits max_length={job.max_length}", where=label)
-    return rows
+    return rows, len(skipped)
 
 
 def _config(job: TrainJob, use_lora: bool, builtin: bool, n_rows: int, has_eval: bool) -> SFTConfig:
@@ -188,9 +188,9 @@ def _prepare(job: TrainJob, emit: Callable[[TrainEvent], None]):  # noqa: ANN202
     else:
         model, tokenizer = _load_pretrained(job)
     _emit_message(emit, f"Tokenizer ready: {len(tokenizer)} tokens", vocab_size=len(tokenizer))
-    rows = _rows(tokenizer, examples, job, emit, "training")
-    valid_rows = _rows(tokenizer, valid_examples, job, emit, "validation") if valid_examples else []
-    return examples, builtin, use_lora, tokenizer, model, rows, valid_rows
+    rows, skipped = _rows(tokenizer, examples, job, emit, "training")
+    valid_rows = _rows(tokenizer, valid_examples, job, emit, "validation")[0] if valid_examples else []
+    return skipped, builtin, use_lora, tokenizer, model, rows, valid_rows
 
 
 def run_training(job: TrainJob, emit: Callable[[TrainEvent], None],
@@ -201,7 +201,7 @@ def run_training(job: TrainJob, emit: Callable[[TrainEvent], None],
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     job.output_dir.mkdir(parents=True, exist_ok=True)
     _seed_everything(job.seed)
-    _, builtin, use_lora, tokenizer, model, rows, valid_rows = _prepare(job, emit)
+    skipped, builtin, use_lora, tokenizer, model, rows, valid_rows = _prepare(job, emit)
     config = _config(job, use_lora, builtin, len(rows), bool(valid_rows))
     callback = EventCallback(emit, should_stop, threads=job.threads or 1)
     trainer = SFTTrainer(
@@ -224,7 +224,7 @@ def run_training(job: TrainJob, emit: Callable[[TrainEvent], None],
     trainer.train(resume_from_checkpoint=resume_from)
     result = TrainResult(model_path=None, cancelled=callback.cancelled, final_metrics=callback.latest,
                          checkpoints=callback.checkpoints, trained_tokens=callback.total_tokens,
-                         train_rows=len(rows), skipped_rows=0, parameters=total, trainable_parameters=trainable)
+                         train_rows=len(rows), skipped_rows=skipped, parameters=total, trainable_parameters=trainable)
     if callback.cancelled:
         _emit_message(emit, f"Training stopped at step {trainer.state.global_step}", level="warn")
     else:
