@@ -50,3 +50,4 @@ def test_the_check_sees_textual_imports(tmp_path):
 def test_tui_package_exists_and_uses_textual():
     tui_imports = [module for path in (PACKAGE / "tui").rglob("*.py") for _, module in imported_modules(path)]
     assert any(module.startswith("textual") for module in tui_imports)
+
