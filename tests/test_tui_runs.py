@@ -139,3 +139,28 @@ def test_episode_tail_reads_only_complete_new_lines(finished_run, tmp_path):
     assert len(first.steps) == 60 and first.finished and all(step.episode == 1 for step in first.steps)
     again = tail.poll()
     assert again.steps == [] and again.turns == []
+
+
+async def test_polls_form_one_chain_and_survive_errors(finished_run, tmp_path, monkeypatch):
+    """Switching screens back and forth never multiplies polls; a failed scan retries later."""
+    app = CrafterApp(console_config(finished_run.parent))
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = runs_screen(app)
+        await wait_for(pilot, lambda: screen.scans >= 1, what="first scan")
+        for _ in range(3):
+            await pilot.press("4")
+            await pilot.press("1")
+        await wait_for(pilot, lambda: app.screen is screen, what="back on runs")
+        before = screen.scans
+        await pilot.pause(2.2)
+        assert screen.scans - before <= 4  # about one scan a second, not one chain per visit
+        calls = []
+
+        def flaky(self):
+            calls.append(1)
+            if len(calls) == 1:
+                raise OSError("transient")
+            return []
+
+        monkeypatch.setattr(RunsIndex, "scan", flaky)
+        await wait_for(pilot, lambda: len(calls) >= 2, timeout=15, what="a retry after the failed scan")

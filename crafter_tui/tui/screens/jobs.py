@@ -18,6 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
+from textual.worker import get_current_worker
 
 from crafter_tui.tui.base import NavTabs, PaletteCommand, WorkbenchScreen
 from crafter_tui.tui.widgets.charts import SeriesChart
@@ -54,6 +55,7 @@ class JobsScreen(WorkbenchScreen):
         self.polls = 0
         self.chart_draws = 0
         self._chart_pending = False
+        self._poll_timer: object | None = None
 
     async def finetune_service(self):  # type: ignore[no-untyped-def]
         return await self.app.aservice("finetune")  # type: ignore[attr-defined]
@@ -96,16 +98,24 @@ class JobsScreen(WorkbenchScreen):
         ]
 
     # ---- the job list -------------------------------------------------------------------
+    def poll_jobs(self) -> None:
+        """Poll now (a poll in flight is replaced); one chain of polls only."""
+        if self._poll_timer is not None:
+            self._poll_timer.stop()  # type: ignore[attr-defined]
+            self._poll_timer = None
+        self._poll_jobs()
+
     @work(exclusive=True, exit_on_error=False, group="jobs-poll", name="listing jobs")
-    async def poll_jobs(self) -> None:
+    async def _poll_jobs(self) -> None:
         try:
             rows = await (await self.finetune_service()).list_jobs()
             self.polls += 1
             self.rows = rows
             self._fill_table()
         finally:
-            if self.is_current:  # the next poll only after this one finished (and only while shown)
-                self.set_timer(JOBS_POLL_S, self.poll_jobs)
+            if self.is_current and not get_current_worker().is_cancelled:
+                # the next poll only after this one finished, only while shown, and only from the live chain
+                self._poll_timer = self.set_timer(JOBS_POLL_S, self.poll_jobs)
 
     def _fill_table(self) -> None:
         table = self.query_one("#jobs-table", DataTable)

@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
+from textual.worker import Worker, WorkerState
 
 from crafter_tui.services.runs import EpisodeFrames, EpisodeRow, EpisodeTail, RunInfo, RunsService
 from crafter_tui.traces.schema import StepRecord, TurnRecord
@@ -105,6 +106,10 @@ class RunsScreen(WorkbenchScreen):
         self.launched_run: Path | None = None
         self.scans = 0
         self.frames_drawn = 0
+        self._scan_busy = False  # a scan is in flight: its handler schedules the next one
+        self._scan_timer: object | None = None
+        self._tail_busy = False
+        self._tail_timer: object | None = None
 
     @property
     def service(self) -> RunsService:
@@ -135,6 +140,8 @@ class RunsScreen(WorkbenchScreen):
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
         self._poll_runs()
+        if self.tail is not None and not self.tail.finished and not self._tail_busy:
+            self._poll_tail()
 
     def palette_commands(self) -> list[PaletteCommand]:
         return [
@@ -144,9 +151,27 @@ class RunsScreen(WorkbenchScreen):
             self.command("Stop the launched rollout", "cancel the rollout started here", "cancel_rollout"),
         ]
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Notify (base class), and keep a poll chain alive when one of its reads failed."""
+        super().on_worker_state_changed(event)
+        if event.state != WorkerState.ERROR or not self.is_current:
+            return
+        if event.worker.group == "runs-scan":
+            self._scan_busy = False
+            self._scan_timer = self.set_timer(RUNS_POLL_S * 5, self._poll_runs)
+        elif event.worker.group == "episode-tail":
+            self._tail_busy = False
+            self._tail_timer = self.set_timer(TAIL_POLL_S * 5, self._poll_tail)
+
     # ---- runs polling -------------------------------------------------------------------
     def _poll_runs(self) -> None:
-        self._scan(self.run_dir)
+        """Start a scan unless one is in flight; one chain of polls only, however often asked."""
+        if self._scan_timer is not None:
+            self._scan_timer.stop()  # type: ignore[attr-defined]
+            self._scan_timer = None
+        if not self._scan_busy:
+            self._scan_busy = True
+            self._scan(self.run_dir)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs-scan", name="scanning runs")
     def _scan(self, run_dir: Path | None) -> None:
@@ -155,6 +180,7 @@ class RunsScreen(WorkbenchScreen):
         self.post_message(RunsScanned(runs, run_dir, episodes))
 
     def on_runs_scanned(self, message: RunsScanned) -> None:
+        self._scan_busy = False
         self.scans += 1
         self.runs = message.runs
         self._fill_runs_table()
@@ -164,7 +190,7 @@ class RunsScreen(WorkbenchScreen):
         elif self.run_dir is None and self.runs:
             self._select_run(self.runs[0].run_dir)
         if self.is_current:
-            self.set_timer(RUNS_POLL_S, self._poll_runs)
+            self._scan_timer = self.set_timer(RUNS_POLL_S, self._poll_runs)
 
     def _fill_runs_table(self) -> None:
         table = self.query_one("#runs-table", DataTable)
@@ -216,7 +242,10 @@ class RunsScreen(WorkbenchScreen):
         self.episodes = []
         self.query_one("#episodes-table", DataTable).clear()
         self._close_episode()
-        self._scan(run_dir)
+        if self._scan_busy:  # the scan in flight is for another run: its result is ignored, rescan after
+            self._scan_timer = self.set_timer(0.05, self._poll_runs)
+        else:
+            self._poll_runs()
 
     @on(DataTable.RowHighlighted, "#episodes-table")
     def _episode_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -232,12 +261,20 @@ class RunsScreen(WorkbenchScreen):
         self.tail = self.service.tail(run_dir, episode)
         self.steps, self.turns, self.position, self.first_unlock = [], [], 0, {}
         self._draw_step()
-        self._read_frames(self.tail)
+        self._poll_tail()
 
     def _close_episode(self) -> None:
         self.tail = None
         self.steps, self.turns, self.position, self.first_unlock = [], [], 0, {}
         self._draw_step()
+
+    def _poll_tail(self) -> None:
+        if self._tail_timer is not None:
+            self._tail_timer.stop()  # type: ignore[attr-defined]
+            self._tail_timer = None
+        if self.tail is not None:
+            self._tail_busy = True
+            self._read_frames(self.tail)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="episode-tail", name="reading episode")
     def _read_frames(self, tail: EpisodeTail) -> None:
@@ -247,7 +284,8 @@ class RunsScreen(WorkbenchScreen):
 
     def on_frames_read(self, message: FramesRead) -> None:
         if message.tail is not self.tail:
-            return  # an episode no longer on view
+            return  # an episode no longer on view (its replacement's read is already scheduled)
+        self._tail_busy = False
         frames = message.frames
         if frames.restarted:
             self.steps, self.turns, self.first_unlock = [], [], {}
@@ -261,7 +299,7 @@ class RunsScreen(WorkbenchScreen):
             self.position = len(self.steps) - 1 if self.follow else 0
         self._draw_step()
         if not frames.finished and self.is_current:
-            self.set_timer(TAIL_POLL_S, lambda: self._read_frames(message.tail) if message.tail is self.tail else None)
+            self._tail_timer = self.set_timer(TAIL_POLL_S, self._poll_tail)
 
     def _draw_step(self) -> None:
         self.frames_drawn += 1
