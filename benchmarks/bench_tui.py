@@ -183,6 +183,11 @@ async def filter_latency(store: Path, rounds: int) -> tuple[list[float], int]:
                 if time.perf_counter() - pressed > 30:
                     raise RuntimeError("no count after 30 s")
             samples.append(time.perf_counter() - pressed)
+        timings = screen.timings[-rounds:]
+    query_ms = statistics.median(t[0] for t in timings) * 1000
+    draw_ms = statistics.median(t[1] for t in timings) * 1000
+    report(f"tui_filter_query_median_ms_{total}_episodes", query_ms, "ms", "info (DatasetService.stats)")
+    report(f"tui_filter_draw_median_ms_{total}_episodes", draw_ms, "ms", "info (counts, histogram, rates)")
     return samples, total
 
 

@@ -28,7 +28,7 @@ from crafter_tui.errors import UserError
 from crafter_tui.tui.base import NavTabs, PaletteCommand, WorkbenchScreen
 from crafter_tui.tui.widgets.charts import BarChart
 
-DEBOUNCE_S = 0.15
+DEBOUNCE_S = 0.1  # typing pauses are ~100-200 ms; a superseded query is interrupted anyway
 DETAIL_DEBOUNCE_S = 0.5
 AUTO_DETAIL_MAX_EPISODES = 500  # above this, turn-level detail is computed on request only
 PREVIEW_CHARS = 4_000
@@ -90,6 +90,7 @@ class FilterScreen(WorkbenchScreen):
         self.changed_at = 0.0
         self.answered: list[float] = []  # seconds from last change to counts drawn (for the benchmark)
         self.queries = 0
+        self.timings: list[tuple[float, float]] = []  # (query s, draw s) per answered change
         self.superseded = 0
         self.last_export: Path | None = None
         self._debounce = None
@@ -224,17 +225,21 @@ class FilterScreen(WorkbenchScreen):
         from crafter_tui.services.dataset import StatsSuperseded
 
         self.queries += 1
+        dataset = await self.service("dataset")
+        started = time.perf_counter()
         try:
-            stats = await (await self.service("dataset")).stats(spec)
+            stats = await dataset.stats(spec)
         except StatsSuperseded:
             self.superseded += 1
             return
         if spec != self.spec:
             return  # the form changed while this ran: a newer query is coming
+        queried = time.perf_counter()
         self.stats = stats
         self.stats_spec = spec
         self.detail = None
         self._draw_stats()
+        self.timings.append((queried - started, time.perf_counter() - queried))
         if self.changed_at:
             self.answered.append(time.perf_counter() - self.changed_at)
         if stats.episodes_total <= AUTO_DETAIL_MAX_EPISODES:
