@@ -44,6 +44,7 @@ class EvalSection(Section):
     concurrency: int = Field(8, ge=1, le=4096)
     episode_timeout: float | None = Field(None, gt=0, description="seconds per episode")
     history_turns: int = Field(4, ge=0, le=64, description="past turns shown to an LLM agent")
+    observation: Literal["full", "compact"] = Field("full", description="text observation format (and its system prompt)")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(512, ge=1, le=65_536)
     render_frames: bool = False
@@ -94,6 +95,7 @@ class FilterSection(Section):
     validation_split: float = Field(0.0, ge=0.0, lt=1.0)
     seed: int = 0
     text_actions: bool = False
+    drop_reasoning: bool = False
     cost_model: str = "gpt-4o-mini-2024-07-18"
 
 

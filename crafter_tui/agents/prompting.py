@@ -14,6 +14,7 @@ from typing import Any
 
 from crafter_tui.agents.base import HistoryTurn
 from crafter_tui.world.rules import ACHIEVEMENTS, ACTIONS
+from crafter_tui.world.text_obs import SYMBOLS
 
 MAX_ACTIONS_PER_TURN = 5
 
@@ -29,6 +30,16 @@ SYSTEM_PROMPT = (
     "cows, sleep when energy is low, and avoid zombies, skeletons and lava.\n"
     "Call the interact tool with 1-" + str(MAX_ACTIONS_PER_TURN) + " actions and a short reasoning."
 )
+
+COMPACT_SYSTEM_PROMPT = (
+    "Crafter. Unlock achievements. Map: 9x7, north up, @ you; " + ", ".join(
+        f"{symbol} {name}" for name, symbol in SYMBOLS.items() if name not in ("player", "unknown"))
+    + ". near: nearest things, 2n1e = 2 north 1 east. Call interact with 1-" + str(MAX_ACTIONS_PER_TURN)
+    + " actions."
+)
+
+#: System prompt for each observation format (``world.text_obs.OBSERVATION_FORMATS``).
+SYSTEM_PROMPTS: dict[str, str] = {"full": SYSTEM_PROMPT, "compact": COMPACT_SYSTEM_PROMPT}
 
 INTERACT_TOOL: dict[str, Any] = {
     "type": "function",

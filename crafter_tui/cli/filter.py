@@ -61,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--text-actions", action="store_true", default=None,
                         help="assistant turns as plain text instead of tool calls")
+    parser.add_argument("--drop-reasoning", action="store_true", default=None,
+                        help="empty the reasoning of exported interact calls (shorter replies for small models)")
     parser.add_argument("--cost-model", default=None, help="provider model for the training cost estimate")
     parser.add_argument("--format", choices=["jsonl", "parquet"], default=None,
                         help="output format (default: from the output suffix)")
@@ -77,7 +79,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[FilterSpec, Any]:
         "keep_before_achievement": args.keep_before_achievement, "drop_invalid": args.drop_invalid,
         "dedupe": args.dedupe, "balance_actions": args.balance_actions, "max_examples": args.max_examples,
         "validation_split": args.validation_split, "seed": args.seed, "text_actions": args.text_actions,
-        "cost_model": args.cost_model,
+        "drop_reasoning": args.drop_reasoning, "cost_model": args.cost_model,
     }}
     config = config_from_args(args, flags=flags)
     return FilterSpec.from_section(config.filter), config

@@ -41,6 +41,8 @@ def add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=positive_int, default=None, help="episodes played at once")
     parser.add_argument("--episode-timeout", type=float, default=None, help="seconds per episode")
     parser.add_argument("--history-turns", type=int, default=None, help="past turns shown to an LLM")
+    parser.add_argument("--observation", choices=["full", "compact"], default=None,
+                        help="text observation format (compact: for small models)")
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--max-tokens", type=positive_int, default=None)
     parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint for the openai agent")
@@ -69,7 +71,8 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RolloutSpec, Any]:
         "eval": {"agent": agent, "model_name": args.model, "episodes": args.episodes,
                  "max_steps": args.max_steps, "max_turns": args.max_turns, "difficulty": args.difficulty,
                  "seed": args.seed, "concurrency": args.concurrency, "episode_timeout": args.episode_timeout,
-                 "history_turns": args.history_turns, "temperature": args.temperature,
+                 "history_turns": args.history_turns, "observation": args.observation,
+                 "temperature": args.temperature,
                  "max_tokens": args.max_tokens},
         "openai": {"base_url": args.base_url},
         "output": {"trace_dir": args.out},

@@ -75,6 +75,26 @@ def text_action_message(assistant: dict[str, Any]) -> dict[str, Any]:
     return {"role": "assistant", "content": content}
 
 
+def without_reasoning(assistant: dict[str, Any]) -> dict[str, Any]:
+    """The assistant message with the ``reasoning`` of its interact calls emptied (kept as a key,
+    so the call still matches the tool schema). Replies that are not valid interact calls stay as they are."""
+    calls = assistant.get("tool_calls") or []
+    if not any((call.get("function") or {}).get("name") == "interact" for call in calls):
+        return assistant
+    rewritten = []
+    for call in calls:
+        function = call.get("function") or {}
+        try:
+            arguments = json.loads(function.get("arguments") or "")
+        except (TypeError, ValueError):
+            arguments = None
+        if function.get("name") == "interact" and isinstance(arguments, dict) and "reasoning" in arguments:
+            arguments["reasoning"] = ""
+            call = {**call, "function": {**function, "arguments": json.dumps(arguments)}}
+        rewritten.append(call)
+    return {**assistant, "tool_calls": rewritten}
+
+
 class MessageEncoder:
     """JSON-encodes message dicts once per episode (keyed by object identity of their parts)."""
 
@@ -149,17 +169,19 @@ def _plans(cursor: duckdb.DuckDBPyConnection, run_id: str, source: str) -> dict[
 
 
 def iter_examples(cursor: duckdb.DuckDBPyConnection, runs: dict[str, tuple[Path, RunRecord]], *,
-                  mode: str, text_actions: bool, source: str = "selection") -> Iterator[Example]:
+                  mode: str, text_actions: bool, drop_reasoning: bool = False,
+                  source: str = "selection") -> Iterator[Example]:
     """Every example of the materialised selection, run by run in file order."""
     run_ids = [row[0] for row in cursor.execute(RUNS_SQL[source]).fetchall()]
     for run_id in run_ids:
         path, record = runs[run_id]
         plans = _plans(cursor, run_id, source)
-        yield from _run_examples(run_id, path / TURNS_FILE, record, plans, mode=mode, text_actions=text_actions)
+        yield from _run_examples(run_id, path / TURNS_FILE, record, plans, mode=mode, text_actions=text_actions,
+                                 drop_reasoning=drop_reasoning)
 
 
 def _run_examples(run_id: str, turns_path: Path, record: RunRecord, plans: dict[int, _EpisodePlan], *,
-                  mode: str, text_actions: bool) -> Iterator[Example]:
+                  mode: str, text_actions: bool, drop_reasoning: bool = False) -> Iterator[Example]:
     system = record.system_prompt if record.system_prompt is not None else SYSTEM_PROMPT
     tools_tail = "}" if text_actions else ',"tools":' + TOOLS_JSON + "}"
     with turns_path.open("rb") as handle:
@@ -179,6 +201,8 @@ def _run_examples(run_id: str, turns_path: Path, record: RunRecord, plans: dict[
                 observation, assistant, turn = line["observation"], line["assistant"], line["turn"]
             except (ValueError, KeyError, TypeError):
                 continue  # reported when the store loaded the file
+            if drop_reasoning:
+                assistant = without_reasoning(assistant)
             if text_actions:
                 assistant = text_action_message(assistant)
             tool_result = None if text_actions else line.get("tool_result")

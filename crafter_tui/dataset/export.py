@@ -75,7 +75,8 @@ def export_selection(store: TraceStore, spec: FilterSpec, output: Path, *, fmt: 
     sinks = {False: _sink(output, fmt), True: _sink(valid_path, fmt) if valid_path else None}
     counts = {False: 0, True: 0}
     try:
-        for example in iter_examples(cursor, _runs(store), mode=spec.mode, text_actions=spec.text_actions):
+        for example in iter_examples(cursor, _runs(store), mode=spec.mode, text_actions=spec.text_actions,
+                                    drop_reasoning=spec.drop_reasoning):
             sink = sinks[example.is_valid] or sinks[False]
             assert sink is not None
             sink.write(example)
@@ -182,7 +183,7 @@ def selection_tokens(store: TraceStore, cursor: duckdb.DuckDBPyConnection, spec:
     counted = total = assistant = largest = over = 0
     tools = None if spec.text_actions else TOOLS
     for example in iter_examples(cursor, _runs(store), mode=spec.mode, text_actions=spec.text_actions,
-                                 source="token_sample"):
+                                 drop_reasoning=spec.drop_reasoning, source="token_sample"):
         n, a = example_tokens(counter, example.messages, tools)
         counted += 1
         total += n

@@ -42,6 +42,7 @@ class FilterSpec(BaseModel):
     validation_split: float = Field(0.0, ge=0.0, lt=1.0)
     seed: int = Field(0, ge=-(2**62), le=2**62)
     text_actions: bool = False
+    drop_reasoning: bool = False
     cost_model: str = "gpt-4o-mini-2024-07-18"
 
     @field_validator("achievements")

@@ -14,25 +14,26 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from crafter_tui.agents.base import Agent, AgentDecision, HistoryTurn, TurnObservation
-from crafter_tui.agents.prompting import tool_result_text
+from crafter_tui.agents.prompting import SYSTEM_PROMPTS, tool_result_text
 from crafter_tui.config import AppConfig
 from crafter_tui.rollout.envs import EpisodeEnv
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.traces.schema import EpisodeSummary, Termination
 from crafter_tui.world.env import WorldState
 from crafter_tui.world.rules import ACHIEVEMENTS, ACTION_IDS, ITEMS, SEMANTIC_NAMES
-from crafter_tui.world.text_obs import SYMBOLS, render_text_observation
+from crafter_tui.world.text_obs import OBSERVATION_FORMATS, SYMBOLS
 
 PROGRESS_INTERVAL_S = 0.1
 _SYMBOL_OF_ID = [SYMBOLS[name] for name in SEMANTIC_NAMES]
 
 
 def build_agent(spec: RolloutSpec, config: AppConfig) -> Agent:
-    """A fresh agent for one episode; the spec's history window is the one it uses and records."""
+    """A fresh agent for one episode, with the spec's history window and observation format's prompt."""
     from crafter_tui.agents import make_agent
 
     agent = make_agent(spec.agent, model=spec.model, config=config)
     agent.history_turns = spec.history_turns
+    agent.system_prompt = SYSTEM_PROMPTS[spec.observation]
     return agent
 
 
@@ -173,13 +174,14 @@ async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agen
     await agent.start_episode(job.seed)
     state = await _env_call(env.reset(job.seed))
     history: list[HistoryTurn] = []
+    render = OBSERVATION_FORMATS[spec.observation]
     last_progress = 0.0
     while True:
         if tally.turns >= spec.turn_limit:
             tally.termination = "max_turns"
             return
         semantic = await _env_call(env.semantic_map()) if agent.needs_semantic_map else None
-        text = render_text_observation(state, turn=tally.turns, max_steps=spec.max_steps)
+        text = render(state, turn=tally.turns, max_steps=spec.max_steps)
         obs = TurnObservation(state=state, text=text, turn=tally.turns, max_steps=spec.max_steps,
                               semantic_map=semantic)
         try:

@@ -135,7 +135,7 @@ def new_run_record(spec: RolloutSpec, config: AppConfig, run_id: str) -> RunReco
         episodes=spec.episodes, seeds=spec.seeds, max_steps=spec.max_steps, max_turns=spec.max_turns,
         settings={"temperature": config.eval.temperature, "max_tokens": config.eval.max_tokens,
                   "concurrency": spec.concurrency, "episode_timeout": spec.episode_timeout,
-                  "workers": spec.workers, "on": spec.on},
+                  "workers": spec.workers, "on": spec.on, "observation": spec.observation},
         versions=versions(), experiment=spec.experiment,
     )
 
@@ -155,6 +155,7 @@ def spec_for_resume(spec: RolloutSpec, record: RunRecord) -> RolloutSpec:
         "agent": record.agent, "model": record.model, "episodes": record.episodes, "seed": record.seed,
         "max_steps": record.max_steps, "max_turns": record.max_turns, "difficulty": record.difficulty,
         "history_turns": record.history_turns, "run_id": record.run_id,
+        "observation": record.settings.get("observation", "full"),
     })
 
 

@@ -25,6 +25,7 @@ class RolloutSpec(BaseModel):
     concurrency: int = Field(8, ge=1, le=4096)
     episode_timeout: float | None = Field(None, gt=0)
     history_turns: int = Field(4, ge=0, le=64)
+    observation: Literal["full", "compact"] = "full"
     out_dir: Path = Path("traces")
     run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     resume: str | None = None
@@ -58,7 +59,7 @@ class RolloutSpec(BaseModel):
             "agent": ev.agent, "model": ev.model_name, "episodes": ev.episodes, "seed": ev.seed,
             "max_steps": ev.max_steps, "max_turns": ev.max_turns, "difficulty": ev.difficulty,
             "concurrency": ev.concurrency, "episode_timeout": ev.episode_timeout,
-            "history_turns": ev.history_turns, "out_dir": config.output.trace_dir,
+            "history_turns": ev.history_turns, "observation": ev.observation, "out_dir": config.output.trace_dir,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)

@@ -38,6 +38,8 @@ class Recipe(BaseModel):
     eval_episodes: int
     history_turns: int = 0
     max_steps: int = 300
+    observation: str = "compact"
+    drop_reasoning: bool = True
 
 
 FULL = Recipe(data_episodes=60, model="crafter-small", epochs=2, eval_episodes=20)
@@ -62,7 +64,8 @@ def demo_spec(workdir: Path, recipe: Recipe) -> PipelineSpec:
     return PipelineSpec(
         workdir=workdir, data_agent="scripted", data_model="scripted-expert", data_episodes=recipe.data_episodes,
         data_seed=10_000, max_steps=recipe.max_steps, history_turns=recipe.history_turns,
-        filter=FilterSpec(mode="turn"), backend="local", models=[recipe.model], epochs=recipe.epochs,
+        observation=recipe.observation, filter=FilterSpec(mode="turn", drop_reasoning=recipe.drop_reasoning),
+        backend="local", models=[recipe.model], epochs=recipe.epochs,
         batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, eval_episodes=recipe.eval_episodes,
         eval_seed=0, baselines=["random", "scripted"], experiment_prefix=PREFIX)
 

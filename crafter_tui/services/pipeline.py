@@ -43,6 +43,7 @@ class PipelineSpec(BaseModel):
     data_seed: int = Field(10_000, ge=0)
     max_steps: int = Field(300, ge=1)
     history_turns: int = Field(0, ge=0, le=64)
+    observation: Literal["full", "compact"] = "full"
     difficulty: Difficulty = "normal"
     concurrency: int = Field(8, ge=1)
     # 2. selection
@@ -166,7 +167,7 @@ class PipelineService:
         rollout = RolloutSpec(
             agent=spec.data_agent, model=spec.data_model, episodes=spec.data_episodes, seed=spec.data_seed,
             max_steps=spec.max_steps, difficulty=spec.difficulty, concurrency=spec.concurrency,
-            history_turns=spec.history_turns, out_dir=self.config.output.trace_dir,
+            history_turns=spec.history_turns, observation=spec.observation, out_dir=self.config.output.trace_dir,
             run_id=None if partial.get("run_id") else f"{spec.experiment_prefix}-data",
             resume=partial.get("run_id"))
         yield StageStarted(stage=stage, detail=f"{spec.data_episodes} {spec.data_agent} episodes, "
@@ -273,7 +274,8 @@ class PipelineService:
                            f"(seeds {spec.eval_seed}..{spec.eval_seed + spec.eval_episodes - 1})")
         rollout = RolloutSpec(agent=agent, model=model, episodes=spec.eval_episodes, seed=spec.eval_seed,
                               max_steps=spec.max_steps, concurrency=spec.eval_concurrency,
-                              history_turns=spec.history_turns, out_dir=config.output.trace_dir)
+                              history_turns=spec.history_turns, observation=spec.observation,
+                              out_dir=config.output.trace_dir)
         request = EvalRequest(experiment=name, spec=rollout, difficulties=spec.eval_difficulties,
                               training_data=training_data, epochs=spec.epochs)
         finished, total = 0, spec.eval_episodes * len(spec.eval_difficulties)
