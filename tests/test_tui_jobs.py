@@ -15,7 +15,7 @@ from crafter_tui.tui.widgets.charts import SeriesChart
 from tests.doubles.ft_trainer_double import INFERENCE, TRAINER
 from crafter_tui.agents.prompting import TOOLS
 from tests.ft_support import REPO_ROOT, ServerThread, sft_example, write_dataset
-from tests.tui_support import wait_for
+from tests.tui_support import plain, wait_for
 
 
 @pytest.fixture()
@@ -67,7 +67,9 @@ async def test_launch_a_job_and_watch_its_chart_grow(tmp_path, ft_server):
                        what="the whole curve")
         assert chart.points_drawn > partial  # the chart grew while we watched
         assert chart.points_drawn <= chart.size.width  # downsampled to the widget, never more points than columns
-        assert screen.detail.checkpoints and screen.detail.info.fine_tuned_model
+        await wait_for(pilot, lambda: screen.detail.checkpoints, what="checkpoints of the finished job")
+        assert screen.detail.info.fine_tuned_model
+        assert "step" in plain(screen.query_one("#job-checkpoints-text"))
         await wait_for(pilot, lambda: screen.rows and screen.rows[0].status == "succeeded", what="list refreshed")
         # "evaluate this model": an eval rollout with the fine-tuned model, served by the same host
         await pilot.press("e")
