@@ -158,7 +158,7 @@ class RunsScreen(WorkbenchScreen):
             return
         if event.worker.group == "runs-scan":
             self._scan_busy = False
-            self._scan_timer = self.set_timer(RUNS_POLL_S * 5, self._poll_runs)
+            self._scan_timer = self.set_timer(RUNS_POLL_S * 2, self._poll_runs)
         elif event.worker.group == "episode-tail":
             self._tail_busy = False
             self._tail_timer = self.set_timer(TAIL_POLL_S * 5, self._poll_tail)
