@@ -147,3 +147,33 @@ def test_cancel_leaves_no_file(store: TraceStore, tmp_path: Path, monkeypatch: p
     with pytest.raises(Cancelled):
         export_selection(store, FilterSpec(), tmp_path / "c.jsonl", cancel=cancel)
     assert list(tmp_path.iterdir()) == []
+
+
+def _reasoning_emptied(message: dict) -> dict:
+    if not message.get("tool_calls"):
+        return message
+    calls = []
+    for call in message["tool_calls"]:
+        arguments = {**json.loads(call["function"]["arguments"]), "reasoning": ""}
+        calls.append({**call, "function": {**call["function"], "arguments": arguments}})
+    return {**message, "tool_calls": calls}
+
+
+def _parsed(message: dict) -> dict:
+    if not message.get("tool_calls"):
+        return message
+    return {**message, "tool_calls": [{**c, "function": {**c["function"], "arguments": json.loads(
+        c["function"]["arguments"])}} for c in message["tool_calls"]]}
+
+
+def test_drop_reasoning_empties_only_the_reasoning(store: TraceStore, tmp_path: Path) -> None:
+    """Replies and the replies in the history window lose their reasoning; nothing else changes."""
+    kept = read(export_selection(store, FilterSpec(mode="turn", drop_invalid=True), tmp_path / "k.jsonl").path)
+    dropped_path = export_selection(store, FilterSpec(mode="turn", drop_invalid=True, drop_reasoning=True),
+                                    tmp_path / "d.jsonl").path
+    dropped = read(dropped_path)
+    assert len(kept) == len(dropped) > 0
+    assert any(json.loads(e["messages"][-1]["tool_calls"][0]["function"]["arguments"])["reasoning"] for e in kept)
+    for before, after in zip(kept, dropped):
+        assert [_reasoning_emptied(m) for m in before["messages"]] == [_parsed(m) for m in after["messages"]]
+    assert validate_file(dropped_path).ok

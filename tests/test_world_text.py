@@ -67,3 +67,24 @@ def test_action_and_achievement_names_come_from_crafter():
     assert ACTION_IDS["do"] == 5 and action_id("make_iron_sword") == 16
     with pytest.raises(KeyError, match="unknown action 'fly'"):
         action_id("fly")
+
+
+def test_compact_observation_keeps_the_facts_in_fewer_characters():
+    from crafter_tui.agents.prompting import COMPACT_SYSTEM_PROMPT, SYSTEM_PROMPTS
+    from crafter_tui.world.text_obs import OBSERVATION_FORMATS, render_compact_observation
+
+    view = _grass_view()
+    view[2][4] = SEMANTIC_IDS["tree"]
+    view[5][7] = SEMANTIC_IDS["cow"]
+    state = _state(view)
+    compact = render_compact_observation(state, turn=5, max_steps=300)
+    full = render_text_observation(state, turn=5, max_steps=300)
+    lines = compact.splitlines()
+    assert lines[:7] == map_grid(state)
+    assert lines[7] == "near tree:1n cow:2s3e"
+    assert lines[8] == "face tree:n"
+    assert lines[9] == "he9 fo7 dr6 en8"
+    assert lines[10] == "inv wood3 wood_pickaxe1"
+    assert len(compact) < len(full) / 2
+    assert set(OBSERVATION_FORMATS) == set(SYSTEM_PROMPTS)
+    assert "T tree" in COMPACT_SYSTEM_PROMPT and "2n1e = 2 north 1 east" in COMPACT_SYSTEM_PROMPT

@@ -36,16 +36,22 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def _command_in(argv: Sequence[str]) -> str | None:
-    """The command word of ``argv`` (skipping the global ``--config FILE``), if it is a known one."""
+def _command_in(argv: Sequence[str]) -> tuple[str | None, bool]:
+    """(the known command word of ``argv``, whether ``argv`` names any command at all).
+
+    The global ``--config FILE`` is skipped; anything else left over counts as a command word.
+    """
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     _, rest = pre.parse_known_args(list(argv))
-    return rest[0] if rest and rest[0] in COMMANDS else None
+    words = [word for word in rest if not word.startswith("-")]
+    known = words[0] if words and words[0] in COMMANDS else None
+    return known, bool(words)
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser; with ``only``, just that command's module is imported (fast start-up)."""
+def build_parser(only: str | None = None, *, commands: bool = True) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that command's module is imported (fast start-up);
+    without ``commands``, none is (the console needs no subcommand parsers)."""
     parser = OneLineErrorParser(
         prog="crafter-tui",
         description="Play Crafter with agents, turn traces into SFT data, fine-tune, evaluate, compare. "
@@ -55,16 +61,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--config", type=str, default=None, help="config file (default: ./crafter_config.toml)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineErrorParser)
     for name, module in COMMANDS.items():
-        if only is None or name == only:
+        if commands and (only is None or name == only):
             importlib.import_module(f"crafter_tui.cli.{module}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = _command_in(argv)
-    wants_help = command is None and any(flag in argv for flag in ("-h", "--help"))
-    parser = build_parser(only=command if command or not wants_help else None)
+    command, names_one = _command_in(argv)
+    wants_help = any(flag in argv for flag in ("-h", "--help"))
+    parser = build_parser(only=command, commands=names_one or wants_help)
     args = parser.parse_args(argv)
     try:
         if args.command is None:

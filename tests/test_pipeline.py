@@ -1,0 +1,40 @@
+"""The pipeline end to end on a tiny recipe, with the real local fine-tune service, then a resume."""
+
+from __future__ import annotations
+
+import json
+
+from crafter_tui.config import AppConfig
+from crafter_tui.dataset.spec import FilterSpec
+from crafter_tui.services.demo import demo_config, free_port, local_service
+from crafter_tui.services.pipeline import (
+    PipelineFinished, PipelineService, PipelineSpec, StageFinished, StageStarted,
+)
+
+STAGES = ["rollout", "export", "eval:random", "finetune:crafter-tiny", "eval:crafter-tiny", "compare"]
+
+
+async def test_pipeline_runs_every_stage_and_a_rerun_redoes_none(tmp_path):
+    workdir = tmp_path / "work"
+    config = demo_config(AppConfig(), workdir, free_port())
+    spec = PipelineSpec(workdir=workdir, data_episodes=2, max_steps=30, observation="compact",
+                        filter=FilterSpec(mode="turn", drop_reasoning=True), models=["crafter-tiny"], epochs=1,
+                        eval_episodes=2, eval_concurrency=2, baselines=["random"], experiment_prefix="t")
+    async with local_service(config):
+        events = [event async for event in PipelineService(config).run(spec)]
+        finished = [e.stage for e in events if isinstance(e, StageFinished)]
+        assert finished == STAGES
+        final = events[-1]
+        assert isinstance(final, PipelineFinished)
+        assert final.experiments == ["t-random", "t-crafter-tiny"]
+        html = final.report.read_text()
+        assert final.report.suffix == ".html" and "t-crafter-tiny" in html and "t-random" in html
+        state = json.loads((workdir / "pipeline.json").read_text())["stages"]
+        assert state["finetune:crafter-tiny"]["fine_tuned_model"].startswith("ft:crafter-tiny")
+        tuned = final.comparison.experiment("t-crafter-tiny")
+        assert tuned.episodes == 2
+
+        again = [event async for event in PipelineService(config).run(spec)]
+        skipped = [e.stage for e in again if isinstance(e, StageFinished) and e.skipped]
+        assert skipped == STAGES[:-1]  # only the comparison is recomputed
+        assert not [e for e in again if isinstance(e, StageStarted) and e.stage != "compare"]
