@@ -17,9 +17,10 @@ STAGES = ["rollout", "export", "eval:random", "finetune:crafter-tiny", "eval:cra
 async def test_pipeline_runs_every_stage_and_a_rerun_redoes_none(tmp_path):
     workdir = tmp_path / "work"
     config = demo_config(AppConfig(), workdir, free_port())
-    spec = PipelineSpec(workdir=workdir, data_episodes=2, max_steps=30, observation="compact",
+    spec = PipelineSpec(workdir=workdir, data_episodes=2, max_steps=20, observation="compact",
                         filter=FilterSpec(mode="turn", drop_reasoning=True), models=["crafter-tiny"], epochs=1,
-                        eval_episodes=2, eval_concurrency=2, baselines=["random"], experiment_prefix="t")
+                        eval_episodes=2, eval_concurrency=2, eval_max_tokens=24, baselines=["random"],
+                        experiment_prefix="t")
     async with local_service(config):
         events = [event async for event in PipelineService(config).run(spec)]
         finished = [e.stage for e in events if isinstance(e, StageFinished)]

@@ -59,6 +59,7 @@ class PipelineSpec(BaseModel):
     eval_seed: int = Field(0, ge=0)
     eval_difficulties: list[Difficulty] = Field(default_factory=lambda: ["normal"], min_length=1)
     eval_concurrency: int = Field(4, ge=1)
+    eval_max_tokens: int = Field(128, ge=8, description="reply budget per turn: an interact call needs ~15-100")
     baselines: list[Baseline] = Field(default_factory=list)
     experiment_prefix: str = Field("pipeline", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,40}$")
     # 5. report
@@ -250,9 +251,11 @@ class PipelineService:
         state.save(stage, fine_tuned_model=info.fine_tuned_model, finished=True)
         yield StageFinished(stage=stage, result=state.stages[stage], wall_s=time.perf_counter() - clock)
 
-    def _eval_config(self, model_host: str | None) -> AppConfig:
-        """The config the eval agent uses: the fine-tune host's chat endpoint for tuned models."""
+    def _eval_config(self, model_host: str | None, max_tokens: int) -> AppConfig:
+        """The config the eval agent uses: the fine-tune host's chat endpoint for tuned models, and a
+        reply budget that stops a model that never closes its call from generating for seconds."""
         config = self.config.model_copy(deep=True)
+        config.eval.max_tokens = max_tokens
         if model_host == "local":
             config.openai.base_url = config.finetune.local_url
             config.openai.api_key = config.finetune.local_token
@@ -300,7 +303,7 @@ class PipelineService:
     async def _eval_tuned(self, spec: PipelineSpec, state: PipelineState, base: str, tuned: str,
                           data: Path) -> AsyncIterator[PipelineEvent]:
         name = f"{spec.experiment_prefix}-{_slug(base)}"
-        config = self._eval_config(spec.backend)
+        config = self._eval_config(spec.backend, spec.eval_max_tokens)
         async for event in self._evaluate(spec, state, f"eval:{base}", name, "openai", tuned, config,
                                           training_data=str(data)):
             yield event
