@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
 
-from crafter_tui.cli.common import add_config_flag, config_from_args, positive_int
+from crafter_tui.cli.common import add_config_flag, add_server_flags, config_from_args, positive_int
 from crafter_tui.errors import UserError
 
 
@@ -19,10 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve /v1/files, /v1/fine_tuning/jobs (events, checkpoints, cancel), /v1/models and "
         "/v1/chat/completions (with tools). Jobs train in worker processes; state lives in --data-dir and "
         "survives restarts (interrupted jobs resume from their last checkpoint).")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--token", default=None,
-                        help="require 'Authorization: Bearer TOKEN' (or set CRAFTER_TUI_SERVE_TOKEN)")
+    add_server_flags(parser, port=8000,
+                     token_help="require 'Authorization: Bearer TOKEN' (or set CRAFTER_TUI_SERVE_TOKEN)")
     parser.add_argument("--data-dir", default=None,
                         help="where files, jobs and models live (default <storage.data_dir>/service)")
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads per training worker")

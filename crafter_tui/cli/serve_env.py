@@ -8,7 +8,7 @@ import sys
 
 from pydantic import SecretStr, ValidationError
 
-from crafter_tui.cli.common import positive_int
+from crafter_tui.cli.common import add_server_flags, positive_int
 from crafter_tui.errors import UserError
 
 TOKEN_ENV_VAR = "CRAFTER_ENV_TOKEN"
@@ -20,11 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run the Crafter environment service: /health, /env/CrafterClassic/initialize|step|"
         "terminate|metadata. Other machines and languages drive episodes through it; "
         "`crafter-tui rollout --env remote --env-url URL` plays through it.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8901, help="port (default 8901)")
-    parser.add_argument("--token", default=None,
-                        help="require 'Authorization: Bearer TOKEN' on every route but /health "
-                        f"(default: ${TOKEN_ENV_VAR}, which keeps it out of the process list)")
+    add_server_flags(parser, port=8901,
+                     token_help="require 'Authorization: Bearer TOKEN' on every route but /health "
+                     f"(default: ${TOKEN_ENV_VAR}, which keeps it out of the process list)")
     parser.add_argument("--max-envs", type=positive_int, default=1000, help="live environments at most (429 above)")
     parser.add_argument("--idle-timeout", type=float, default=600.0,
                         help="seconds without a request before an environment is dropped (default 600)")

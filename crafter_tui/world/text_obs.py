@@ -22,7 +22,8 @@ SYMBOLS: dict[str, str] = {
 _CENTER = (LOCAL_VIEW[0] // 2, LOCAL_VIEW[1] // 2)
 
 
-def _offset_text(dx: int, dy: int) -> str:
+def offset_text(dx: int, dy: int) -> str:
+    """'2 north and 1 east': how observations (and the expert's reasoning) word an offset."""
     parts = []
     if dy:
         parts.append(f"{abs(dy)} {'north' if dy < 0 else 'south'}")
@@ -91,7 +92,7 @@ def render_text_observation(state: WorldState, *, turn: int, max_steps: int) -> 
     grid = map_grid(state)
     present = sorted({SEMANTIC_NAMES[sid] for row in state.local_view for sid in row} - {"player"})
     legend = ", ".join(f"{SYMBOLS[name]} {name}" for name in present)
-    seen = "; ".join(f"{name} {_offset_text(dx, dy)}" for name, dx, dy in nearest_objects(state))
+    seen = "; ".join(f"{name} {offset_text(dx, dy)}" for name, dx, dy in nearest_objects(state))
     facing_dir = DIRECTIONS.get(state.facing, "?")
     vitals = ", ".join(f"{name} {state.inventory.get(name, 0)}/{MAX_ITEM[name]}" for name in VITALS)
     items = [f"{name} {state.inventory[name]}" for name in ITEMS

@@ -5,6 +5,7 @@ coordinates or anything outside the 9x7 view."""
 from __future__ import annotations
 
 from crafter_tui.world.env import LOCAL_VIEW
+from crafter_tui.world.text_obs import offset_text
 
 _HALF_W, _HALF_H = LOCAL_VIEW[0] // 2, LOCAL_VIEW[1] // 2
 
@@ -14,14 +15,7 @@ def visible(dx: int, dy: int) -> bool:
     return abs(dx) <= _HALF_W and abs(dy) <= _HALF_H
 
 
-def offset(dx: int, dy: int) -> str:
-    """'2 north and 1 east', the way the text observation words offsets."""
-    parts = []
-    if dy:
-        parts.append(f"{abs(dy)} {'north' if dy < 0 else 'south'}")
-    if dx:
-        parts.append(f"{abs(dx)} {'west' if dx < 0 else 'east'}")
-    return " and ".join(parts) if parts else "here"
+offset = offset_text  # the expert words offsets exactly as the observation does
 
 
 def heading(dx: int, dy: int) -> str:
