@@ -1,7 +1,8 @@
 """Console speed: first paint, event-loop lag while following a fast live run, filter latency, memory.
 
 - ``tui_first_paint_s``: from spawning ``crafter-tui`` (a real process on a pseudo-terminal)
-  to the first frame that shows the navigation tabs. Goal <= 1 s.
+  to the first frame that shows the navigation tabs, median of 3 with the package's bytecode
+  compiled. Goal <= 1 s.
 - ``tui_follow_lag_p95_ms``: the console follows (runs screen, follow-live) a run that a
   separate writer process appends at ~200 steps/s; an asyncio probe on the console's loop
   measures how late a 10 ms sleep wakes up. Goal p95 <= 50 ms. Also reports how far behind
@@ -37,6 +38,19 @@ FOLLOW_RATE = 200  # steps per second written by the fake "other process"
 
 
 # ---- first paint ----------------------------------------------------------------------------
+def compile_package() -> None:
+    """Byte-compile the package once, as any run after the first leaves it on a normal machine.
+
+    (Where PYTHONDONTWRITEBYTECODE is set, as on CI machines, every start would otherwise
+    recompile the sources, ~0.2 s that no installed user pays.)
+    """
+    import compileall
+
+    import crafter_tui
+
+    compileall.compile_dir(Path(crafter_tui.__file__).parent, quiet=1)
+
+
 def first_paint(workdir: Path, module: str, timeout: float = 60.0) -> float:
     """Seconds from spawn of ``python -m module`` to the first frame showing the navigation tabs."""
     master, slave = pty.openpty()
@@ -221,10 +235,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-tui-"))
     try:
         (work / "traces").mkdir()
-        first_paint(work, "crafter_tui.tui")  # warms the OS file cache
-        report("tui_first_paint_s", first_paint(work, "crafter_tui.tui"), "s", "<= 1")
-        report("tui_first_paint_via_cli_s", first_paint(work, "crafter_tui"), "s",
-               "info (crafter-tui builds every command parser first)")
+        compile_package()
+        first_paint(work, "crafter_tui")  # warms the OS file cache
+        report("tui_first_paint_s", statistics.median(first_paint(work, "crafter_tui") for _ in range(3)), "s",
+               "<= 1 (`crafter-tui`, median of 3, bytecode compiled)")
 
         from crafter_tui.config import AppConfig
         from crafter_tui.rollout.spec import RolloutSpec
