@@ -44,8 +44,8 @@ class Recipe(BaseModel):
 
 #: Sized for a 2-core CPU: crafter-tiny trains at ~2k tokens/s and answers a turn in ~0.1-0.2 s
 #: there; compact observations without reasoning keep an example near 250 tokens.
-FULL = Recipe(data_episodes=24, model="crafter-tiny", epochs=1, eval_episodes=20)
-QUICK = Recipe(data_episodes=8, model="crafter-tiny", epochs=1, eval_episodes=5, max_steps=200)
+FULL = Recipe(data_episodes=16, model="crafter-tiny", epochs=1, eval_episodes=20)
+QUICK = Recipe(data_episodes=6, model="crafter-tiny", epochs=1, eval_episodes=4, max_steps=150)
 
 
 class Headline(BaseModel):
