@@ -40,6 +40,7 @@ class Recipe(BaseModel):
     max_steps: int = 300
     observation: str = "compact"
     drop_reasoning: bool = True
+    eval_max_tokens: int = 64  # an interact call without reasoning is ~15 tokens
 
 
 #: Sized for a 2-core CPU: crafter-tiny trains at ~2k tokens/s and answers a turn in ~0.1-0.2 s
@@ -69,6 +70,7 @@ def demo_spec(workdir: Path, recipe: Recipe) -> PipelineSpec:
         observation=recipe.observation, filter=FilterSpec(mode="turn", drop_reasoning=recipe.drop_reasoning),
         backend="local", models=[recipe.model], epochs=recipe.epochs,
         batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, eval_episodes=recipe.eval_episodes,
+        eval_max_tokens=recipe.eval_max_tokens,
         eval_seed=0, baselines=["random", "scripted"], experiment_prefix=PREFIX)
 
 
@@ -108,11 +110,27 @@ async def local_service(config: AppConfig) -> AsyncIterator[str]:
         yield url
     finally:
         if started:
-            pid_file = service_dir(config) / "serve.pid"
-            try:
-                os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-            except (OSError, ValueError):
-                pass
+            await asyncio.to_thread(_stop_service, service_dir(config) / "serve.pid", url)
+
+
+def _stop_service(pid_file: Path, url: str, grace_s: float = 15.0) -> None:
+    """SIGTERM the service's process group, wait until it no longer answers, then SIGKILL."""
+    import time
+
+    from crafter_tui.finetune.local_service import is_up
+
+    try:
+        group = int(pid_file.read_text())
+        os.killpg(group, signal.SIGTERM)
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and is_up(url, timeout=0.5):
+        time.sleep(0.1)
+    try:
+        os.killpg(group, signal.SIGKILL)  # whatever is left of the group (job workers included)
+    except OSError:
+        pass
 
 
 def headline(result: PipelineFinished, trained_model: str, workdir: Path) -> Headline:
