@@ -12,9 +12,12 @@ if str(ROOT) not in sys.path:  # benchmarks import tests.doubles and run from a 
     sys.path.insert(0, str(ROOT))
 
 
-def report(metric: str, value: float, unit: str, goal: str) -> None:
-    """One benchmark figure as a JSON line: {"metric", "value", "unit", "goal"}."""
-    print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "goal": goal}), flush=True)
+def report(metric: str, value: float, unit: str, goal: str | None = None, **extra: object) -> None:
+    """One benchmark figure as a JSON line: {"metric", "value", "unit", "goal", ...extra}."""
+    print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "goal": goal, **extra}), flush=True)
+
+
+emit = report  # the name most benchmarks use
 
 
 def peak_rss_mb(children: bool = False) -> float:

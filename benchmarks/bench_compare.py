@@ -13,22 +13,22 @@ scipy/matplotlib are reported separately (they are paid once per process).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit  # noqa: E402 - benchmarks run as scripts from a checkout
+
 import argparse
-import json
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def emit(metric: str, value: float, unit: str, goal: str | None = None, **extra: object) -> None:
-    print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "goal": goal, **extra}), flush=True)
 
 
 def write_runs(root: Path, episodes: int) -> list[Path]:

@@ -9,16 +9,20 @@ actions (re-initialising when an episode ends; those resets count in the elapsed
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit  # noqa: E402 - benchmarks run as scripts from a checkout
+
 import argparse
 import asyncio
-import json
 import os
 import random
 import resource
 import socket
 import statistics
 import subprocess
-import sys
 import time
 
 import httpx
@@ -26,9 +30,6 @@ import httpx
 INIT = "/env/CrafterClassic/initialize"
 STEP = "/env/CrafterClassic/step"
 
-
-def emit(metric: str, value: float, unit: str, goal: str | None = None, **extra: object) -> None:
-    print(json.dumps({"metric": metric, "value": round(value, 3), "unit": unit, "goal": goal, **extra}), flush=True)
 
 
 def free_port() -> int:

@@ -10,7 +10,6 @@ process (store open + export: the export itself streams with constant memory).
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import shutil
 import sys
@@ -21,10 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import emit  # noqa: E402 - benchmarks run as scripts from a checkout
 
-
-def emit(metric: str, value: float, unit: str, goal: str | None = None, **extra: object) -> None:
-    print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "goal": goal, **extra}), flush=True)
 
 
 def main() -> None:

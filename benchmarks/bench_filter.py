@@ -15,8 +15,6 @@ Builds a synthetic store in the real file format (``gen_synthetic_store``: 100k 
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import shutil
 import statistics
 import sys
@@ -27,14 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import emit, peak_rss_mb  # noqa: E402 - benchmarks run as scripts from a checkout
 
 
-def emit(metric: str, value: float, unit: str, goal: str | None = None, **extra: object) -> None:
-    print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "goal": goal, **extra}), flush=True)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:

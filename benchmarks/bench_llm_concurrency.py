@@ -15,16 +15,20 @@ tail) is printed too, for information.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit  # noqa: E402 - benchmarks run as scripts from a checkout
+
 import argparse
 import asyncio
 import collections
 import json
 import resource
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -40,9 +44,6 @@ from tests.doubles.openai_double import DoubleProcess  # noqa: E402
 GOAL_FRACTION = 0.9
 RSS_BUDGET_MB = 400
 
-
-def emit(metric: str, value: float, unit: str, goal: str) -> None:
-    print(json.dumps({"metric": metric, "value": round(value, 3), "unit": unit, "goal": goal}), flush=True)
 
 
 class TurnClock:

@@ -9,22 +9,23 @@ then the timed run; the per-episode results of the two are checked to be identic
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit  # noqa: E402 - benchmarks run as scripts from a checkout
+
 import argparse
 import asyncio
-import json
 import os
 import resource
 import tempfile
 import time
-from pathlib import Path
 
 from crafter_tui.config import AppConfig
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.services.rollouts import run_rollout
 
-
-def emit(metric: str, value: float, unit: str, goal: str | None = None, **extra: object) -> None:
-    print(json.dumps({"metric": metric, "value": round(value, 3), "unit": unit, "goal": goal, **extra}), flush=True)
 
 
 async def timed(spec: RolloutSpec) -> tuple[float, list[tuple]]:

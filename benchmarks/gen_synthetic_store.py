@@ -21,7 +21,7 @@ from pathlib import Path
 
 from crafter_tui.agents.prompting import SYSTEM_PROMPT, TOOLS, interact_message, stable_hash, tool_result_text
 from crafter_tui.traces.schema import RunRecord, Versions
-from crafter_tui.world.rules import ACHIEVEMENTS, ACTION_IDS, ACTIONS
+from crafter_tui.world.rules import ACHIEVEMENTS, ACTION_IDS
 
 # a plausible unlock order (easy first) so achievement counts look like real runs
 ORDER = ["collect_wood", "place_table", "collect_sapling", "wake_up", "collect_drink", "place_plant",

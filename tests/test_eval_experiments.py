@@ -139,6 +139,6 @@ def test_problems_name_the_real_line(tmp_path):
     run = write_run(tmp_path, "r", [Ep(seed=1), Ep(seed=2)],
                     extra_lines={"episodes.jsonl": ["{torn", json.dumps({"episode": 9, "seed": "x"})]})
     problems = [str(p) for p in read_run(run).problems]
-    assert any(p.endswith(f"episodes.jsonl:3: not valid JSON (JSONDecodeError: Expecting property name enclosed "
+    assert any(p.endswith("episodes.jsonl:3: not valid JSON (JSONDecodeError: Expecting property name enclosed "
                           f"in double quotes: line 1 column 2 (char 1))") for p in problems), problems
     assert any("episodes.jsonl:4: bad episode summary" in p for p in problems), problems

@@ -11,7 +11,7 @@ from crafter_tui.cli import main as cli_main
 from crafter_tui.tui.app import CrafterApp
 from crafter_tui.tui.screens.help import HelpScreen
 from crafter_tui.tui.screens.launch import LaunchRolloutScreen
-from tests.tui_support import FIXTURE_RUN_ID, console_config, make_run, plain, wait_for
+from tests.tui_support import console_config, make_run, plain, wait_for
 
 SIZE = (120, 40)
 

@@ -29,7 +29,7 @@ from trl import SFTConfig, SFTTrainer
 
 from crafter_tui.errors import UserError
 from crafter_tui.finetune.trainer.data import ChatExample, TokenRow, load_chat_jsonl, tokenize_examples
-from crafter_tui.finetune.trainer.metrics import (EventCallback, TrainEvent, TrainMetrics, TrainResult)
+from crafter_tui.finetune.trainer.metrics import EventCallback, TrainEvent, TrainResult
 from crafter_tui.finetune.trainer.models import BUILTIN_SIZES, build_model, is_builtin, parameter_count
 from crafter_tui.finetune.trainer.tokenizer import message_texts, train_tokenizer
 
