@@ -140,5 +140,5 @@ def test_problems_name_the_real_line(tmp_path):
                     extra_lines={"episodes.jsonl": ["{torn", json.dumps({"episode": 9, "seed": "x"})]})
     problems = [str(p) for p in read_run(run).problems]
     assert any(p.endswith("episodes.jsonl:3: not valid JSON (JSONDecodeError: Expecting property name enclosed "
-                          f"in double quotes: line 1 column 2 (char 1))") for p in problems), problems
+                          "in double quotes: line 1 column 2 (char 1))") for p in problems), problems
     assert any("episodes.jsonl:4: bad episode summary" in p for p in problems), problems
