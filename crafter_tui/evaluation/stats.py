@@ -152,18 +152,28 @@ def bootstrap_score_difference(baseline: np.ndarray, candidate: np.ndarray, *, p
     return Interval(low=None, high=None, method="none")
 
 
+def _two_samples(baseline: Sequence[float], candidate: Sequence[float]
+                 ) -> tuple[np.ndarray, np.ndarray, float | None | bool]:
+    """Both samples as arrays, and the p-value when no test is needed: None if one is empty,
+    1.0 if all values are equal (nothing can differ); ``False`` when the test must run."""
+    a = np.asarray(baseline, dtype=float)
+    b = np.asarray(candidate, dtype=float)
+    if a.size == 0 or b.size == 0:
+        return a, b, None
+    if np.ptp(np.concatenate([a, b])) == 0:
+        return a, b, 1.0
+    return a, b, False
+
+
 def permutation_pvalue(baseline: Sequence[float], candidate: Sequence[float], *, paired: bool,
                        resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> float | None:
     """Two-sided permutation test of the mean difference (exact when the null is small enough).
 
     Paired: random sign flips of the per-seed differences; independent: relabelling episodes.
     """
-    a = np.asarray(baseline, dtype=float)
-    b = np.asarray(candidate, dtype=float)
-    if a.size == 0 or b.size == 0:
-        return None
-    if np.ptp(np.concatenate([a, b])) == 0:
-        return 1.0
+    a, b, trivial = _two_samples(baseline, candidate)
+    if trivial is not False:
+        return trivial
     if paired and a.size < 2:
         return 1.0  # one pair: both signs are as extreme as the observed one
     if not paired and min(a.size, b.size) < 2:
@@ -237,12 +247,9 @@ def welch_pvalue(baseline: Sequence[float], candidate: Sequence[float]) -> float
 def mann_whitney_pvalue(baseline: Sequence[float], candidate: Sequence[float], *,
                         resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> float | None:
     """Mann-Whitney U p-value: a permutation null for small samples, asymptotic (tie-corrected) else."""
-    a = np.asarray(baseline, dtype=float)
-    b = np.asarray(candidate, dtype=float)
-    if a.size == 0 or b.size == 0:
-        return None
-    if np.ptp(np.concatenate([a, b])) == 0:
-        return 1.0
+    a, b, trivial = _two_samples(baseline, candidate)
+    if trivial is not False:
+        return trivial
     if min(a.size, b.size) < SMALL_SAMPLE:
         method = stats.PermutationMethod(n_resamples=resamples, rng=np.random.default_rng(seed))
         return float(stats.mannwhitneyu(b, a, alternative="two-sided", method=method).pvalue)
