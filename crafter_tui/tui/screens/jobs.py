@@ -9,6 +9,7 @@ charts are redrawn at most a few times a second however fast metrics arrive.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 
@@ -156,6 +157,19 @@ class JobsScreen(WorkbenchScreen):
 
     @work(exclusive=True, exit_on_error=False, group="job-follow", name="following the job")
     async def follow_job(self, job_id: str) -> None:
+        """Follow the selected job until it ends; a failed poll is reported and retried, never the end
+        of monitoring (a host that hiccups once must not leave the screen frozen on a stale state)."""
+        while job_id == self.job_id:
+            try:
+                await self._follow(job_id)
+                return
+            except Exception as exc:  # noqa: BLE001 - shown, then retried
+                if job_id != self.job_id:
+                    return
+                self.notify(f"following {job_id}: {exc}; retrying", severity="warning", timeout=4)
+                await asyncio.sleep(WATCH_INTERVAL_S)
+
+    async def _follow(self, job_id: str) -> None:
         detail = await (await self.finetune_service()).detail(job_id)
         if job_id != self.job_id:
             return
