@@ -41,6 +41,7 @@ class Recipe(BaseModel):
     observation: str = "compact"
     drop_reasoning: bool = True
     eval_max_tokens: int = 64  # an interact call without reasoning is ~15 tokens
+    balance_actions: bool = False  # cap over-represented first actions (waiting out nights dominates)
 
 
 #: Sized for a 2-core CPU: crafter-tiny trains at ~2k tokens/s and answers a turn in ~0.1-0.2 s
@@ -67,7 +68,8 @@ def demo_spec(workdir: Path, recipe: Recipe) -> PipelineSpec:
     return PipelineSpec(
         workdir=workdir, data_agent="scripted", data_model="scripted-expert", data_episodes=recipe.data_episodes,
         data_seed=10_000, max_steps=recipe.max_steps, history_turns=recipe.history_turns,
-        observation=recipe.observation, filter=FilterSpec(mode="turn", drop_reasoning=recipe.drop_reasoning),
+        observation=recipe.observation, filter=FilterSpec(mode="turn", drop_reasoning=recipe.drop_reasoning,
+                                                           balance_actions=recipe.balance_actions),
         backend="local", models=[recipe.model], epochs=recipe.epochs,
         batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, eval_episodes=recipe.eval_episodes,
         eval_max_tokens=recipe.eval_max_tokens,
