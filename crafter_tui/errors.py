@@ -18,3 +18,14 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """A configuration file, environment variable or flag has a bad value."""
+
+
+def first_validation_error(exc: Exception, *, default_field: str = "input") -> tuple[str, str]:
+    """(dotted field, message) of the first problem in a pydantic ``ValidationError``.
+
+    Every front end reports only the first problem, named by its field, so they all word it
+    the same way through this one function.
+    """
+    first = exc.errors()[0]  # type: ignore[attr-defined]
+    field = ".".join(str(part) for part in first["loc"]) or default_field
+    return field, str(first["msg"])

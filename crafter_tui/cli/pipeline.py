@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from crafter_tui.cli.common import add_config_flag, config_from_args, positive_int, print_json
 from crafter_tui.cli.pipeline_view import PipelineView
 from crafter_tui.dataset.spec import FilterSpec
-from crafter_tui.errors import UserError
+from crafter_tui.errors import UserError, first_validation_error
 from crafter_tui.services.pipeline import PipelineFinished, PipelineService, PipelineSpec
 from crafter_tui.world.difficulty import PRESETS
 
@@ -66,8 +66,8 @@ def handle(args: argparse.Namespace) -> int:
             learning_rate=args.learning_rate, eval_episodes=args.eval_episodes, eval_seed=args.eval_seed,
             eval_difficulties=_csv(args.eval_difficulty), baselines=baselines, experiment_prefix=args.name)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise UserError(first["msg"], where="--" + "-".join(str(p) for p in first["loc"]).replace("_", "-")) from None
+        field, message = first_validation_error(exc)
+        raise UserError(message, where="--" + field.replace("_", "-").replace(".", "-")) from None
     view = PipelineView(enabled=not args.json)
     result = asyncio.run(_run(PipelineService(config), spec, view))
     if args.json:

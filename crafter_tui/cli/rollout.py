@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from crafter_tui.cli.common import add_config_flag, config_from_args, positive_int, print_json
 from crafter_tui.cli.progress import RolloutProgress
-from crafter_tui.errors import UserError
+from crafter_tui.errors import UserError, first_validation_error
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.services.rollouts import RunResult, run_rollout
 from crafter_tui.world.difficulty import PRESETS
@@ -89,11 +89,16 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RolloutSpec, Any]:
             env_url=config.service.base_url if args.env == "remote" else None,
             workers=args.workers, on=args.on, experiment=args.experiment)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise UserError(f"{first['msg']}", where=('--' + '-'.join(str(p) for p in first['loc']).replace('_', '-')) if first['loc'] else 'rollout') from None
+        raise _flag_error(exc) from None
     if spec.resume is None and spec.out_dir.exists() and not spec.out_dir.is_dir():
         raise UserError("exists and is not a folder", where=str(spec.out_dir))
     return spec, config
+
+
+def _flag_error(exc: ValidationError) -> UserError:
+    """A spec validation error, named by the flag that carries the field."""
+    field, message = first_validation_error(exc, default_field="")
+    return UserError(message, where="--" + field.replace("_", "-") if field else "rollout")
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -10,10 +10,11 @@ from pydantic import ValidationError
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from crafter_tui.config import AppConfig
+from crafter_tui.errors import first_validation_error
+from crafter_tui.tui.screens.form import FormScreen
 
 BACKENDS = ("local", "openai", "synth", "modal")
 #: (field, label, kind)
@@ -27,11 +28,14 @@ NUMBERS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-class LaunchJobScreen(ModalScreen[object]):
+class LaunchJobScreen(FormScreen[object]):
     """Returns a ``services.finetune.LaunchRequest`` (or None when cancelled)."""
 
     BINDINGS = [Binding("escape", "dismiss_none", "Cancel", id="jobform.cancel"),
                 Binding("ctrl+s", "submit", "Launch", id="jobform.submit")]
+
+    ERROR_ID = "job-form-error"
+    OK_ID = "job-ok"
 
     def __init__(self, config: AppConfig, data: str = "sft.jsonl") -> None:
         super().__init__()
@@ -85,22 +89,8 @@ class LaunchJobScreen(ModalScreen[object]):
         try:
             return LaunchRequest.model_validate(values)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ValueError(f"{'.'.join(str(p) for p in first['loc']) or 'form'}: {first['msg']}") from None
+            field, message = first_validation_error(exc, default_field="form")
+            raise ValueError(f"{field}: {message}") from None
 
-    def action_submit(self) -> None:
-        try:
-            request = self.request()
-        except ValueError as exc:
-            self.query_one("#job-form-error", Static).update(str(exc))
-            return
-        self.dismiss(request)
-
-    def action_dismiss_none(self) -> None:
-        self.dismiss(None)
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "job-ok":
-            self.action_submit()
-        else:
-            self.dismiss(None)
+    def build(self) -> object:
+        return self.request()

@@ -10,10 +10,11 @@ from pydantic import ValidationError
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from crafter_tui.config import AppConfig
+from crafter_tui.errors import first_validation_error
+from crafter_tui.tui.screens.form import FormScreen
 from crafter_tui.rollout.spec import RolloutSpec
 
 AGENTS = ("scripted", "random", "openai")
@@ -21,11 +22,14 @@ DIFFICULTIES = ("peaceful", "easy", "normal", "hard")
 NUMBER_FIELDS = ("episodes", "concurrency", "seed", "max_steps")
 
 
-class LaunchRolloutScreen(ModalScreen[RolloutSpec | None]):
+class LaunchRolloutScreen(FormScreen[RolloutSpec]):
     """Returns a validated ``RolloutSpec`` (or None when cancelled)."""
 
     BINDINGS = [Binding("escape", "dismiss_none", "Cancel", id="launch.cancel"),
                 Binding("ctrl+s", "submit", "Launch", id="launch.submit")]
+
+    ERROR_ID = "launch-error"
+    OK_ID = "launch-ok"
 
     def __init__(self, config: AppConfig) -> None:
         super().__init__()
@@ -73,23 +77,8 @@ class LaunchRolloutScreen(ModalScreen[RolloutSpec | None]):
         try:
             return RolloutSpec.from_config(self.config, **values)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "form"
-            raise ValueError(f"{field}: {first['msg']}") from None
+            field, message = first_validation_error(exc, default_field="form")
+            raise ValueError(f"{field}: {message}") from None
 
-    def action_submit(self) -> None:
-        try:
-            spec = self.spec()
-        except ValueError as exc:
-            self.query_one("#launch-error", Static).update(str(exc))
-            return
-        self.dismiss(spec)
-
-    def action_dismiss_none(self) -> None:
-        self.dismiss(None)
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "launch-ok":
-            self.action_submit()
-        else:
-            self.dismiss(None)
+    def build(self) -> RolloutSpec:
+        return self.spec()
