@@ -194,3 +194,16 @@ def test_resume_replays_episodes_that_ended_by_an_infrastructure_failure(capsys,
     replayed = [s for s in _lines(run_dir / "steps.jsonl") if s["episode"] == broken["episode"]]
     first, second = ([s for s in replayed if s["attempt"] == a] for a in (0, 1))
     assert [s["view"] for s in first] == [s["view"] for s in second]
+
+
+def test_a_summary_line_of_the_wrong_shape_is_reported_and_its_episode_replayed(capsys, tmp_path, caplog):
+    result = _rollout_json(capsys, "--agent", "random", "--episodes", "2", "--max-steps", "20",
+                           "--out", str(tmp_path), "--run-id", "s")
+    run_dir = Path(result["run_dir"])
+    summaries = _lines(run_dir / "episodes.jsonl")
+    broken = {k: v for k, v in summaries[1].items() if k != "termination"}
+    (run_dir / "episodes.jsonl").write_text("".join(json.dumps(s) + "\n" for s in (summaries[0], broken)))
+    with caplog.at_level("WARNING"):
+        _rollout_json(capsys, "--out", str(tmp_path), "--resume", "s")
+    assert "skipped a summary of episode 1 (termination" in caplog.text
+    assert sorted(s["episode"] for s in _lines(run_dir / "episodes.jsonl") if "termination" in s) == [0, 1]

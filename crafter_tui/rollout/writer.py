@@ -6,16 +6,23 @@ store in another process). The run record is replaced atomically.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from crafter_tui.errors import first_validation_error
 from crafter_tui.traces.jsonl import JsonlAppender, iter_jsonl, write_json_atomic
 from crafter_tui.traces.schema import (
     EPISODES_FILE, RUN_FILE, STEPS_FILE, TURNS_FILE, EpisodeSummary, RunRecord, RunStatus,
 )
+
+
+log = logging.getLogger(__name__)
 
 
 class TraceWriter:
@@ -67,7 +74,10 @@ def finished_summaries(run_dir: Path) -> dict[int, EpisodeSummary]:
     for raw in iter_jsonl(run_dir / EPISODES_FILE):
         try:
             summary = EpisodeSummary.model_validate(raw)
-        except ValueError:
+        except ValidationError as exc:  # the episode counts as unfinished: --resume replays it
+            field, message = first_validation_error(exc)
+            log.warning("%s: skipped a summary of episode %s (%s: %s)", run_dir / EPISODES_FILE,
+                        raw.get("episode", "?"), field, message)
             continue
         done[summary.episode] = summary
     return done
