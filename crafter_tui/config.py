@@ -22,6 +22,8 @@ DEFAULT_CONFIG_NAME = "crafter_config.toml"
 CONFIG_ENV_VAR = "CRAFTER_TUI_CONFIG"
 
 AgentKind = Literal["scripted", "random", "openai"]
+#: Text observation formats (``world.text_obs.OBSERVATION_FORMATS``): full for LLMs, compact and brief for small models.
+ObservationFormat = Literal["full", "compact", "brief"]
 Difficulty = Literal["peaceful", "easy", "normal", "hard"]
 
 
@@ -44,7 +46,7 @@ class EvalSection(Section):
     concurrency: int = Field(8, ge=1, le=4096)
     episode_timeout: float | None = Field(None, gt=0, description="seconds per episode")
     history_turns: int = Field(4, ge=0, le=64, description="past turns shown to an LLM agent")
-    observation: Literal["full", "compact"] = Field("full", description="text observation format (and its system prompt)")
+    observation: ObservationFormat = Field("full", description="text observation format (and its system prompt)")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(512, ge=1, le=65_536)
     render_frames: bool = False

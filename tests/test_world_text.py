@@ -88,3 +88,21 @@ def test_compact_observation_keeps_the_facts_in_fewer_characters():
     assert len(compact) < len(full) / 2
     assert set(OBSERVATION_FORMATS) == set(SYSTEM_PROMPTS)
     assert "T tree" in COMPACT_SYSTEM_PROMPT and "2n1e = 2 north 1 east" in COMPACT_SYSTEM_PROMPT
+
+
+def test_brief_observation_names_neighbours_targets_and_ends_with_the_faced_cell():
+    from typing import get_args
+
+    from crafter_tui.agents.prompting import SYSTEM_PROMPTS
+    from crafter_tui.config import ObservationFormat
+    from crafter_tui.world.text_obs import OBSERVATION_FORMATS, render_brief_observation
+
+    view = _grass_view()
+    view[2][4] = SEMANTIC_IDS["tree"]  # north neighbour
+    view[3][5] = SEMANTIC_IDS["water"]  # east neighbour
+    view[5][7] = SEMANTIC_IDS["cow"]
+    state = _state(view, daylight=0.2, sleeping=True)
+    lines = render_brief_observation(state, turn=5, max_steps=300).splitlines()
+    assert lines == ["near tree:1n water:1e cow:2s3e", "around n:tree s:grass w:grass e:water",
+                     "he9 fo7 dr6 en8 night", "inv wood3 wood_pickaxe1", "face tree:n sleeping"]
+    assert set(OBSERVATION_FORMATS) == set(SYSTEM_PROMPTS) == set(get_args(ObservationFormat))

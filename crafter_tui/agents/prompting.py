@@ -38,8 +38,14 @@ COMPACT_SYSTEM_PROMPT = (
     + " actions."
 )
 
+BRIEF_SYSTEM_PROMPT = (
+    "Crafter. Unlock achievements. near: nearest things, 2n1e = 2 north 1 east; around: the cells next to you. "
+    "Call interact with 1-" + str(MAX_ACTIONS_PER_TURN) + " actions."
+)
+
 #: System prompt for each observation format (``world.text_obs.OBSERVATION_FORMATS``).
-SYSTEM_PROMPTS: dict[str, str] = {"full": SYSTEM_PROMPT, "compact": COMPACT_SYSTEM_PROMPT}
+SYSTEM_PROMPTS: dict[str, str] = {"full": SYSTEM_PROMPT, "compact": COMPACT_SYSTEM_PROMPT,
+                                  "brief": BRIEF_SYSTEM_PROMPT}
 
 INTERACT_TOOL: dict[str, Any] = {
     "type": "function",

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
 from crafter_tui.cli.common import add_config_flag, config_from_args, positive_int, print_json
 from crafter_tui.cli.progress import RolloutProgress
+from crafter_tui.config import ObservationFormat
 from crafter_tui.errors import UserError, first_validation_error
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.services.rollouts import RunResult, run_rollout
@@ -41,8 +42,8 @@ def add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=positive_int, default=None, help="episodes played at once")
     parser.add_argument("--episode-timeout", type=float, default=None, help="seconds per episode")
     parser.add_argument("--history-turns", type=int, default=None, help="past turns shown to an LLM")
-    parser.add_argument("--observation", choices=["full", "compact"], default=None,
-                        help="text observation format (compact: for small models)")
+    parser.add_argument("--observation", choices=get_args(ObservationFormat), default=None,
+                        help="text observation format (compact, brief: for small models)")
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--max-tokens", type=positive_int, default=None)
     parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint for the openai agent")

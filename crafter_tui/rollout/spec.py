@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from crafter_tui.config import AgentKind, AppConfig, Difficulty
+from crafter_tui.config import AgentKind, AppConfig, Difficulty, ObservationFormat
 
 
 class RolloutSpec(BaseModel):
@@ -25,7 +25,7 @@ class RolloutSpec(BaseModel):
     concurrency: int = Field(8, ge=1, le=4096)
     episode_timeout: float | None = Field(None, gt=0)
     history_turns: int = Field(4, ge=0, le=64)
-    observation: Literal["full", "compact"] = "full"
+    observation: ObservationFormat = "full"
     out_dir: Path = Path("traces")
     run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     resume: str | None = None

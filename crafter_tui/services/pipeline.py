@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crafter_tui.config import AgentKind, AppConfig, Difficulty
+from crafter_tui.config import AgentKind, AppConfig, Difficulty, ObservationFormat
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.errors import UserError
 from crafter_tui.evaluation.compare import Comparison
@@ -43,7 +43,7 @@ class PipelineSpec(BaseModel):
     data_seed: int = Field(10_000, ge=0)
     max_steps: int = Field(300, ge=1)
     history_turns: int = Field(0, ge=0, le=64)
-    observation: Literal["full", "compact"] = "full"
+    observation: ObservationFormat = "full"
     difficulty: Difficulty = "normal"
     concurrency: int = Field(8, ge=1)
     # 2. selection
