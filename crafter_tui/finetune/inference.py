@@ -5,6 +5,9 @@ rather than ``model.generate``: greedy by default, a KV cache, logits only for t
 position, and a *prompt cache*: the KV of the previous call is kept and cropped to the
 prefix the new prompt shares with it (the tools block and the long, identical system
 prompt), so each turn only runs the new observation and history through the model.
+Qwen2 models (the built-in ones, Qwen2.5) run on ``qwen2_decoder.Qwen2Decoder``, a lean
+forward with a pre-sized KV cache (~3x less time per token than the Hugging Face forward,
+same logits); other architectures use the Hugging Face forward with a ``DynamicCache``.
 
 The reply text is parsed for ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
 (the format of the built-in chat template and of Qwen2.5); text that does not parse is
@@ -25,6 +28,7 @@ from pydantic import BaseModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedTokenizerBase
 
 from crafter_tui.errors import UserError
+from crafter_tui.finetune.qwen2_decoder import Qwen2Decoder
 from crafter_tui.finetune.trainer.data import fit_messages, normalise_message
 
 TRAINING_INFO_FILE = "crafter_tui_training.json"
@@ -98,6 +102,8 @@ class LoadedModel:
         self._lock = threading.Lock()
         self._cache: DynamicCache | None = None
         self._cached_ids: list[int] = []
+        #: The lean forward for Qwen2 models (the built-in ones): ~3x faster per token; others use HF's.
+        self._decoder = Qwen2Decoder(self.model) if Qwen2Decoder.supports(self.model) else None
 
     def prompt_ids(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                    max_tokens: int) -> list[int]:
@@ -114,18 +120,24 @@ class LoadedModel:
              max_tokens: int = 96, temperature: float = 0.0, seed: int | None = None) -> ChatResult:
         """Generate one reply; greedy at temperature 0, sampled (seeded if given) otherwise."""
         ids = self.prompt_ids(messages, tools, max_tokens)
-        generator = None
-        if temperature > 0:
-            generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
-        with self._lock, torch.inference_mode():
-            self._pin_threads()
-            generated, reused, stopped = self._generate(ids, max_tokens, temperature, generator)
+        generated, reused, stopped = self.generate_ids(ids, max_tokens, temperature, seed)
         text = self.tokenizer.decode(generated, skip_special_tokens=False)
         content, calls = parse_reply(text)
         reason: Literal["stop", "length", "tool_calls"] = "tool_calls" if calls else ("stop" if stopped else "length")
         return ChatResult(content=content, tool_calls=calls, prompt_tokens=len(ids),
                           completion_tokens=len(generated) + int(stopped), finish_reason=reason,
                           cached_prompt_tokens=reused)
+
+    def generate_ids(self, ids: list[int], max_tokens: int, temperature: float = 0.0,
+                     seed: int | None = None) -> tuple[list[int], int, bool]:
+        """The reply's token ids after prompt ``ids`` (stop token excluded), the prompt tokens
+        taken from the prompt cache, and whether a stop token ended the reply."""
+        generator = None
+        if temperature > 0:
+            generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
+        with self._lock, torch.inference_mode():
+            self._pin_threads()
+            return self._generate(ids, max_tokens, temperature, generator)
 
     def _pin_threads(self) -> None:
         """Re-apply the thread count: other libraries in the process may have changed it, and on a
@@ -145,6 +157,8 @@ class LoadedModel:
 
     def _generate(self, ids: list[int], max_tokens: int, temperature: float,
                   generator: torch.Generator | None) -> tuple[list[int], int, bool]:
+        if self._decoder is not None:
+            return self._generate_fast(self._decoder, ids, max_tokens, temperature, generator)
         cache, reused = self._start(ids)
         self._cache, self._cached_ids = None, []  # invalid until this call completes
         feed = torch.tensor([ids[reused:]], dtype=torch.long)
@@ -162,6 +176,26 @@ class LoadedModel:
             fed.append(next_id)
         fed = fed[: cache.get_seq_length()]
         self._cache, self._cached_ids = cache, fed
+        return generated, reused, stopped
+
+    def _generate_fast(self, decoder: Qwen2Decoder, ids: list[int], max_tokens: int, temperature: float,
+                       generator: torch.Generator | None) -> tuple[list[int], int, bool]:
+        """``_generate`` on the lean decoder, whose own KV cache is the prompt cache."""
+        reused = min(_common_prefix(self._cached_ids, ids), len(ids) - 1, decoder.length)
+        decoder.truncate(reused)
+        self._cached_ids = []  # invalid until this call completes
+        generated: list[int] = []
+        stopped = False
+        logits = decoder.forward(ids[reused:])
+        for step in range(max_tokens):
+            next_id = self._pick(logits, temperature, generator)
+            if next_id in self.stop_ids:
+                stopped = True
+                break
+            generated.append(next_id)
+            if step + 1 < max_tokens:
+                logits = decoder.forward([next_id])
+        self._cached_ids = (ids + generated)[: decoder.length]
         return generated, reused, stopped
 
     @staticmethod
