@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from crafter_tui.dataset.examples import Example, iter_examples
+from crafter_tui.dataset.helper import PARALLEL_MIN_EXAMPLES, Helper, append_file, can_fork, split_runs
+from crafter_tui.dataset.lines import ExampleLine, composition_holds, iter_lines, run_counts, run_rows
 from crafter_tui.dataset.select import build_selection
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.dataset.stats import CostEstimate, SelectionStats, TokenStats, episode_stats, turn_stats
@@ -63,8 +65,12 @@ def _runs(store: TraceStore) -> dict[str, Any]:
 
 def export_selection(store: TraceStore, spec: FilterSpec, output: Path, *, fmt: ExportFormat = "jsonl",
                      progress: Callable[[int, int], None] | None = None,
-                     cancel: threading.Event | None = None) -> ExportResult:
-    """Materialise the selection and stream its examples to ``output`` (and the validation file)."""
+                     cancel: threading.Event | None = None, parallel: bool | None = None) -> ExportResult:
+    """Materialise the selection and stream its examples to ``output`` (and the validation file).
+
+    ``parallel``: let a forked helper write the second half of the runs (``helper.py``); default
+    for JSONL exports of at least ``PARALLEL_MIN_EXAMPLES`` examples on a machine with 2+ cores.
+    """
     started = time.perf_counter()
     store.ensure_turns()
     cursor = store.cursor()
@@ -72,29 +78,53 @@ def export_selection(store: TraceStore, spec: FilterSpec, output: Path, *, fmt: 
     total = cursor.execute("SELECT count(DISTINCT example_key) FROM selection").fetchone()[0]
     valid_path = validation_path(output) if spec.validation_split > 0 else None
     output.parent.mkdir(parents=True, exist_ok=True)
+    runs = _runs(store)
+    options = {"mode": spec.mode, "text_actions": spec.text_actions, "drop_reasoning": spec.drop_reasoning}
+    fast = composition_holds()
+    by_run = run_counts(cursor)
+    run_ids, later = [run_id for run_id, _ in by_run], []
+    if parallel is None:
+        parallel = fmt == "jsonl" and total >= PARALLEL_MIN_EXAMPLES and can_fork()
+    if fast and parallel and fmt == "jsonl":
+        run_ids, later = split_runs(by_run)
+    helper: Helper | None = None
     sinks = {False: _sink(output, fmt), True: _sink(valid_path, fmt) if valid_path else None}
     counts = {False: 0, True: 0}
     try:
-        for example in iter_examples(cursor, _runs(store), mode=spec.mode, text_actions=spec.text_actions,
-                                    drop_reasoning=spec.drop_reasoning):
-            sink = sinks[example.is_valid] or sinks[False]
-            assert sink is not None
-            sink.write(example)
-            counts[example.is_valid and valid_path is not None] += 1
-            done = counts[False] + counts[True]
-            if done % PROGRESS_EVERY == 0:
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("export cancelled")
-                if progress is not None:
-                    progress(done, total)
-        for sink in sinks.values():
+        if later:  # the helper's rows are fetched here: it never touches DuckDB
+            helper = Helper([run_rows(cursor, run_id) for run_id in later], runs, options,
+                            {False: output, True: valid_path})
+        examples = (iter_lines(cursor, runs, run_ids=run_ids, **options) if fast
+                    else iter_examples(cursor, runs, **options))
+        helped = (lambda: helper.written.value) if helper is not None else (lambda: 0)
+
+        def report() -> None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("export cancelled")
+            if progress is not None:
+                progress(counts[False] + counts[True] + helped(), total)
+
+        for example in examples:
+            valid = example.is_valid and valid_path is not None
+            sinks[valid].write(example)  # type: ignore[union-attr]
+            counts[valid] += 1
+            if (counts[False] + counts[True]) % PROGRESS_EVERY == 0:
+                report()
+        if helper is not None:
+            for key, n in helper.result(report).items():
+                counts[key] += n
+        for key, sink in sinks.items():
             if sink is not None:
-                sink.commit()
+                sink.commit(helper.parts[key] if helper is not None else None)
     except BaseException:
+        if helper is not None:
+            helper.abort()
         for sink in sinks.values():
             if sink is not None:
                 sink.abort()
         raise
+    if helper is not None:
+        helper.abort()  # removes the (appended) part files
     if progress is not None:
         progress(counts[False] + counts[True], total)
     size = sum(p.stat().st_size for p in (output, valid_path) if p is not None)
@@ -104,17 +134,33 @@ def export_selection(store: TraceStore, spec: FilterSpec, output: Path, *, fmt: 
 
 
 class _JsonlSink:
+    """Lines go out in batches (one write per ``BATCH`` lines); the file appears whole on commit."""
+
+    BATCH = 256
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self.handle: IO[str] = self.tmp.open("w", encoding="utf-8", buffering=1 << 20)
+        self.lines: list[str] = []
 
-    def write(self, example: Example) -> None:
-        self.handle.write(example.line)
-        self.handle.write("\n")
+    def write(self, example: ExampleLine | Example) -> None:
+        self.lines.append(example.line)
+        if len(self.lines) >= self.BATCH:
+            self._flush()
 
-    def commit(self) -> None:
+    def _flush(self) -> None:
+        if self.lines:
+            self.lines.append("")
+            self.handle.write("\n".join(self.lines))
+            self.lines = []
+
+    def commit(self, part: Path | None = None) -> None:
+        """Close, append the helper's ``part`` (the later runs) and move into place."""
+        self._flush()
         self.handle.close()
+        if part is not None:
+            append_file(part, self.tmp)
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
@@ -141,7 +187,7 @@ class _ParquetSink:
         self.writer = pq.ParquetWriter(self.tmp, PARQUET_SCHEMA)
         self.rows: list[dict[str, Any]] = []
 
-    def write(self, example: Example) -> None:
+    def write(self, example: ExampleLine | Example) -> None:
         data = json.loads(example.line)
         self.rows.append({"messages": data["messages"], "tools": json.dumps(data["tools"]) if "tools" in data else None,
                           "run_id": example.run_id, "episode": example.episode, "turns": list(example.turns)})
@@ -153,7 +199,8 @@ class _ParquetSink:
             self.writer.write_table(pa.Table.from_pylist(self.rows, schema=PARQUET_SCHEMA))
             self.rows = []
 
-    def commit(self) -> None:
+    def commit(self, part: Path | None = None) -> None:
+        assert part is None, "Parquet exports are written by one process"
         self._flush()
         self.writer.close()
         os.replace(self.tmp, self.path)

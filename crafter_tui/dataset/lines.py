@@ -1,0 +1,312 @@
+"""The export's fast path: example JSONL lines joined from per-turn pieces, no message lists.
+
+``examples.iter_examples`` (the reference) builds every example's message list with
+``build_messages`` and encodes it. A million examples with a history window repeat each
+past turn several times, so here every turn is turned into text once, when its line is read:
+
+- its *segment*: the messages ``build_messages`` emits for it as a past turn (user
+  observation, the reply, the tool results), encoded and joined with commas;
+- its *head*: the user observation and the reply, i.e. how it ends its own example.
+
+An example is then ``{"messages":[<system>,<segments of its window>,<head>]<tools>}``: a few
+string joins. The pieces are spelled out as ``build_messages`` shapes messages, and
+``composition_holds`` proves on a probe before every export that joining them gives exactly
+``dumps(build_messages(...) + [reply])``; if ``build_messages`` ever changes, the export takes
+the reference path. Tests compare both paths byte for byte on small stores.
+
+Parsing uses orjson when installed (3-4x faster than ``json``; the same values, falling back
+to ``json`` for what orjson rejects, e.g. NaN). Replies are encoded by orjson only when its
+bytes are provably what ``json.dumps`` writes (ASCII without DEL, no float): else by ``json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from crafter_tui.agents.base import HistoryTurn
+from crafter_tui.agents.prompting import SYSTEM_PROMPT, build_messages
+from crafter_tui.dataset.examples import (
+    _EPISODE_PREFIX, TOOLS_JSON, _encode_message, dumps, text_action_message, without_reasoning,
+)
+from crafter_tui.traces.schema import TURNS_FILE, RunRecord
+
+try:  # optional speed-up: the exact same values, parsed 3-4x faster
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a dependency; plain json still works
+    orjson = None  # type: ignore[assignment]
+
+_C_ENCODER = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+_escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+#: Bytes that can be part of a float or need ``json``'s escaping: only then the careful check.
+_SUSPECT = b".+-\x7f"
+_encode_c = (_C_ENCODER(None, None, _escape, None, ":", ",", False, False, True)
+             if _C_ENCODER is not None else None)
+
+
+def parse_line(raw: bytes) -> tuple[Any, bool]:
+    """``json.loads(raw)`` and whether the value can be encoded by orjson (it came from orjson: no NaN)."""
+    if orjson is not None:
+        try:
+            return orjson.loads(raw), True
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw), False
+
+
+def _orjson_matches(data: bytes) -> bool:
+    """Are orjson's bytes what ``json.dumps`` writes? Not with non-ASCII or DEL (``json`` escapes them), nor
+    with a float: orjson spells some differently (``0.00001`` for ``1e-05``); a float always has a digit
+    before a dot, or an ``e+``/``e-``. Text that merely looks like that costs speed, not exactness."""
+    if not data.isascii():
+        return False
+    if len(data.translate(None, _SUSPECT)) == len(data):  # the usual case, in one pass
+        return True
+    if b"\x7f" in data or b"e+" in data or b"e-" in data:
+        return False
+    dot = data.find(b".")
+    while dot > 0:
+        if 48 <= data[dot - 1] <= 57:
+            return False
+        dot = data.find(b".", dot + 1)
+    return True
+
+
+def encode_value(value: Any, orjson_ok: bool) -> str:
+    """Exactly ``examples.dumps(value)`` (compact, ASCII), by orjson when its bytes provably match."""
+    if orjson_ok and orjson is not None:
+        try:
+            data = orjson.dumps(value)
+        except TypeError:
+            data = b"\x7f"  # not encodable by orjson (e.g. an int beyond 64 bits): json does it
+        if _orjson_matches(data):
+            return data.decode("ascii")
+    if _encode_c is not None:
+        return "".join(_encode_c(value, 0))
+    return dumps(value)  # pragma: no cover - CPython always has the C encoder
+
+
+@dataclass(slots=True)
+class ExampleLine:
+    """One exported example as its JSONL line (no newline) and where it came from."""
+
+    run_id: str
+    episode: int
+    turns: tuple[int, ...]
+    is_valid: bool
+    line: str
+
+
+class _Episode:
+    """One selected episode while its lines are read: its plan and its turns encoded so far."""
+
+    __slots__ = ("attempt", "groups", "is_valid", "last_turn", "window", "by_turn", "seen")
+
+    def __init__(self, attempt: int, groups: dict[int, tuple[int, ...]], is_valid: bool, last_turn: int) -> None:
+        self.attempt = attempt
+        self.groups = groups  # last turn of an example -> the example's turns
+        self.is_valid = is_valid
+        self.last_turn = last_turn
+        self.window: list[str] = []  # turn mode: the last ``history_turns`` segments (file order)
+        self.by_turn: dict[int, str] = {}  # trajectory mode: every segment, by turn number
+        self.seen: set[int] = set()
+
+
+def _user_message(observation: Any) -> str:
+    if type(observation) is str:
+        return '{"role":"user","content":' + _escape(observation) + "}"
+    return dumps({"role": "user", "content": observation})
+
+
+def _tool_message(call_id: Any, content: str) -> str:
+    if type(call_id) is str:
+        return '{"role":"tool","tool_call_id":' + _escape(call_id) + ',"content":' + _escape(content) + "}"
+    return dumps({"role": "tool", "tool_call_id": call_id, "content": content})
+
+
+def turn_pieces(observation: Any, assistant: dict[str, Any], tool_result: str | None,
+                orjson_ok: bool) -> tuple[str, str]:
+    """(segment, head) of one turn: the messages ``build_messages`` makes of a past turn, encoded.
+
+    Spelled out (user, reply, one tool message per call) because building and encoding message
+    dicts per turn was most of the export time; ``composition_holds`` proves the spelling against
+    ``build_messages`` before every export.
+    """
+    head = _user_message(observation) + "," + encode_value(assistant, orjson_ok)
+    calls = assistant.get("tool_calls") or []
+    if not calls:
+        return head, head
+    content = tool_result or ""
+    return head + "".join("," + _tool_message(call["id"], content) for call in calls), head
+
+
+def _system_message(system: str) -> str:
+    return _encode_message(build_messages(system, [], "", 0)[0])
+
+
+def composition_holds() -> bool:
+    """Does joining per-turn pieces give exactly ``dumps(build_messages(...) + [reply])``?
+
+    A probe with a tool call, a plain-text reply, two calls, an empty tool result, odd
+    characters and windows of 0, 1, 2 and more turns than there are. False sends the export
+    down the reference path (if ``build_messages`` ever changes how it shapes messages).
+    """
+    call = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "interact", "arguments": '{"a": "\\u00e9"}'}}]}
+    two = {"role": "assistant", "content": "x", "tool_calls": [
+        {"id": "c2", "type": "function", "function": {"name": "interact", "arguments": "{}"}},
+        {"id": "c3", "type": "function", "function": {"name": "terminate", "arguments": '{"reason": "r"}'}}]}
+    text = {"role": "assistant", "content": "text"}
+    history = [HistoryTurn('obs "1"\n\u00fc', call, "done \u2713"), HistoryTurn("obs 2", text, None),
+               HistoryTurn("obs 3", two, None), HistoryTurn("obs 4", call, "")]
+    system = "sys\t\x7f"
+    pieces = [turn_pieces(t.observation, t.assistant, t.tool_result, True) for t in history]
+    for window in (0, 1, 2, 5):
+        for upto, current in enumerate(history):
+            expected = dumps(build_messages(system, history[:upto], current.observation, window) + [current.assistant])
+            shown = [segment + "," for segment, _ in pieces[:upto]][-window:] if window > 0 else []
+            if "".join(["[", _system_message(system), ",", *shown, pieces[upto][1], "]"]) != expected:
+                return False
+    return True
+
+
+ROWS_SQL = """SELECT episode, attempt, turn, example_key, is_valid FROM selection
+              WHERE run_id = ? ORDER BY episode, turn"""
+RUN_COUNTS_SQL = "SELECT run_id, count(DISTINCT example_key) FROM selection GROUP BY run_id ORDER BY run_id"
+
+
+@dataclass(slots=True)
+class RunRows:
+    """The kept turns of one run, as numpy columns ordered by episode and turn (one query)."""
+
+    run_id: str
+    episode: np.ndarray
+    attempt: np.ndarray
+    turn: np.ndarray
+    key: np.ndarray
+    is_valid: np.ndarray
+
+
+def run_rows(cursor: duckdb.DuckDBPyConnection, run_id: str) -> RunRows:
+    columns = cursor.execute(ROWS_SQL, [run_id]).fetchnumpy()
+    return RunRows(run_id, *(np.asarray(columns[name]) for name in
+                             ("episode", "attempt", "turn", "example_key", "is_valid")))
+
+
+def run_plans(rows: RunRows) -> dict[int, _Episode]:
+    """The selected episodes of one run: which turns end an example, and the example's turns.
+
+    An example is the turns sharing an ``example_key``: one turn in turn mode, a run of kept
+    turns in trajectory mode; ``examples._plans`` is the reference.
+    """
+    count = len(rows.turn)
+    if count == 0:
+        return {}
+    episode_starts = np.flatnonzero(np.r_[True, rows.episode[1:] != rows.episode[:-1]]).tolist() + [count]
+    turns = rows.turn.tolist()
+    single = len(np.unique(rows.key)) == count  # every turn its own example
+    keys = None if single else rows.key.tolist()
+    episode_ids = rows.episode.tolist()
+    attempts = rows.attempt.tolist()
+    valid = rows.is_valid.tolist()
+    episodes: dict[int, _Episode] = {}
+    for start, end in zip(episode_starts[:-1], episode_starts[1:]):
+        these = turns[start:end]
+        if keys is None:
+            groups = {turn: (turn,) for turn in these}
+        else:
+            members: dict[int, list[int]] = {}
+            for turn, key in zip(these, keys[start:end], strict=True):
+                members.setdefault(key, []).append(turn)
+            groups = {turn_list[-1]: tuple(turn_list) for turn_list in members.values()}
+        episodes[episode_ids[start]] = _Episode(attempts[start], groups, any(valid[start:end]), max(these))
+    return episodes
+
+
+def run_counts(cursor: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
+    """(run id, examples) of every run of the selection, in export order."""
+    return [(run_id, int(n)) for run_id, n in cursor.execute(RUN_COUNTS_SQL).fetchall()]
+
+
+def iter_lines(cursor: duckdb.DuckDBPyConnection, runs: dict[str, tuple[Path, RunRecord]], *,
+               mode: str, text_actions: bool, drop_reasoning: bool = False,
+               run_ids: list[str] | None = None) -> Iterator[ExampleLine]:
+    """Every example line of the materialised ``selection``, in the reference path's order.
+
+    ``run_ids``: only these runs (in this order); default all runs of the selection.
+    """
+    if run_ids is None:
+        run_ids = [run_id for run_id, _ in run_counts(cursor)]
+    for run_id in run_ids:
+        yield from lines_of_run(run_rows(cursor, run_id), runs[run_id], mode=mode, text_actions=text_actions,
+                                drop_reasoning=drop_reasoning)
+
+
+def lines_of_run(rows: RunRows, run: tuple[Path, RunRecord], *, mode: str, text_actions: bool,
+                 drop_reasoning: bool = False) -> Iterator[ExampleLine]:
+    """The lines of one run (needs no database: a forked helper process can run it)."""
+    path, record = run
+    return run_lines(rows.run_id, path / TURNS_FILE, record, run_plans(rows), mode=mode, text_actions=text_actions,
+                     drop_reasoning=drop_reasoning)
+
+
+def run_lines(run_id: str, turns_path: Path, record: RunRecord, episodes: dict[int, _Episode], *, mode: str,
+              text_actions: bool, drop_reasoning: bool = False) -> Iterator[ExampleLine]:
+    """The lines of one run, in file order (``episodes`` from ``run_plans``; consumed).
+
+    Mirrors ``examples._run_examples`` line for line: the same lines skipped, the same history.
+    """
+    system = record.system_prompt if record.system_prompt is not None else SYSTEM_PROMPT
+    history_turns = record.history_turns
+    prefix = '{"messages":[' + _system_message(system) + ","
+    tail = "]}" if text_actions else '],"tools":' + TOOLS_JSON + "}"
+    turn_mode = mode == "turn"
+    episode_prefix = _EPISODE_PREFIX.match
+    with turns_path.open("rb") as handle:
+        for raw in handle:
+            if not episodes:
+                return
+            if not raw.endswith(b"\n"):
+                return  # a write in progress: not part of any finished episode
+            head_match = episode_prefix(raw)
+            if head_match is not None and int(head_match.group(1)) not in episodes:
+                continue  # another episode: skipped without parsing the line
+            try:
+                line, orjson_ok = parse_line(raw)
+                number = line["episode"]
+                episode = episodes.get(number)
+                turn = line["turn"]
+                if episode is None or line.get("attempt", 0) != episode.attempt or turn in episode.seen:
+                    continue
+                observation, assistant = line["observation"], line["assistant"]
+            except (ValueError, KeyError, TypeError):
+                continue  # reported when the store loaded the file
+            if drop_reasoning:
+                assistant = without_reasoning(assistant)
+            if text_actions:
+                assistant = text_action_message(assistant)
+            segment, head = turn_pieces(observation, assistant, None if text_actions else line.get("tool_result"),
+                                        orjson_ok)
+            group = episode.groups.get(turn)
+            if group is not None:
+                if turn_mode:
+                    shown = episode.window
+                else:
+                    shown = [episode.by_turn[t] for t in group[:-1] if t in episode.by_turn]
+                yield ExampleLine(run_id, number, group, episode.is_valid, "".join([prefix, *shown, head, tail]))
+            segment += ","  # stored as it is joined: followed by the next message
+            if not turn_mode:
+                episode.by_turn[turn] = segment
+            elif history_turns > 0:
+                episode.window.append(segment)
+                if len(episode.window) > history_turns:
+                    del episode.window[0]
+            episode.seen.add(turn)
+            if turn >= episode.last_turn:
+                del episodes[number]

@@ -1,0 +1,128 @@
+"""The fast export path (``dataset/lines.py``, ``dataset/helper.py``) writes exactly the reference's bytes.
+
+The reference is ``examples.iter_examples`` (messages from ``build_messages``, encoded with
+``json``); the export falls back to it when ``composition_holds`` fails, which the tests force.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from crafter_tui.agents.prompting import interact_message
+from crafter_tui.dataset import export as export_module
+from crafter_tui.dataset.export import export_selection, validation_path
+from crafter_tui.dataset.helper import split_runs
+from crafter_tui.dataset.lines import composition_holds, encode_value
+from crafter_tui.dataset.spec import FilterSpec
+from crafter_tui.traces.store import TraceStore
+from tests.trace_builders import Episode, Turn, small_store, write_run
+
+SPECS = [
+    FilterSpec(),
+    FilterSpec(drop_invalid=True),
+    FilterSpec(dedupe=True),
+    FilterSpec(balance_actions=True, seed=3),
+    FilterSpec(keep_before_achievement=2),
+    FilterSpec(mode="trajectory"),
+    FilterSpec(mode="trajectory", keep_before_achievement=2, drop_invalid=True),
+    FilterSpec(text_actions=True),
+    FilterSpec(drop_reasoning=True),
+    FilterSpec(text_actions=True, drop_reasoning=True, mode="trajectory"),
+    FilterSpec(validation_split=0.3, seed=7),
+    FilterSpec(max_examples=5, seed=1),
+    FilterSpec(min_achievements=1, runs=("run-b", "run-c")),
+]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> TraceStore:
+    root = small_store(tmp_path_factory.mktemp("fast"))
+    odd = "caf\u00e9 \x7f \"q\" 0.00001 1e-05"
+    write_run(root, "run-c", [  # no history window; odd characters in observations
+        Episode([Turn(["do"], observation=odd), Turn(["noop"], ["collect_wood"]), Turn(["move_left"], valid=False)]),
+        Episode([Turn(["do", "noop"]), Turn(["sleep"], ["wake_up"])]),
+    ], history_turns=0)
+    write_run(root, "run-d", [  # a long window over long episodes
+        Episode([Turn(["do"], ["collect_wood"] if i == 7 else []) for i in range(9)]),
+        Episode([Turn(["noop"], valid=i % 3 != 1) for i in range(6)]),
+    ], history_turns=5)
+    return TraceStore.open(root, turns=True)
+
+
+def _outputs(path: Path) -> list[bytes]:
+    valid = validation_path(path)
+    return [path.read_bytes()] + ([valid.read_bytes()] if valid.exists() else [])
+
+
+def _reference(store: TraceStore, spec: FilterSpec, path: Path, monkeypatch: pytest.MonkeyPatch,
+               fmt: str = "jsonl") -> int:
+    with monkeypatch.context() as patch:
+        patch.setattr(export_module, "composition_holds", lambda: False)
+        return export_selection(store, spec, path, fmt=fmt).examples  # type: ignore[arg-type]
+
+
+def test_the_probe_holds_for_todays_build_messages() -> None:
+    assert composition_holds()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.model_dump(
+    exclude_defaults=True).items()) or "default")
+def test_fast_and_parallel_paths_write_the_reference_bytes(store: TraceStore, spec: FilterSpec, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    examples = _reference(store, spec, tmp_path / "ref.jsonl", monkeypatch)
+    assert examples > 0
+    expected = _outputs(tmp_path / "ref.jsonl")
+    fast = export_selection(store, spec, tmp_path / "fast.jsonl", parallel=False)
+    assert _outputs(tmp_path / "fast.jsonl") == expected
+    both = export_selection(store, spec, tmp_path / "two.jsonl", parallel=True)
+    assert _outputs(tmp_path / "two.jsonl") == expected
+    assert fast.examples == both.examples == examples
+    assert (both.train, both.valid) == (fast.train, fast.valid)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in tmp_path.iterdir() if not p.name.startswith("."))  # no temp or part files left
+
+
+def test_parquet_from_the_fast_path_equals_the_reference(store: TraceStore, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = FilterSpec(drop_reasoning=True)
+    _reference(store, spec, tmp_path / "ref.parquet", monkeypatch, fmt="parquet")
+    export_selection(store, spec, tmp_path / "fast.parquet", fmt="parquet")
+    assert pq.read_table(tmp_path / "fast.parquet").equals(pq.read_table(tmp_path / "ref.parquet"))
+
+
+def test_a_helper_failure_fails_the_export_and_leaves_no_files(store: TraceStore, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from crafter_tui.dataset import helper as helper_module
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(helper_module, "lines_of_run", broken)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        export_selection(store, FilterSpec(), tmp_path / "x.jsonl", parallel=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", [
+    interact_message(["do"], "go. now 2.5", "c1"), {"a": 1.5}, {"a": 1e-5}, {"a": 1e16}, {"a": -3}, {"a": "\x7f"},
+    {"a": "caf\u00e9"}, {"a": 2**70}, {"a": [None, True, False, "e+1", "x-1"]}, {"a": "\u2028\n\t\x00"},
+])
+def test_encode_value_is_json_dumps(value: object) -> None:
+    assert encode_value(value, True) == json.dumps(value, separators=(",", ":"))
+    assert encode_value(value, False) == json.dumps(value, separators=(",", ":"))
+
+
+def test_nan_from_the_json_fallback_is_spelled_like_json() -> None:
+    assert encode_value({"a": math.nan}, False) == '{"a":NaN}'
+
+
+def test_split_runs_cuts_at_half_the_examples() -> None:
+    assert split_runs([("a", 10), ("b", 10), ("c", 10), ("d", 10)]) == (["a", "b"], ["c", "d"])
+    assert split_runs([("a", 1), ("b", 1), ("c", 100)]) == (["a", "b"], ["c"])
+    assert split_runs([("a", 100), ("b", 1)]) == (["a"], ["b"])
+    assert split_runs([("a", 5)]) == (["a"], [])
