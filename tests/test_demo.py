@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from crafter_tui.config import AppConfig
 from crafter_tui.finetune.local_service import is_up
@@ -29,3 +34,20 @@ async def test_demo_runs_the_whole_loop_and_reports_the_headline(tmp_path):
         "trained_progression", "random_progression", "expert_progression", "p_value_vs_random", "report"}
     port = int((workdir / "service.port").read_text())
     assert not is_up(f"http://127.0.0.1:{port}/v1"), "the demo stops the service it started"
+
+
+@pytest.mark.slow
+def test_quick_demo_command_trains_a_model_that_beats_random_on_the_same_seeds(tmp_path):
+    """The issue's CI proof: `crafter-tui demo --quick` end to end, the real recipe, the real command."""
+    workdir = tmp_path / "demo-quick"
+    done = subprocess.run([sys.executable, "-c", "import sys; from crafter_tui.cli import main; sys.exit(main())",
+                           "demo", "--quick", "--json", "--workdir", str(workdir)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    headline = json.loads(done.stdout)
+    stages = json.loads((workdir / "pipeline.json").read_text())["stages"]
+    assert list(stages) == ["rollout", "export", "eval:random", "eval:scripted", "finetune:crafter-tiny",
+                            "eval:crafter-tiny", "compare"]
+    assert all(stage.get("finished") for stage in stages.values())
+    assert Path(headline["report"]).is_file()
+    assert headline["trained_progression"] > headline["random_progression"], headline

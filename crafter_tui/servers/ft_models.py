@@ -210,6 +210,7 @@ class ChatRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=32_768)
     max_completion_tokens: int | None = Field(None, ge=1, le=32_768)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
+    seed: int | None = Field(None, ge=0, lt=2**63, description="sampling seed: the same seed replays the same reply")
     n: int | None = Field(None, ge=1, le=1)
     stream: bool | None = None
 

@@ -118,7 +118,7 @@ class ModelCache:
         model = self.get(name, path)
         with self._generate_lock:  # CPU-bound: one generation at a time is fastest anyway
             return model.chat(request.messages, request.tools, max_tokens=max_tokens,
-                              temperature=request.temperature or 0.0)
+                              temperature=request.temperature or 0.0, seed=request.seed)
 
 
 def _tool_calls(raw: Any) -> list[ToolCall] | None:

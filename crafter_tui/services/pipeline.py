@@ -60,6 +60,8 @@ class PipelineSpec(BaseModel):
     eval_difficulties: list[Difficulty] = Field(default_factory=lambda: ["normal"], min_length=1)
     eval_concurrency: int = Field(4, ge=1)
     eval_max_tokens: int = Field(128, ge=8, description="reply budget per turn: an interact call needs ~15-100")
+    eval_temperature: float | None = Field(None, ge=0.0, le=2.0,
+                                           description="sampling temperature of the tuned models (None: [eval])")
     baselines: list[Baseline] = Field(default_factory=list)
     experiment_prefix: str = Field("pipeline", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,40}$")
     # 5. report
@@ -304,6 +306,8 @@ class PipelineService:
                           data: Path) -> AsyncIterator[PipelineEvent]:
         name = f"{spec.experiment_prefix}-{_slug(base)}"
         config = self._eval_config(spec.backend, spec.eval_max_tokens)
+        if spec.eval_temperature is not None:
+            config.eval.temperature = spec.eval_temperature
         async for event in self._evaluate(spec, state, f"eval:{base}", name, "openai", tuned, config,
                                           training_data=str(data)):
             yield event

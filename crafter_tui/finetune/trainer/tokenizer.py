@@ -83,6 +83,7 @@ def seed_corpus() -> list[str]:
     texts.append(f'{TOOL_CALL_OPEN}{{"name": "terminate", "arguments": {{"reason": "done"}}}}{TOOL_CALL_CLOSE}')
     texts.append("interact(actions,reasoning); terminate(reason)")
     texts.append("0123456789 north south east west here and of")
+    texts.extend(["tools\nsystem\nuser\nassistant\ntool\n"] * 8)  # the template's role names: one token each
     return texts
 
 
