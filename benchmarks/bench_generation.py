@@ -108,6 +108,7 @@ def http_caller(folder: Path, threads: int, data_dir: Path) -> tuple[Callable[[d
     from tests.ft_support import ServerThread
 
     served = data_dir / "models" / "bench"
+    served.parent.mkdir(parents=True)
     folder.rename(served)
     name = "ft:bench:imported"
     (served / SERVED_NAME_FILE).write_text(name)
