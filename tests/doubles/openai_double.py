@@ -12,8 +12,9 @@ the test:
   fixed latency, used by the concurrency benchmark.
 
 Every request is recorded (method, path, headers, JSON body, arrival time) so tests can assert
-exactly what the client sent. The server is a plain asyncio HTTP/1.1 server with keep-alive
-(no framework), so it can answer hundreds of requests per second without being the bottleneck.
+exactly what the client sent. The server is a plain asyncio HTTP/1.1 protocol with keep-alive
+(no framework, no task per request: each answer is a timer), so it answers hundreds of requests
+per second while costing the machine that the client under test shares as little as possible.
 It runs in a background thread (``OpenAIDouble``, for tests) or in its own process
 (``DoubleProcess`` / ``python tests/doubles/openai_double.py --policy``, for benchmarks, so it
 does not share the GIL with the client under test).
@@ -35,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 CHAT_PATH_SUFFIX = "/chat/completions"
@@ -126,6 +128,7 @@ class RecordedRequest:
     body: bytes
     received_at: float  # time.monotonic()
     json: Any = None
+    connection: int = -1  # which client connection carried it (numbered in accept order)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -207,37 +210,53 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- server
 class _Http:
-    """Minimal HTTP/1.1 framing: enough for httpx (Content-Length or chunked bodies, keep-alive)."""
+    """Minimal HTTP/1.1 framing: enough for any client (Content-Length or chunked bodies, keep-alive)."""
 
     @staticmethod
-    async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes] | None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
+    def parse_request(buffer: bytearray) -> tuple[str, str, dict[str, str], bytes, int] | None:
+        """The first complete request in ``buffer`` and its size in bytes, or None while incomplete.
+
+        Raises ``ValueError`` for bytes that are not an HTTP/1.1 request.
+        """
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end < 0:
             return None
-        lines = head.decode("latin-1").split("\r\n")
+        lines = bytes(buffer[:head_end]).decode("latin-1").split("\r\n")
         method, target, _version = lines[0].split(" ", 2)
         headers: dict[str, str] = {}
         for line in lines[1:]:
             if line:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
+        start = head_end + 4
         if headers.get("transfer-encoding", "").lower() == "chunked":
-            body = await _Http.read_chunked(reader)
+            framed = _Http.chunked_body(buffer, start)
+            if framed is None:
+                return None
+            body, end = framed
         else:
-            body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-        return method, target, headers, body
+            end = start + int(headers.get("content-length", "0") or 0)
+            if len(buffer) < end:
+                return None
+            body = bytes(buffer[start:end])
+        return method, target, headers, body, end
 
     @staticmethod
-    async def read_chunked(reader: asyncio.StreamReader) -> bytes:
+    def chunked_body(buffer: bytearray, position: int) -> tuple[bytes, int] | None:
         parts: list[bytes] = []
         while True:
-            size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+            line_end = buffer.find(b"\r\n", position)
+            if line_end < 0:
+                return None
+            size = int(bytes(buffer[position:line_end]).split(b";")[0].strip() or b"0", 16)
+            position = line_end + 2
             if size == 0:
-                await reader.readline()
-                return b"".join(parts)
-            parts.append(await reader.readexactly(size))
-            await reader.readexactly(2)
+                line_end = buffer.find(b"\r\n", position)  # no trailers: the blank line
+                return (b"".join(parts), line_end + 2) if line_end >= 0 else None
+            if len(buffer) < position + size + 2:
+                return None
+            parts.append(bytes(buffer[position:position + size]))
+            position += size + 2
 
     @staticmethod
     def response(status: int, body: bytes, headers: Iterable[tuple[str, str]] = ()) -> bytes:
@@ -261,6 +280,8 @@ class _DoubleCore:
         self._record = record
         self._requests: list[RecordedRequest] = []
         self._counter = itertools.count()
+        self.connections: set[_DoubleConnection] = set()
+        self.accepted = itertools.count()
         self.served = 0
         self.set_script(script)
 
@@ -292,24 +313,15 @@ class _DoubleCore:
         return ScriptedReply(status=500, headers=(("x-should-retry", "false"),),
                              error_message=f"test double: script exhausted at request #{request.index}")
 
-    async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                parsed = await _Http.read_request(reader)
-                if parsed is None:
-                    return
-                method, path, headers, body = parsed
-                writer.write(await self._answer(method, path, headers, body))
-                await writer.drain()
-                if headers.get("connection", "").lower() == "close":
-                    return
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            return
-        finally:
-            writer.close()
+    def protocol(self) -> _DoubleConnection:
+        """A protocol instance for one accepted connection (the server's protocol factory)."""
+        return _DoubleConnection(self)
 
-    async def _answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
-        request = RecordedRequest(next(self._counter), method, path, headers, body, time.monotonic())
+    def answer(self, method: str, path: str, headers: dict[str, str], body: bytes,
+               connection: int = -1) -> tuple[float, bytes]:
+        """Record the request and return (seconds to wait, response bytes) for it."""
+        request = RecordedRequest(next(self._counter), method, path, headers, body, time.monotonic(),
+                                  connection=connection)
         try:
             request.json = json.loads(body) if body else None
         except ValueError:
@@ -318,23 +330,76 @@ class _DoubleCore:
             with self._lock:
                 self._requests.append(request)
         if method == "GET" and path.rstrip("/").endswith("/models"):
-            return _Http.response(200, json.dumps({"object": "list", "data": [
+            return 0.0, _Http.response(200, json.dumps({"object": "list", "data": [
                 {"id": "double", "object": "model", "created": 0, "owned_by": "test-double"}]}).encode())
         if method != "POST" or not path.split("?")[0].endswith(CHAT_PATH_SUFFIX):
-            return _Http.response(404, json.dumps(error_body(404, f"no route {method} {path}")).encode())
+            return 0.0, _Http.response(404, json.dumps(error_body(404, f"no route {method} {path}")).encode())
         if not isinstance(request.json, dict):
-            return _Http.response(400, json.dumps(error_body(400, "request body is not a JSON object")).encode())
+            return 0.0, _Http.response(400, json.dumps(error_body(400, "request body is not a JSON object")).encode())
         reply = self._next_reply(request)
-        if reply.delay_ms > 0:
-            await asyncio.sleep(reply.delay_ms / 1000.0)
-        self.served += 1
         if reply.raw_body is not None:
             payload = reply.raw_body
         elif reply.status >= 400:
             payload = json.dumps(error_body(reply.status, reply.error_message or "error")).encode()
         else:
             payload = json.dumps(completion_body(reply, request)).encode()
-        return _Http.response(reply.status, payload, reply.headers)
+        return max(0.0, reply.delay_ms / 1000.0), _Http.response(reply.status, payload, reply.headers)
+
+
+class _DoubleConnection(asyncio.Protocol):
+    """One client connection: frames requests as bytes arrive and answers each after its delay.
+
+    A protocol with timers rather than a stream-reading task: the double must answer hundreds of
+    requests per second while costing the machine (which the client under test shares) little.
+    Answers on one connection leave in request order.
+    """
+
+    def __init__(self, core: _DoubleCore) -> None:
+        self.core = core
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.last_due = 0.0
+        self.number = next(core.accepted)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.core.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        loop = asyncio.get_running_loop()
+        while self.transport is not None and not self.transport.is_closing():
+            try:
+                parsed = _Http.parse_request(self.buffer)
+            except ValueError:
+                self.transport.write(_Http.response(400, json.dumps(error_body(400, "malformed request")).encode()))
+                self.transport.close()
+                return
+            if parsed is None:
+                return
+            method, path, headers, body, used = parsed
+            del self.buffer[:used]
+            delay, payload = self.core.answer(method, path, headers, body, self.number)
+            close = headers.get("connection", "").lower() == "close"
+            due = max(loop.time() + delay, self.last_due + 1e-6)  # strictly later: answers keep their order
+            self.last_due = due
+            loop.call_at(due, self._send, payload, close)  # after the connection is lost, _send does nothing
+
+    def _send(self, payload: bytes, close: bool) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.core.served += 1
+        self.transport.write(payload)
+        if close:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.core.connections.discard(self)
+        self.transport = None
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 class OpenAIDouble:
@@ -372,6 +437,20 @@ class OpenAIDouble:
         """Append replies to the script."""
         self._core.push(*replies)
 
+    def drop_connections(self) -> None:
+        """Close every open client connection now (as a server does with idle keep-alive ones)."""
+        if self._loop is None:
+            return
+        done = threading.Event()
+
+        def close_all() -> None:
+            for connection in list(self._core.connections):
+                connection.close()
+            self._loop.call_soon(done.set)  # after the transports' own close callbacks: the sockets are shut
+
+        self._loop.call_soon_threadsafe(close_all)
+        done.wait(10)
+
     def start(self) -> OpenAIDouble:
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -381,7 +460,7 @@ class OpenAIDouble:
             self._loop = loop
             try:
                 self._server = loop.run_until_complete(
-                    asyncio.start_server(self._core.handle_connection, "127.0.0.1", 0))
+                    loop.create_server(self._core.protocol, "127.0.0.1", 0))
                 self.port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
                 failure.append(exc)
@@ -391,6 +470,8 @@ class OpenAIDouble:
             ready.set()
             loop.run_forever()
             self._server.close()
+            for connection in list(self._core.connections):
+                connection.close()
             loop.run_until_complete(self._server.wait_closed())
             for task in asyncio.all_tasks(loop):
                 task.cancel()
@@ -442,6 +523,20 @@ class DoubleProcess:
         self.port = int(json.loads(line)["port"])
         return self
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the double process has used so far; None where /proc is missing."""
+        if self._proc is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
     def stop(self) -> None:
         if self._proc is None:
             return
@@ -465,14 +560,16 @@ class DoubleProcess:
 
 async def _serve_policy(latency_ms: float, actions_per_turn: int) -> None:
     core = _DoubleCore(PolicyResponder(latency_ms, actions_per_turn), record=False)
-    server = await asyncio.start_server(core.handle_connection, "127.0.0.1", 0, backlog=1024)
-    print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
     loop = asyncio.get_running_loop()
+    server = await loop.create_server(core.protocol, "127.0.0.1", 0, backlog=1024)
+    print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
     stopped = asyncio.Event()
     loop.add_reader(sys.stdin.fileno(), lambda: stopped.set() if not sys.stdin.readline() else None)
     loop.add_signal_handler(signal.SIGTERM, stopped.set)
     await stopped.wait()
     server.close()
+    for connection in list(core.connections):
+        connection.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -481,8 +578,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--actions-per-turn", type=int, default=1)
     args = parser.parse_args(argv)
-    asyncio.run(_serve_policy(args.latency_ms, args.actions_per_turn))
+    with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+        runner.run(_serve_policy(args.latency_ms, args.actions_per_turn))
     return 0
+
+
+def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when installed (about half the CPU per request on loopback), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 if __name__ != "__main__":  # the fixture, for test modules; the script mode does not pay for importing pytest
