@@ -1,4 +1,6 @@
-"""The ``openai`` agent: reply parsing (pure) and the real SDK over HTTP against the scripted test double."""
+"""The ``openai`` agent: reply parsing (pure), and real HTTP against the scripted test double through
+the lean ``ChatClient`` (the default) and through an injected ``openai`` SDK client, which must
+behave and word their failures the same way."""
 
 from __future__ import annotations
 
@@ -268,10 +270,10 @@ async def test_auth_error_is_not_retried(openai_double, observation):
     assert len(openai_double.chat_requests) == 1
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", ["lean", "sdk"])
 async def test_timeout_and_connection_failure_are_clear_errors(openai_double, observation, transport):
     def build(base_url: str, timeout: float) -> OpenAIAgent:
-        client = None if transport == "aiohttp" else openai.AsyncOpenAI(
+        client = None if transport == "lean" else openai.AsyncOpenAI(
             base_url=base_url, api_key=KEY, timeout=timeout, max_retries=0)
         return OpenAIAgent("m", base_url=base_url, api_key=KEY, timeout=timeout, max_retries=0, client=client)
 
@@ -282,7 +284,7 @@ async def test_timeout_and_connection_failure_are_clear_errors(openai_double, ob
             await agent.act(observation, [])
     finally:
         await agent.aclose()
-        if transport == "httpx":  # an injected client is closed by its owner
+        if transport == "sdk":  # an injected client is closed by its owner
             await agent._client.close()
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
@@ -293,8 +295,53 @@ async def test_timeout_and_connection_failure_are_clear_errors(openai_double, ob
             await agent.act(observation, [])
     finally:
         await agent.aclose()
-        if transport == "httpx":
+        if transport == "sdk":
             await agent._client.close()
+
+
+@pytest.mark.parametrize("script", [
+    [http_error(401, message="invalid key")],
+    [http_error(404, message="no such model")],
+    [http_error(429, retry_after="0.01", message=f"rate limited for key {KEY}")] * 2,
+    [http_error(500, retry_after="0.01", message="boom")] * 2,
+    [ScriptedReply(raw_body=b"<html>gateway</html>")],
+], ids=["401", "404", "429-exhausted", "500-exhausted", "not-json"])
+async def test_lean_client_and_sdk_fail_with_the_same_words(openai_double, observation, script):
+    def sdk_agent() -> OpenAIAgent:
+        sdk = openai.AsyncOpenAI(base_url=openai_double.base_url, api_key=KEY, timeout=5.0, max_retries=1)
+        return OpenAIAgent("double-model", base_url=openai_double.base_url, api_key=KEY, timeout=5.0,
+                           max_retries=1, client=sdk)
+
+    words = []
+    for build in (lambda: agent_for(openai_double, max_retries=1), sdk_agent):
+        openai_double.set_script(list(script))
+        agent = build()
+        try:
+            with pytest.raises(LLMCallError) as caught:
+                await agent.act(observation, [])
+        finally:
+            await agent.aclose()
+            if not agent._owns_client:
+                await agent._client.close()
+        words.append(str(caught.value))
+    lean, sdk = words
+    assert lean == sdk
+    assert KEY not in lean
+    assert len(openai_double.chat_requests) == 2 * len(script)  # the same number of attempts each
+
+
+def test_the_lean_client_is_the_default_and_a_proxy_falls_back_to_the_sdk(monkeypatch):
+    from crafter_tui.agents.chat_client import ChatClient
+
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy",
+                 "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    agent = OpenAIAgent("m", base_url="https://api.openai.com/v1", api_key=KEY)
+    assert isinstance(agent._client, ChatClient)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    agent = OpenAIAgent("m", base_url="https://api.openai.com/v1", api_key=KEY)
+    assert isinstance(agent._client, openai.AsyncOpenAI)
+    assert agent._client.api_key == KEY and agent._client.max_retries == agent.max_retries
 
 
 def _history(n: int) -> list[HistoryTurn]:

@@ -6,17 +6,14 @@ exporter) with the ``interact``/``terminate`` tools, and turns the reply into a 
 ``replies.decision_from_completion``. A malformed reply is an *invalid* decision, never an
 exception: the runner records it and asks again.
 
-Transport: ``openai.AsyncOpenAI`` with its own retries (``max_retries``: 429, 408, 409, 5xx,
-timeouts and connection errors, exponential backoff honouring ``Retry-After``). Two choices
-are made for throughput, because at 64 concurrent episodes the client's CPU per call is the
-ceiling on one event loop:
-
-- the SDK's aiohttp transport (``DefaultAioHttpClient``, the SDK's own option for concurrent
-  use) when aiohttp is installed; it costs about half of the default httpx transport per call;
-- the request is sent with the client's generic ``post`` and the body is decoded with
-  ``json.loads`` instead of ``chat.completions.create``: the typed method spends ~2 ms per
-  call transforming our plain-dict parameters and building pydantic models we do not need.
-  Retries, auth, timeouts and error mapping are the same SDK code either way.
+Transport: by default ``chat_client.ChatClient``, a lean HTTP/1.1 keep-alive client that
+mirrors the SDK's request, retry policy (``max_retries``: 429, 408, 409, 5xx, timeouts and
+connection errors, exponential backoff honouring ``Retry-After``) and error classes. At 64
+concurrent episodes the client's CPU per call is the ceiling of one event loop, and the SDK
+spends several times the CPU of the rest of a turn on each request (see ``chat_client``).
+An ``openai.AsyncOpenAI`` can still be injected (``client=``), and is used when the
+environment routes the endpoint through a proxy, which the lean client does not speak; the
+SDK is imported only then. Either way, failures are worded by the same ``_describe_failure``.
 
 The API key is handed to the client and nowhere else: not stored on the agent, not in
 decisions, settings or error messages (errors are scrubbed of it).
@@ -29,29 +26,34 @@ import functools
 import json
 import ssl
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import openai
 from pydantic import SecretStr
 
 from crafter_tui.agents import prompting
 from crafter_tui.agents.base import AgentDecision, HistoryTurn, TurnObservation
+from crafter_tui.agents.chat_client import (
+    ChatClient, ChatClientError, ChatConnectionError, ChatStatusError, ChatTimeoutError, uses_proxy,
+)
 from crafter_tui.agents.replies import decision_from_completion
 from crafter_tui.config import AppConfig
 from crafter_tui.errors import UserError
+
+if TYPE_CHECKING:  # imported at run time only when an SDK client is used (it costs ~1.5 s to import)
+    import openai
 
 #: Servers that do not check keys (vLLM, Ollama, our own) still need *a* bearer value.
 PLACEHOLDER_KEY = "EMPTY"
 OPENAI_HOST = "api.openai.com"
 RETRIED_STATUSES = frozenset({408, 409, 429})
 
-#: Attempts made by the current ``act`` call (counted by an HTTP request hook on our own client).
+#: Attempts made by the current ``act`` call on an SDK client (counted by an HTTP request hook).
 _attempts: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("openai_agent_attempts", default=None)
 
 
 class LLMCallError(RuntimeError):
-    """The endpoint could not be reached or refused the call (after the SDK's retries).
+    """The endpoint could not be reached or refused the call (after the client's retries).
 
     The runner records the episode as ``agent_error`` with this message, so it says what
     failed and where, and it never contains the API key.
@@ -86,26 +88,35 @@ def shared_ssl_context() -> ssl.SSLContext:
     Building one loads the CA bundle (0.05-0.4 s of CPU); the runner builds one agent per
     episode, so without sharing, starting 64 episodes would block the event loop for seconds.
     """
-    try:  # the SDK's own HTTP library and default context (honours SSL_CERT_FILE and friends)
+    try:  # the SDK's HTTP library and default context (certifi; honours SSL_CERT_FILE and friends)
         import httpx2 as http_library  # openai >= 3
     except ImportError:  # pragma: no cover - older SDKs use httpx
         import httpx as http_library
     return http_library.create_ssl_context()
 
 
-def make_client(base_url: str, api_key: str, timeout: float, max_retries: int) -> openai.AsyncOpenAI:
-    """An ``AsyncOpenAI`` on the aiohttp transport when available (see module docstring)."""
+def make_sdk_client(base_url: str, api_key: str, timeout: float, max_retries: int) -> openai.AsyncOpenAI:
+    """An ``AsyncOpenAI`` on the aiohttp transport when available (used when a proxy is configured)."""
+    import openai
+
     hooks = {"request": [_count_attempt], "response": []}
     options: dict[str, Any] = {"timeout": timeout, "event_hooks": hooks, "verify": shared_ssl_context()}
     aiohttp_client = getattr(openai, "DefaultAioHttpClient", None)
     try:
-        if aiohttp_client is None:
-            raise RuntimeError("this openai SDK has no aiohttp transport")
+        if aiohttp_client is None or uses_proxy(base_url):  # the httpx transport honours proxy settings
+            raise RuntimeError("use the httpx transport")
         http_client = aiohttp_client(**options)
-    except RuntimeError:  # aiohttp extra not installed: the SDK's default transport
+    except RuntimeError:  # aiohttp extra not installed, or a proxy: the SDK's default transport
         http_client = openai.DefaultAsyncHttpxClient(**options)
     return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout,
                               max_retries=max_retries, http_client=http_client)
+
+
+def make_client(base_url: str, api_key: str, timeout: float, max_retries: int) -> ChatClient | openai.AsyncOpenAI:
+    """The lean ``ChatClient``, or the SDK when the environment names a proxy for ``base_url``."""
+    if uses_proxy(base_url):
+        return make_sdk_client(base_url, api_key, timeout, max_retries)
+    return ChatClient(base_url, api_key, timeout=timeout, max_retries=max_retries, ssl_context=shared_ssl_context)
 
 
 class OpenAIAgent:
@@ -128,7 +139,7 @@ class OpenAIAgent:
         max_retries: int | None = None,
         tool_choice: str | dict[str, Any] = "auto",
         system_prompt: str = prompting.SYSTEM_PROMPT,
-        client: openai.AsyncOpenAI | None = None,
+        client: ChatClient | openai.AsyncOpenAI | None = None,
     ) -> None:
         """Explicit arguments win; the rest come from ``config`` (``[openai]``, ``[eval]``) or its defaults."""
         if not model or not model.strip():
@@ -142,6 +153,7 @@ class OpenAIAgent:
         self.temperature = run.temperature if temperature is None else temperature
         self.max_tokens = run.max_tokens if max_tokens is None else max_tokens
         self.tool_choice = tool_choice
+        self._episode_seed = 0
         self.timeout = section.timeout if timeout is None else timeout
         self.max_retries = section.max_retries if max_retries is None else max_retries
         self.endpoint = redact_url(base_url)
@@ -154,7 +166,8 @@ class OpenAIAgent:
         self._client = client
 
     @classmethod
-    def from_config(cls, config: AppConfig, model: str, *, client: openai.AsyncOpenAI | None = None) -> OpenAIAgent:
+    def from_config(cls, config: AppConfig, model: str, *,
+                    client: ChatClient | openai.AsyncOpenAI | None = None) -> OpenAIAgent:
         """The agent the ``[openai]`` and ``[eval]`` config sections describe."""
         return cls(model, config=config, client=client)
 
@@ -176,8 +189,12 @@ class OpenAIAgent:
                 "timeout": self.timeout, "max_retries": self.max_retries}
 
     def request_body(self, obs: TurnObservation, history: list[HistoryTurn]) -> dict[str, Any]:
-        """The chat-completions request for this turn."""
-        return {
+        """The chat-completions request for this turn.
+
+        A sampled turn (temperature > 0) carries a seed derived from the episode seed and the
+        turn, so a server that honours ``seed`` replays the same episode on the same seed.
+        """
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": prompting.build_messages(self.system_prompt, history, obs.text, self.history_turns),
             "tools": prompting.TOOLS,
@@ -185,33 +202,52 @@ class OpenAIAgent:
             "temperature": self.temperature,
             self._max_tokens_field: self.max_tokens,
         }
+        if self.temperature > 0:
+            body["seed"] = (self._episode_seed * 100_003 + obs.turn) % 2**31
+        return body
 
     async def start_episode(self, seed: int) -> None:
-        """Nothing to reset: the runner passes the history in each turn."""
+        """Remember the episode seed (sampled turns derive their request seed from it)."""
+        self._episode_seed = seed
 
     async def act(self, obs: TurnObservation, history: list[HistoryTurn]) -> AgentDecision:
         """Ask the model for this turn's actions; raises ``LLMCallError`` when the call itself fails."""
         body = self.request_body(obs, history)
+        started = time.perf_counter()
+        if isinstance(self._client, ChatClient):
+            try:
+                raw, attempts = await self._client.chat_completions(body)
+            except ChatClientError as exc:
+                raise LLMCallError(self._describe_failure(exc)) from None
+        else:
+            raw, attempts = await self._sdk_post(body)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+            raise LLMCallError(f"model endpoint {self.endpoint} returned a body that is not JSON: "
+                               f"{self._scrub(text[:200])!r}") from None
+        decision = decision_from_completion(payload)
+        decision.latency_ms = latency_ms
+        if attempts > 1:
+            decision.extra["retries"] = attempts - 1
+        return decision
+
+    async def _sdk_post(self, body: dict[str, Any]) -> tuple[str, int]:
+        """The call through an ``openai.AsyncOpenAI``: the generic ``post`` returns the body text
+        without building the typed response models (~2 ms per call we do not need)."""
+        import openai
+
         counter = [0]
         token = _attempts.set(counter)
-        started = time.perf_counter()
         try:
             text = await self._client.post("/chat/completions", cast_to=str, body=body)
         except openai.APIError as exc:
             raise LLMCallError(self._describe_failure(exc)) from None
         finally:
             _attempts.reset(token)
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            raise LLMCallError(f"model endpoint {self.endpoint} returned a body that is not JSON: "
-                               f"{self._scrub(text[:200])!r}") from None
-        decision = decision_from_completion(payload)
-        decision.latency_ms = latency_ms
-        if counter[0] > 1:
-            decision.extra["retries"] = counter[0] - 1
-        return decision
+        return text, counter[0]
 
     def record_result(self, decision: AgentDecision, tool_result: str) -> None:
         """Nothing to learn here: the result comes back through the history the runner keeps."""
@@ -221,18 +257,20 @@ class OpenAIAgent:
             await self._client.close()
 
     # -- errors ---------------------------------------------------------------------
-    def _describe_failure(self, exc: openai.APIError) -> str:
+    def _describe_failure(self, exc: Exception) -> str:
+        """One wording for the lean client's errors and the SDK's (``openai.APIError``)."""
         where = f"model endpoint {self.endpoint} (model {self.model!r})"
-        if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        kind = _failure_kind(exc)
+        if kind in ("timeout", "connection"):
             # the aiohttp transport reports refused connections as timeouts: look for the OS error
             refused = _os_error(exc)
-            if isinstance(exc, openai.APITimeoutError) and refused is None:
+            if kind == "timeout" and refused is None:
                 text = f"{where} timed out after {self.timeout:g} s, {self.max_retries} retries"
             else:
                 cause = refused or _root_cause(exc)
                 text = (f"could not connect to {where}, {self.max_retries} retries: "
                         f"{type(cause).__name__}: {cause}")
-        elif isinstance(exc, openai.APIStatusError):
+        elif kind == "status":
             status = exc.status_code
             retried = status in RETRIED_STATUSES or status >= 500
             text = f"{where} answered HTTP {status}" + (f" after {self.max_retries} retries" if retried else "")
@@ -246,6 +284,27 @@ class OpenAIAgent:
         if isinstance(key, str) and len(key) >= 4 and key != PLACEHOLDER_KEY:
             text = text.replace(key, "***")
         return text
+
+
+def _failure_kind(exc: Exception) -> str:
+    """``timeout``, ``connection``, ``status`` or ``other``, for either client's exceptions."""
+    if isinstance(exc, ChatTimeoutError):
+        return "timeout"
+    if isinstance(exc, ChatConnectionError):
+        return "connection"
+    if isinstance(exc, ChatStatusError):
+        return "status"
+    if isinstance(exc, ChatClientError):
+        return "other"
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection"
+    if isinstance(exc, openai.APIStatusError):
+        return "status"
+    return "other"
 
 
 def _os_error(exc: BaseException) -> OSError | None:
@@ -269,13 +328,14 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def _error_message(exc: openai.APIStatusError) -> str:
+def _error_message(exc: Any) -> str:
+    """The error's ``message`` field from the body (either client's status error), else its own text."""
     body = exc.body
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and isinstance(inner.get("message"), str):
             return inner["message"]
-    return exc.message
+    return getattr(exc, "message", None) or str(exc)
 
 
 def _status_hint(status: int) -> str:
