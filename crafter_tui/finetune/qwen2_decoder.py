@@ -4,8 +4,9 @@ Why not ``model(...)``: for the built-in models one Hugging Face forward costs ~
 generated token on a 2-core CPU although the arithmetic takes well under 1 ms. The rest is
 per-call Python (output capturing, mask building, kwargs plumbing) and ``DynamicCache``
 appending with ``torch.cat`` (the whole cache is copied at every token). This module runs
-the same computation with the model's own weight tensors (no copies, so a model changed
-in place stays in sync) and a pre-sized KV cache written in place.
+the same computation with fewer, larger ops (q/k/v and gate/up projections stacked into one
+matrix each: a snapshot of the weights taken at construction, so build a new decoder after
+changing the model) and a pre-sized KV cache written in place.
 
 It mirrors ``transformers.models.qwen2.modeling_qwen2`` op for op (RMSNorm in float32, the
 same rotary tables, SDPA with the key/value heads packed for a single query token), so its
