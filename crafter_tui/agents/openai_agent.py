@@ -124,6 +124,8 @@ class OpenAIAgent:
 
     kind = "openai"
     needs_semantic_map = False
+    #: every ``act`` waits for the endpoint, so the episode loop need not yield on its own
+    act_awaits_io = True
 
     def __init__(
         self,

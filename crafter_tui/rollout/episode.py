@@ -175,6 +175,9 @@ async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agen
     state = await _env_call(env.reset(job.seed))
     history: list[HistoryTurn] = []
     render = OBSERVATION_FORMATS[spec.observation]
+    # An agent whose every act() waits on I/O (an LLM call) already lets the other episodes run;
+    # yielding again would hold its next request back behind every episode that is ready.
+    yields_in_act = getattr(agent, "act_awaits_io", False)
     last_progress = 0.0
     while True:
         if tally.turns >= spec.turn_limit:
@@ -227,7 +230,8 @@ async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agen
             return
         if done:
             return
-        await asyncio.sleep(0)  # let other episodes and the event consumer run
+        if not yields_in_act:
+            await asyncio.sleep(0)  # let other episodes and the event consumer run
 
 
 def _tool_result(decision: AgentDecision, new: list[str], done: bool) -> str:
