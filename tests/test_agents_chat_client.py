@@ -338,3 +338,52 @@ async def test_closed_client_refuses_new_requests(openai_double):
     await client.close()
     with pytest.raises(ChatConnectionError, match="closed"):
         await client.chat_completions(BODY)
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    """A throwaway self-signed certificate for 127.0.0.1 (needs the openssl command line)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+async def test_https_endpoint_with_certificate_verification(tls_files):
+    import ssl
+
+    cert, key = tls_files
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    body = b'{"choices": []}'
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := (await reader.readuntil(b"\r\n\r\n")).decode().lower():
+                await reader.readexactly(int(head.split("content-length:")[1].split("\r\n")[0]))
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_context)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+    trusting = client_for(url, ssl_context=lambda: ssl.create_default_context(cafile=str(cert)))
+    untrusting = client_for(url, max_retries=0, ssl_context=ssl.create_default_context())
+    try:
+        assert [await trusting.chat_completions(BODY) for _ in range(2)] == [(body, 1), (body, 1)]
+        assert len(trusting._idle) == 1  # kept alive over TLS
+        with pytest.raises(ChatConnectionError) as caught:
+            await untrusting.chat_completions(BODY)
+        assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
+    finally:
+        await trusting.close()
+        await untrusting.close()
+        server.close()

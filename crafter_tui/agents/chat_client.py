@@ -381,7 +381,7 @@ class ChatClient:
         Raises ``ChatStatusError``, ``ChatTimeoutError`` or ``ChatConnectionError`` once the
         retries are spent (or at once for errors that are not retried).
         """
-        return await self.post(CHAT_COMPLETIONS, json.dumps(body, ensure_ascii=False).encode("utf-8"))
+        return await self.post(CHAT_COMPLETIONS, json.dumps(body).encode("ascii"))  # ASCII: \u escapes
 
     async def post(self, path: str, body: bytes) -> tuple[bytes, int]:
         """POST ``body`` (JSON) to ``{base_url}/{path}`` with retries; see ``chat_completions``."""
