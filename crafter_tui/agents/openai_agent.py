@@ -96,18 +96,11 @@ def shared_ssl_context() -> ssl.SSLContext:
 
 
 def make_sdk_client(base_url: str, api_key: str, timeout: float, max_retries: int) -> openai.AsyncOpenAI:
-    """An ``AsyncOpenAI`` on the aiohttp transport when available (used when a proxy is configured)."""
+    """An ``AsyncOpenAI`` on the SDK's httpx transport, which honours the proxy settings (see ``make_client``)."""
     import openai
 
     hooks = {"request": [_count_attempt], "response": []}
-    options: dict[str, Any] = {"timeout": timeout, "event_hooks": hooks, "verify": shared_ssl_context()}
-    aiohttp_client = getattr(openai, "DefaultAioHttpClient", None)
-    try:
-        if aiohttp_client is None or uses_proxy(base_url):  # the httpx transport honours proxy settings
-            raise RuntimeError("use the httpx transport")
-        http_client = aiohttp_client(**options)
-    except RuntimeError:  # aiohttp extra not installed, or a proxy: the SDK's default transport
-        http_client = openai.DefaultAsyncHttpxClient(**options)
+    http_client = openai.DefaultAsyncHttpxClient(timeout=timeout, event_hooks=hooks, verify=shared_ssl_context())
     return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout,
                               max_retries=max_retries, http_client=http_client)
 
