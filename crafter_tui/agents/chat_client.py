@@ -1,11 +1,12 @@
-"""A lean OpenAI-compatible chat-completions client: HTTP/1.1 keep-alive on asyncio streams.
+"""A lean OpenAI-compatible chat-completions client: HTTP/1.1 keep-alive on an asyncio protocol.
 
 Why not the ``openai`` SDK: at 64 concurrent episodes the client's CPU per call is the
-ceiling of one event loop. The SDK spends ~1.5-2 ms of CPU per request (option models,
-header merging, URL parsing, the httpx request/response objects, the transport adapter);
-the rollout needs the whole turn (model call, env step, observation, trace lines) in
-~1.5 ms. This client does only what a chat-completions POST needs and keeps the SDK's
-observable behaviour, so the agent's errors, retries and records do not change:
+ceiling of one event loop. Through the SDK (option models, header merging, URL parsing, the
+httpx request/response objects, the transport adapter) a whole rollout turn cost ~2.8 ms of
+CPU (``benchmarks/bench_llm_concurrency.py``); with this client it costs ~1 ms, of which the
+world step and observation are most. This client does only what a chat-completions POST needs
+and keeps the SDK's observable behaviour, so the agent's errors, retries and records do not
+change:
 
 - the same request: ``POST {base_url}/chat/completions`` with ``Authorization: Bearer``,
   JSON content type and accept headers, ``OpenAI-Organization`` / ``OpenAI-Project`` from
@@ -20,8 +21,8 @@ observable behaviour, so the agent's errors, retries and records do not change:
   ``ChatTimeoutError``).
 
 HTTP/1.1 framing (``parse_response``) covers ``Content-Length``, chunked and read-to-close
-bodies and interim 1xx responses. One deliberate simplification: ``timeout`` bounds each attempt as a whole (connect, send and
-the complete response), not each socket read. Redirects are not followed (an OpenAI-compatible
+bodies and interim 1xx responses. One deliberate simplification: ``timeout`` bounds each
+attempt as a whole (connect, send and the complete response), not each socket read. Redirects are not followed (an OpenAI-compatible
 endpoint does not redirect POSTs). Proxies are not spoken: ``uses_proxy`` tells the agent
 to fall back to the SDK when the environment names one for the endpoint.
 

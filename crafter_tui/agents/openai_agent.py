@@ -10,7 +10,7 @@ Transport: by default ``chat_client.ChatClient``, a lean HTTP/1.1 keep-alive cli
 mirrors the SDK's request, retry policy (``max_retries``: 429, 408, 409, 5xx, timeouts and
 connection errors, exponential backoff honouring ``Retry-After``) and error classes. At 64
 concurrent episodes the client's CPU per call is the ceiling of one event loop, and the SDK
-spends several times the CPU of the rest of a turn on each request (see ``chat_client``).
+spends about twice the CPU of the rest of a turn on each request (see ``chat_client``).
 An ``openai.AsyncOpenAI`` can still be injected (``client=``), and is used when the
 environment routes the endpoint through a proxy, which the lean client does not speak; the
 SDK is imported only then. Either way, failures are worded by the same ``_describe_failure``.
