@@ -15,7 +15,7 @@ from crafter_tui.agents import prompting
 from crafter_tui.agents.base import HistoryTurn
 from crafter_tui.world.env import CrafterWorld
 from crafter_tui.world.rules import ACTIONS, SEMANTIC_NAMES
-from crafter_tui.world.text_obs import render_text_observation
+from crafter_tui.world.text_obs import OBSERVATION_FORMATS
 
 _MOVES = ["move_left", "move_right", "move_up", "move_down"]
 
@@ -29,11 +29,14 @@ def _scripted_choice(facing: str, rng: random.Random) -> tuple[list[str], str]:
 
 
 def scripted_conversations(turns: int, seed: int = 0, history_turns: int = 1, max_steps: int = 200,
-                           system_prompt: str = prompting.SYSTEM_PROMPT) -> list[dict]:
+                           system_prompt: str | None = None, observation: str = "full") -> list[dict]:
     """``turns`` chat rows (system, history, observation, interact call) from scripted episodes.
 
-    Tests pass a short ``system_prompt`` to keep sequences (and test time) small.
+    ``observation`` picks the text format (and, unless ``system_prompt`` is given, its system
+    prompt); tests pass a short ``system_prompt`` to keep sequences (and test time) small.
     """
+    render = OBSERVATION_FORMATS[observation]
+    system_prompt = prompting.SYSTEM_PROMPTS[observation] if system_prompt is None else system_prompt
     rng = random.Random(seed)
     rows: list[dict] = []
     episode = 0
@@ -44,9 +47,9 @@ def scripted_conversations(turns: int, seed: int = 0, history_turns: int = 1, ma
         for turn in range(max_steps):
             if len(rows) >= turns:
                 break
-            observation = render_text_observation(state, turn=turn, max_steps=max_steps)
+            text = render(state, turn=turn, max_steps=max_steps)
             actions, reasoning = _scripted_choice(SEMANTIC_NAMES[state.facing_id], rng)
-            messages = prompting.build_messages(system_prompt, history, observation, history_turns)
+            messages = prompting.build_messages(system_prompt, history, text, history_turns)
             assistant = prompting.interact_message(actions, reasoning, f"call_{episode}_{turn}")
             rows.append({"messages": [*messages, assistant], "tools": prompting.TOOLS})
             done, unlocked = False, []
@@ -56,7 +59,7 @@ def scripted_conversations(turns: int, seed: int = 0, history_turns: int = 1, ma
                 unlocked += outcome.new_achievements
                 if done:
                     break
-            history.append(HistoryTurn(observation, assistant, prompting.tool_result_text(actions, unlocked, done)))
+            history.append(HistoryTurn(text, assistant, prompting.tool_result_text(actions, unlocked, done)))
             if done:
                 break
         episode += 1
