@@ -465,6 +465,23 @@ def test_openai_host_needs_a_key_and_gets_max_completion_tokens(observation):
         OpenAIAgent("", base_url="http://127.0.0.1:9/v1")
 
 
+async def test_sampled_turns_carry_a_seed_from_the_episode_seed_and_the_turn(observation):
+    """A server that honours ``seed`` then replays a sampled episode; greedy turns send none."""
+    import dataclasses
+
+    greedy = OpenAIAgent("m", base_url="http://127.0.0.1:9/v1", temperature=0.0)
+    assert "seed" not in greedy.request_body(observation, [])
+    sampled = OpenAIAgent("m", base_url="http://127.0.0.1:9/v1", temperature=0.7)
+    await sampled.start_episode(5)
+    first = sampled.request_body(observation, [])["seed"]
+    later = sampled.request_body(dataclasses.replace(observation, turn=1), [])["seed"]
+    await sampled.start_episode(6)
+    other_episode = sampled.request_body(observation, [])["seed"]
+    await sampled.start_episode(5)
+    assert sampled.request_body(observation, [])["seed"] == first
+    assert len({first, later, other_episode}) == 3
+
+
 # --------------------------------------------------------------------------- end to end through the runner
 def _policy_with_invalid_replies(request):
     """Every third reply is plain text (an invalid turn); the rest are valid moves."""
