@@ -46,6 +46,7 @@ class PipelineSpec(BaseModel):
     observation: ObservationFormat = "full"
     difficulty: Difficulty = "normal"
     concurrency: int = Field(8, ge=1)
+    data_workers: int = Field(1, ge=1, le=256, description="processes for the data rollouts (--workers)")
     # 2. selection
     filter: FilterSpec = Field(default_factory=FilterSpec)
     # 3. fine-tuning
@@ -170,6 +171,7 @@ class PipelineService:
         rollout = RolloutSpec(
             agent=spec.data_agent, model=spec.data_model, episodes=spec.data_episodes, seed=spec.data_seed,
             max_steps=spec.max_steps, difficulty=spec.difficulty, concurrency=spec.concurrency,
+            workers=spec.data_workers,
             history_turns=spec.history_turns, observation=spec.observation, out_dir=self.config.output.trace_dir,
             run_id=None if partial.get("run_id") else f"{spec.experiment_prefix}-data",
             resume=partial.get("run_id"))
