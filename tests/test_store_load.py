@@ -163,3 +163,29 @@ def test_traces_cli_list_show_compact(tmp_path: Path, capsys: pytest.CaptureFixt
     assert (root / "run-b" / COMPACT_DIR / "manifest.json").is_file()
     assert main(["traces", "list", "--dir", str(root)]) == 0
     assert "run-a" in capsys.readouterr().out
+
+
+def test_a_rerun_appended_after_the_snapshot_wins_over_the_compacted_line(tmp_path: Path) -> None:
+    """DuckDB reads the snapshot itself; new lines must still get later sequence numbers."""
+    root = small_store(tmp_path)
+    TraceStore.open(root, turns=True).compact()
+    reopened = TraceStore.open(root, turns=True)
+    rerun = Episode([Turn(["do"], ["collect_wood"]), Turn(["noop"], ["place_table"])])
+    with (root / "run-a" / EPISODES_FILE).open("a") as handle:
+        handle.write(summary("run-a", 0, rerun, 9, "model-a").model_dump_json() + "\n")
+    assert reopened.refresh().new_episode_lines == 1
+    row = reopened.cursor().execute(
+        "SELECT achievements, count(*) OVER () FROM episodes WHERE run_id = 'run-a' AND episode = 0").fetchall()
+    assert row == [(["collect_wood", "place_table"], 1)]
+    seqs = reopened.cursor().execute("SELECT count(DISTINCT seq), count(*) FROM episode_lines").fetchone()
+    assert seqs[0] == seqs[1]
+
+
+def test_freed_memory_is_given_back_where_glibc_allows() -> None:
+    import sys
+
+    from crafter_tui.traces.memory import _malloc_trim, release_freed_memory
+
+    if sys.platform.startswith("linux"):
+        assert _malloc_trim() is not None
+    release_freed_memory()  # safe to call at any time

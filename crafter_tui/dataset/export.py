@@ -32,6 +32,7 @@ from crafter_tui.dataset.tokens import (
 )
 from crafter_tui.agents.prompting import TOOLS
 from crafter_tui.errors import UserError
+from crafter_tui.traces.memory import release_freed_memory
 from crafter_tui.traces.store import TraceStore
 
 ExportFormat = Literal["jsonl", "parquet"]
@@ -76,6 +77,7 @@ def export_selection(store: TraceStore, spec: FilterSpec, output: Path, *, fmt: 
     cursor = store.cursor()
     build_selection(cursor, spec)
     total = cursor.execute("SELECT count(DISTINCT example_key) FROM selection").fetchone()[0]
+    release_freed_memory()  # the selection's window queries left freed pages mapped
     valid_path = validation_path(output) if spec.validation_split > 0 else None
     output.parent.mkdir(parents=True, exist_ok=True)
     runs = _runs(store)

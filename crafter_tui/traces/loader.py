@@ -160,6 +160,7 @@ def parse_block(path: Path, block: bytes, first_line: int, kind: RecordKind) -> 
             io.BytesIO(block),
             read_options=pajson.ReadOptions(block_size=4 * 1024 * 1024),
             parse_options=pajson.ParseOptions(explicit_schema=kind.schema, unexpected_field_behavior="ignore"),
+            memory_pool=pa.system_memory_pool(),  # malloc: its freed pages can be trimmed (traces.memory)
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
         return _parse_slow(path, block, first_line, kind)

@@ -58,10 +58,12 @@ INSERT: dict[str, str] = {
         done, new_achievements FROM _new_rows""",
 }
 
+#: ``?`` = the path of a run's Parquet snapshot (written by ``compact``).
 INSERT_SNAPSHOT: dict[str, str] = {
-    "episode_lines": "INSERT INTO episode_lines SELECT * FROM _snapshot",
-    "turn_index": "INSERT INTO turn_index SELECT * FROM _snapshot",
+    "episode_lines": "INSERT INTO episode_lines SELECT * FROM read_parquet(?)",
+    "turn_index": "INSERT INTO turn_index SELECT * FROM read_parquet(?)",
 }
+SNAPSHOT_MAX_SEQ = "SELECT max(seq) FROM read_parquet(?)"
 
 SELECT_RUN_ROWS: dict[str, str] = {
     "episode_lines": "SELECT * FROM episode_lines WHERE run_id = ? ORDER BY seq",
