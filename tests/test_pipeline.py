@@ -39,3 +39,20 @@ async def test_pipeline_runs_every_stage_and_a_rerun_redoes_none(tmp_path):
         skipped = [e.stage for e in again if isinstance(e, StageFinished) and e.skipped]
         assert skipped == STAGES[:-1]  # only the comparison is recomputed
         assert not [e for e in again if isinstance(e, StageStarted) and e.stage != "compare"]
+
+
+async def test_a_data_rollout_where_every_episode_fails_stops_at_the_rollout_stage(tmp_path):
+    import pytest
+
+    from crafter_tui.errors import UserError
+
+    workdir = tmp_path / "work"
+    config = demo_config(AppConfig(), workdir, free_port())
+    config.openai.base_url, config.openai.api_key = "http://127.0.0.1:9/v1", "k"
+    config.openai.max_retries, config.openai.timeout = 0, 2.0
+    spec = PipelineSpec(workdir=workdir, data_agent="openai", data_model="nowhere", data_episodes=2, max_steps=10,
+                        models=["crafter-tiny"], baselines=["random"], experiment_prefix="t")
+    with pytest.raises(UserError, match=r"every data episode failed \(agent_error; first, seed \d+: .*127\.0\.0\.1:9"):
+        [event async for event in PipelineService(config).run(spec)]
+    state = json.loads((workdir / "pipeline.json").read_text())["stages"]
+    assert not state["rollout"]["finished"] and "export" not in state

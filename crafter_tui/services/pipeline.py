@@ -23,6 +23,7 @@ from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.errors import UserError
 from crafter_tui.evaluation.compare import Comparison
 from crafter_tui.rollout.events import EpisodeFinished, RunStarted
+from crafter_tui.rollout.runner import RETRIED_ON_RESUME
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.traces.jsonl import write_json_atomic
 
@@ -177,16 +178,22 @@ class PipelineService:
             resume=partial.get("run_id"))
         yield StageStarted(stage=stage, detail=f"{spec.data_episodes} {spec.data_agent} episodes, "
                            f"seeds {spec.data_seed}..{spec.data_seed + spec.data_episodes - 1}")
-        finished = 0
+        finished, played, failures = 0, 0, []
         async for event in RolloutService(self.config).run(rollout):
             if isinstance(event, RunStarted):
                 state.save(stage, run_id=event.run_id, run_dir=str(event.run_dir), finished=False)
                 finished = event.episodes - event.pending
             elif isinstance(event, EpisodeFinished):
-                finished += 1
+                finished, played = finished + 1, played + 1
+                if event.summary.termination in RETRIED_ON_RESUME:
+                    failures.append(event.summary)
                 yield StageProgress(stage=stage, done=finished, total=spec.data_episodes,
                                     message=f"episode {event.summary.seed}: {event.summary.num_achievements} "
                                             "achievements")
+        if played and len(failures) == played:
+            first = failures[0]
+            raise UserError(f"every data episode failed ({first.termination}; first, seed {first.seed}: "
+                            f"{first.error}); fix the cause and run again to replay them", where="pipeline rollout")
         state.save(stage, finished=True)
         yield StageFinished(stage=stage, result=state.stages[stage], wall_s=time.perf_counter() - clock)
 
