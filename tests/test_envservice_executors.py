@@ -159,7 +159,8 @@ async def test_killing_a_worker_ends_only_its_episodes(tmp_path):
                     os.kill(child.pid, signal.SIGKILL)
                     killed.append(child.pid)
 
-    spec = _spec(tmp_path, run_id="killed", episodes=4, max_steps=150, concurrency=2, workers=2)
+    # long episodes: the parent sees step 10 of episode 1 well before the worker could finish it
+    spec = _spec(tmp_path, run_id="killed", episodes=4, max_steps=1000, concurrency=2, workers=2)
     result = await run_rollout(spec, AppConfig(), on_event)
     assert killed, "the worker was killed mid-episode"
     by_episode = {s.episode: s for s in result.summaries}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
-import queue
+from multiprocessing import connection
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -195,12 +195,13 @@ def _worker_main(index: int, spec_data: dict[str, Any], config_data: dict[str, A
     try:
         spec = RolloutSpec.model_validate(spec_data)
         config = AppConfig.model_validate(config_data)
-        sink = MessageSink(lambda batch: out.put(("batch", batch)))
+        sink = MessageSink(lambda batch: out.send(("batch", batch)))
         run_worker_loop(play_jobs(spec, config, [EpisodeJob(*job) for job in jobs], run_id, sink, lanes))
         sink.flush()
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the open episodes
         error = f"{exc.__class__.__name__}: {exc}"
-    out.put(("exit", (index, error)))
+    out.send(("exit", (index, error)))
+    out.close()
 
 
 def dump_config(config: AppConfig) -> dict[str, Any]:
@@ -240,42 +241,59 @@ class ProcessPoolExecutor:
         if not blocks:
             return
         ctx = self._context()
-        out = ctx.Queue()
         lanes = max(1, spec.concurrency // len(blocks))
         spec_data, config_data = spec.model_dump(mode="json"), dump_config(config)
+        # One pipe per worker, not a shared Queue: a worker killed mid-write would leave a shared
+        # queue's lock held (the other workers block forever) or a torn message in the one stream.
+        pipes = [ctx.Pipe(duplex=False) for _ in blocks]
         procs = [ctx.Process(target=_worker_main, name=f"crafter-worker-{i}", daemon=True,
                              args=(i, spec_data, config_data, run_id, [(j.episode, j.seed, j.attempt) for j in block],
-                                   lanes, out)) for i, block in enumerate(blocks)]
+                                   lanes, pipes[i][1])) for i, block in enumerate(blocks)]
         for proc in procs:
             proc.start()
+        for _, writer in pipes:
+            writer.close()  # the worker holds the only write end: its death reads as end of file
         delivery = Delivery(sink, spec, run_id)
         try:
-            await self._pump(out, procs, blocks, delivery)
+            await self._pump([reader for reader, _ in pipes], procs, blocks, delivery)
             delivery.fail(jobs, "its worker process ended without finishing it")  # safety net: no-op normally
         finally:
             for proc in procs:
                 if proc.is_alive():
                     proc.terminate()
                 proc.join(timeout=5)
-            out.close()
+            for reader, _ in pipes:
+                reader.close()
 
-    async def _pump(self, out: Any, procs: list[Any], blocks: list[list[EpisodeJob]], delivery: Delivery) -> None:
-        """Deliver batches until every worker has exited; a worker that died has its open episodes failed."""
+    async def _pump(self, readers: list[Any], procs: list[Any], blocks: list[list[EpisodeJob]],
+                    delivery: Delivery) -> None:
+        """Deliver batches until every worker's pipe has closed; a worker that died has its open episodes failed."""
         loop = asyncio.get_running_loop()
         alive = set(range(len(procs)))
-        while alive:
-            try:
-                kind, payload = await loop.run_in_executor(None, out.get, True, 0.2)
-            except queue.Empty:
-                for index in [i for i in sorted(alive) if not procs[i].is_alive()]:
-                    await asyncio.sleep(0.2)  # its last messages may still be in the pipe
-                    self._drain(out, delivery, alive, blocks)
-                    if index in alive:
+        open_readers = {reader: index for index, reader in enumerate(readers)}
+        while open_readers:
+            ready = await loop.run_in_executor(None, connection.wait, list(open_readers), 0.5)
+            for reader in ready:
+                if not self._read_all(reader, open_readers[reader], delivery, alive, blocks):
+                    index = open_readers.pop(reader)
+                    if index in alive:  # it died before its "exit" message
+                        procs[index].join(timeout=5)
                         alive.discard(index)
                         delivery.fail(blocks[index], f"worker process {procs[index].name} died "
                                                      f"(exit code {procs[index].exitcode})")
-                continue
+
+    def _read_all(self, reader: Any, index: int, delivery: Delivery, alive: set[int],
+                  blocks: list[list[EpisodeJob]]) -> bool:
+        """Handle every message waiting in one worker's pipe (one wake-up per burst, not per message);
+        False once the pipe reads as closed: the worker exited, or was killed."""
+        while True:
+            try:
+                kind, payload = reader.recv()
+            except (EOFError, OSError):
+                return False
             self._handle(kind, payload, delivery, alive, blocks)
+            if not reader.poll():
+                return True
 
     @staticmethod
     def _handle(kind: str, payload: Any, delivery: Delivery, alive: set[int], blocks: list[list[EpisodeJob]]) -> None:
@@ -287,13 +305,6 @@ class ProcessPoolExecutor:
         if error is not None:
             delivery.fail(blocks[index], f"worker process failed: {error}")
 
-    def _drain(self, out: Any, delivery: Delivery, alive: set[int], blocks: list[list[EpisodeJob]]) -> None:
-        while True:
-            try:
-                kind, payload = out.get_nowait()
-            except queue.Empty:
-                return
-            self._handle(kind, payload, delivery, alive, blocks)
 
 
 # -- Modal ---------------------------------------------------------------------------------------------
