@@ -70,21 +70,26 @@ def _short_offset(dx: int, dy: int) -> str:
     return "".join(parts) or "0"
 
 
-def render_compact_observation(state: WorldState, *, turn: int, max_steps: int) -> str:
-    """A short form of the same facts for small models (~3x fewer tokens than ``full``).
-
-    Same grid and symbols; the legend is left to the system prompt, offsets are written as
-    ``2n1e`` (2 north, 1 east), vitals and inventory as ``name count`` pairs.
-    """
+def _short_lines(state: WorldState) -> dict[str, str]:
+    """The ``near``, ``face``, vitals and ``inv`` lines shared by the compact and brief formats."""
     near = " ".join(f"{name}:{_short_offset(dx, dy)}" for name, dx, dy in nearest_objects(state) if name != "grass")
     facing = f"{SEMANTIC_NAMES[state.facing_id]}:{DIRECTIONS.get(state.facing, '?')[0]}"
     vitals = " ".join(f"{name[:2]}{state.inventory.get(name, 0)}" for name in VITALS)
     items = " ".join(f"{name}{state.inventory[name]}" for name in ITEMS
                      if name not in VITALS and state.inventory.get(name, 0) > 0)
     night = "" if state.daylight > 0.5 else " night"
-    lines = [*map_grid(state), f"near {near or '-'}", f"face {facing}{' sleeping' if state.sleeping else ''}",
-             f"{vitals}{night}", f"inv {items or '-'}"]
-    return "\n".join(lines)
+    return {"near": f"near {near or '-'}", "face": f"face {facing}{' sleeping' if state.sleeping else ''}",
+            "vitals": f"{vitals}{night}", "inv": f"inv {items or '-'}"}
+
+
+def render_compact_observation(state: WorldState, *, turn: int, max_steps: int) -> str:
+    """A short form of the same facts for small models (~3x fewer tokens than ``full``).
+
+    Same grid and symbols; the legend is left to the system prompt, offsets are written as
+    ``2n1e`` (2 north, 1 east), vitals and inventory as ``name count`` pairs.
+    """
+    short = _short_lines(state)
+    return "\n".join([*map_grid(state), short["near"], short["face"], short["vitals"], short["inv"]])
 
 
 def neighbour_names(state: WorldState) -> list[tuple[str, str]]:
@@ -103,15 +108,9 @@ def render_brief_observation(state: WorldState, *, turn: int, max_steps: int) ->
     decides the most frequent action (``do``) and short-range dependencies are what a small
     transformer learns first.
     """
-    around = " ".join(f"{letter}:{name}" for letter, name in neighbour_names(state))
-    near = " ".join(f"{name}:{_short_offset(dx, dy)}" for name, dx, dy in nearest_objects(state) if name != "grass")
-    vitals = " ".join(f"{name[:2]}{state.inventory.get(name, 0)}" for name in VITALS)
-    items = " ".join(f"{name}{state.inventory[name]}" for name in ITEMS
-                     if name not in VITALS and state.inventory.get(name, 0) > 0)
-    night = "" if state.daylight > 0.5 else " night"
-    facing = f"{SEMANTIC_NAMES[state.facing_id]}:{DIRECTIONS.get(state.facing, '?')[0]}"
-    return "\n".join([f"near {near or '-'}", f"around {around}", f"{vitals}{night}", f"inv {items or '-'}",
-                      f"face {facing}{' sleeping' if state.sleeping else ''}"])
+    short = _short_lines(state)
+    around = "around " + " ".join(f"{letter}:{name}" for letter, name in neighbour_names(state))
+    return "\n".join([short["near"], around, short["vitals"], short["inv"], short["face"]])
 
 
 def render_text_observation(state: WorldState, *, turn: int, max_steps: int) -> str:
