@@ -41,15 +41,21 @@ TOOLS_JSON = dumps(TOOLS)
 
 
 @dataclass(slots=True)
-class Example:
-    """One training example: its messages (as built) and where it came from."""
+class ExampleLine:
+    """One exported example as its JSONL line (no newline) and where it came from."""
 
     run_id: str
     episode: int
     turns: tuple[int, ...]
     is_valid: bool
+    line: str
+
+
+@dataclass(slots=True)
+class Example(ExampleLine):
+    """An example of the reference path: its line plus the messages it was encoded from."""
+
     messages: list[dict[str, Any]]
-    line: str  # the encoded JSONL line (without newline)
 
 
 def text_action_message(assistant: dict[str, Any]) -> dict[str, Any]:
@@ -210,8 +216,8 @@ def _run_examples(run_id: str, turns_path: Path, record: RunRecord, plans: dict[
             if group is not None:
                 messages = _messages(system, record.history_turns, plan, group, observation, assistant, mode)
                 encoded = plan.encoder.encode(messages)
-                yield Example(run_id, line["episode"], group, plan.is_valid, messages,
-                              '{"messages":' + encoded + tools_tail)
+                yield Example(run_id, line["episode"], group, plan.is_valid,
+                              '{"messages":' + encoded + tools_tail, messages)
             plan.history.append(HistoryTurn(observation=observation, assistant=assistant, tool_result=tool_result))
             plan.turn_numbers.append(turn)
             if turn >= plan.last_turn:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from crafter_tui.dataset.examples import Example, iter_examples
+from crafter_tui.dataset.examples import iter_examples
 from crafter_tui.dataset.helper import PARALLEL_MIN_EXAMPLES, Helper, append_file, can_fork, split_runs
 from crafter_tui.dataset.lines import ExampleLine, composition_holds, iter_lines, run_counts, run_rows
 from crafter_tui.dataset.select import build_selection
@@ -146,7 +146,7 @@ class _JsonlSink:
         self.handle: IO[str] = self.tmp.open("w", encoding="utf-8", buffering=1 << 20)
         self.lines: list[str] = []
 
-    def write(self, example: ExampleLine | Example) -> None:
+    def write(self, example: ExampleLine) -> None:
         self.lines.append(example.line)
         if len(self.lines) >= self.BATCH:
             self._flush()
@@ -189,7 +189,7 @@ class _ParquetSink:
         self.writer = pq.ParquetWriter(self.tmp, PARQUET_SCHEMA)
         self.rows: list[dict[str, Any]] = []
 
-    def write(self, example: ExampleLine | Example) -> None:
+    def write(self, example: ExampleLine) -> None:
         data = json.loads(example.line)
         self.rows.append({"messages": data["messages"], "tools": json.dumps(data["tools"]) if "tools" in data else None,
                           "run_id": example.run_id, "episode": example.episode, "turns": list(example.turns)})

@@ -33,7 +33,7 @@ import numpy as np
 from crafter_tui.agents.base import HistoryTurn
 from crafter_tui.agents.prompting import SYSTEM_PROMPT, build_messages
 from crafter_tui.dataset.examples import (
-    _EPISODE_PREFIX, TOOLS_JSON, _encode_message, dumps, text_action_message, without_reasoning,
+    _EPISODE_PREFIX, TOOLS_JSON, ExampleLine, _encode_message, dumps, text_action_message, without_reasoning,
 )
 from crafter_tui.traces.schema import TURNS_FILE, RunRecord
 
@@ -90,17 +90,6 @@ def encode_value(value: Any, orjson_ok: bool) -> str:
     if _encode_c is not None:
         return "".join(_encode_c(value, 0))
     return dumps(value)  # pragma: no cover - CPython always has the C encoder
-
-
-@dataclass(slots=True)
-class ExampleLine:
-    """One exported example as its JSONL line (no newline) and where it came from."""
-
-    run_id: str
-    episode: int
-    turns: tuple[int, ...]
-    is_valid: bool
-    line: str
 
 
 class _Episode:
