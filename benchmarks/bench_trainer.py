@@ -1,17 +1,21 @@
-"""Trainer throughput on CPU: tokens/s (every token the model processes, prompt included) and peak RSS.
+"""Trainer throughput: tokens/s (every token the model processes, prompt included) and peak memory.
 
-    python benchmarks/bench_trainer.py [--small] [--model crafter-small] [--threads 1]
+    python benchmarks/bench_trainer.py [--small] [--model crafter-tiny] [--threads 1]
+    python benchmarks/bench_trainer.py --shape qwen2.5-0.5b --data train.jsonl   # on a GPU host
 
-Data: scripted Crafter turns with the real system prompt and one history turn (the shape
-of exported SFT data). Throughput is measured from TRL's token count over wall time,
-after the first logged step (warm-up). Goal (issue 5): >= 8k tokens/s for crafter-small on
-1 thread of an idle machine, peak RSS <= 2 GB.
+Data: scripted Crafter turns with the real system prompt (the shape of exported SFT data),
+or ``--data FILE`` (an exported JSONL; lets a GPU host without Crafter installed run it).
+Throughput is the median of the logged steps after the first (warm-up). Goal (issue 5):
+>= 8k tokens/s for the small built-in model on 1 thread of an idle machine, peak RSS <= 2 GB.
 
-Arithmetic to read the result by: training costs ~6 x parameters FLOP per token plus
-attention (~12 x length x hidden x layers). crafter-small (10.9M, 8x320, ~800-token rows)
-is ~90 MFLOP/token, so 8k tokens/s would need ~700 GFLOP/s; one AVX2 core of this machine
-does ~20-50 GFLOP/s in practice. The goal is only reachable for ~1M-parameter models on
-short rows, or on a GPU (``--model Qwen/Qwen2.5-0.5B-Instruct --threads 8`` there, LoRA).
+``--shape`` trains the real pretrained-weights path (bf16, LoRA on all linear layers,
+activation checkpointing, TRL's SFTTrainer) on a model with Qwen2.5's exact dimensions and
+vocabulary but random weights, saved to a folder and loaded like downloaded weights:
+throughput depends on the shapes, not the values, and the GPU hosts we measure on cannot
+download. With real weights, pass ``--model PATH`` instead.
+
+Arithmetic to read a CPU result by: training costs ~6 x parameters FLOP per token plus
+attention (~12 x length x hidden x layers); one AVX2 core of this machine does ~20-60 GFLOP/s.
 """
 
 from __future__ import annotations
@@ -24,52 +28,103 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from crafter_tui.finetune.trainer import TrainEvent, TrainJob, run_training
-from crafter_tui.finetune.trainer.sample_data import scripted_conversations, write_jsonl
+
+#: Qwen2.5 dimensions (from the models' published config.json files).
+QWEN_SHAPES: dict[str, dict] = {
+    "qwen2.5-0.5b": dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                         num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True),
+    "qwen2.5-7b": dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                       num_attention_heads=28, num_key_value_heads=4, tie_word_embeddings=False),
+}
+
+
+def _training_file(args: argparse.Namespace, folder: Path) -> Path:
+    if args.data:
+        return args.data
+    from crafter_tui.finetune.trainer.sample_data import scripted_conversations, write_jsonl
+
+    rows = args.rows or (24 if args.small else 400)
+    return write_jsonl(scripted_conversations(rows, seed=0, history_turns=args.history_turns,
+                                              observation=args.observation), folder / "train.jsonl")
+
+
+def _random_weights_folder(shape: str, data: Path, folder: Path) -> Path:
+    """A model folder with ``shape``'s dimensions, random bf16 weights and a tokenizer fit on ``data``."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from crafter_tui.finetune.trainer.data import load_chat_jsonl
+    from crafter_tui.finetune.trainer.tokenizer import message_texts, train_tokenizer
+
+    texts = [text for example in load_chat_jsonl(data)[:2000] for text in message_texts(example.messages)]
+    tokenizer = train_tokenizer(texts, 16384)
+    config = Qwen2Config(**QWEN_SHAPES[shape], max_position_embeddings=32768, use_sliding_window=False,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        model = Qwen2ForCausalLM._from_config(config, dtype=torch.bfloat16)
+    path = folder / shape
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return path
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="a short run for CI (< 60 s)")
-    parser.add_argument("--model", default="crafter-small")
+    parser.add_argument("--model", default="crafter-tiny", help="a built-in size or a folder of weights")
+    parser.add_argument("--shape", choices=sorted(QWEN_SHAPES), help="random weights of this Qwen2.5 shape (LoRA)")
+    parser.add_argument("--data", type=Path, help="train on this chat JSONL instead of scripted turns")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rows", type=int, default=None)
-    parser.add_argument("--observation", choices=["full", "compact", "brief"], default="full",
-                        help="row shape: full (~800 tokens with one history turn) or the demo's brief")
-    parser.add_argument("--history-turns", type=int, default=1)
+    parser.add_argument("--observation", choices=["full", "compact", "brief"], default="brief",
+                        help="row shape: the demo's brief, or full (~800 tokens with one history turn)")
+    parser.add_argument("--history-turns", type=int, default=0)
     args = parser.parse_args()
-    rows = args.rows or (24 if args.small else 400)
     with tempfile.TemporaryDirectory() as tmp:
-        data = write_jsonl(scripted_conversations(rows, seed=0, history_turns=args.history_turns,
-                                                     observation=args.observation), Path(tmp) / "train.jsonl")
-        job = TrainJob(model=args.model, training_file=data, output_dir=Path(tmp) / "out", n_epochs=1,
+        data = _training_file(args, Path(tmp))
+        model = str(_random_weights_folder(args.shape, data, Path(tmp))) if args.shape else args.model
+        job = TrainJob(model=model, training_file=data, output_dir=Path(tmp) / "out", n_epochs=1,
                        batch_size=args.batch_size, threads=args.threads, max_length=1024, logging_steps=1,
                        save_steps=10_000, seed=0)
-        points: list[tuple[float, dict]] = []
+        points: list[dict] = []
 
         def emit(event: TrainEvent) -> None:
             if event.type == "metrics" and "train_loss" in (event.data or {}):
-                points.append((time.perf_counter(), event.data))
+                points.append(event.data)
 
         started = time.perf_counter()
         result = run_training(job, emit)
         wall = time.perf_counter() - started
-    # tokens/s over the steps after the first (the first includes warm-up)
-    speeds = [p[1]["tokens_per_second"] for p in points[1:] if p[1].get("tokens_per_second")]
-    tokens_per_second = sorted(speeds)[len(speeds) // 2] if speeds else 0.0
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    goal = ">= 8000 (the small built-in model, 1 thread, idle machine)"
-    for line in (
-        {"metric": f"trainer_tokens_per_second_{args.model}", "value": round(tokens_per_second, 1),
-         "unit": "tokens/s", "goal": goal, "threads": args.threads, "batch_size": args.batch_size,
-         "steps": len(points), "parameters": result.parameters, "observation": args.observation,
-         "history_turns": args.history_turns},
+    speeds = sorted(p["tokens_per_second"] for p in points[1:] if p.get("tokens_per_second"))
+    tokens_per_second = speeds[len(speeds) // 2] if speeds else 0.0
+    name = args.shape or args.model
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {args.threads} thread(s)"
+    lines = [
+        {"metric": f"trainer_tokens_per_second_{name}", "value": round(tokens_per_second, 1), "unit": "tokens/s",
+         "goal": ">= 8000 (the small built-in model, 1 thread, idle machine)" if not args.shape else "informational",
+         "device": device, "batch_size": args.batch_size, "steps": len(points), "parameters": result.parameters,
+         "trainable_parameters": result.trainable_parameters,
+         "data": str(args.data) if args.data else f"{args.observation} observation, {args.history_turns} history turn(s)"},
         {"metric": "trainer_tokens_per_row", "value": round(result.trained_tokens / max(1, result.train_rows), 1),
          "unit": "tokens", "goal": "informational"},
+        {"metric": "trainer_loss_first_last", "value": [round(points[0]["train_loss"], 3),
+                                                        round(points[-1]["train_loss"], 3)] if points else None,
+         "unit": "loss", "goal": "falls"},
         {"metric": "trainer_wall_seconds", "value": round(wall, 1), "unit": "s", "goal": "informational"},
-        {"metric": "trainer_peak_rss", "value": round(peak_rss_mb, 1), "unit": "MB", "goal": "<= 2048"},
-    ):
+        {"metric": "trainer_peak_rss", "value": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+         "unit": "MB", "goal": "<= 2048" if not args.shape else "informational"},
+    ]
+    if torch.cuda.is_available():
+        lines.append({"metric": "trainer_peak_gpu_memory", "unit": "GiB", "goal": "informational",
+                      "value": round(torch.cuda.max_memory_allocated() / 2**30, 2)})
+    for line in lines:
         print(json.dumps(line))
     return 0
 
