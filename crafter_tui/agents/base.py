@@ -4,11 +4,12 @@ random baseline and any OpenAI-compatible model the same way."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: the SFT export imports this module and needs no game engine
+    import numpy as np
 
-from crafter_tui.world.env import WorldState
+    from crafter_tui.world.env import WorldState
 
 
 @dataclass(slots=True)

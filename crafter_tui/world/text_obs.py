@@ -9,8 +9,12 @@ function of the world state, so the same seed always yields the same prompt text
 
 from __future__ import annotations
 
-from crafter_tui.world.env import LOCAL_VIEW, WorldState
-from crafter_tui.world.rules import ACHIEVEMENTS, DIRECTIONS, ITEMS, MAX_ITEM, SEMANTIC_NAMES, VITALS
+from typing import TYPE_CHECKING
+
+from crafter_tui.world.rules import ACHIEVEMENTS, DIRECTIONS, ITEMS, LOCAL_VIEW, MAX_ITEM, SEMANTIC_NAMES, VITALS
+
+if TYPE_CHECKING:  # annotations only: prompts and the SFT export must not import the game engine
+    from crafter_tui.world.env import WorldState
 
 #: One symbol per semantic kind, chosen to be distinct and mnemonic.
 SYMBOLS: dict[str, str] = {
