@@ -8,6 +8,9 @@ Why not ``crafter.Env`` as is:
   Frames here use their own RNG, so render on/off gives the same trajectory;
 - stock renders the 64x64 frame and the semantic map on every step (most of a step's
   cost); here frames are drawn only when asked for;
+- stock's objects do numpy arithmetic on 2-element positions (most of what was left);
+  ``engine.py`` runs the same rules on int tuples, and the balancing below counts each
+  chunk's grass and paths in one pass instead of a numpy mask per chunk and creature kind;
 - difficulty presets change world parameters (see ``difficulty.py``).
 """
 
@@ -17,9 +20,10 @@ import functools
 from dataclasses import dataclass, field
 
 import numpy as np
-from crafter import constants, engine, objects
+from crafter import constants
+from crafter import engine as stock_engine
 
-from crafter_tui.world import worldgen
+from crafter_tui.world import engine, worldgen
 from crafter_tui.world.difficulty import Difficulty, get_difficulty
 from crafter_tui.world.rules import ACHIEVEMENTS, ACTIONS, SEMANTIC_IDS
 
@@ -31,9 +35,9 @@ CHUNK = (12, 12)
 
 
 @functools.cache
-def _textures() -> engine.Textures:
+def _textures() -> stock_engine.Textures:
     """Crafter's textures, loaded once per process (stock loads them per Env)."""
-    return engine.Textures(constants.root / "assets")
+    return stock_engine.Textures(constants.root / "assets")
 
 
 @dataclass(slots=True)
@@ -69,54 +73,84 @@ class StepOutcome:
 
 
 class _Balancer:
-    """Stock ``Env._balance_chunk`` with creatures taken in position order and scaled spawn targets."""
+    """Stock ``Env._balance_chunk`` with creatures taken in position order and scaled spawn targets.
 
-    def __init__(self, world: engine.World, player: objects.Player, difficulty: Difficulty) -> None:
+    Stock counts a chunk's grass (or path) cells with a numpy mask per chunk and creature kind;
+    here one pass per balancing round counts them for every chunk (spawning never changes
+    materials, so the counts hold for the whole round), and a chunk's creatures are split by
+    kind once instead of filtered three times.
+    """
+
+    def __init__(self, world: engine.World, player: engine.Player, difficulty: Difficulty) -> None:
         self._world = world
         self._player = player
         self._difficulty = difficulty
+        width, height = world.area
+        csx, csy = CHUNK
+        self._starts = (np.arange(0, width, csx), np.arange(0, height, csy))
+        self._chunk_size = CHUNK
 
-    def balance(self, chunk: tuple[int, int, int, int], objs: set) -> None:
-        light = self._world.daylight
+    def balance_all(self) -> None:
+        """One balancing round over every chunk that ever held an object, in stock's order."""
+        world = self._world
+        grass = self._counts("grass").tolist()
+        path = self._counts("path").tolist()
+        light = world.daylight
         d = self._difficulty
-        world, player = self._world, self._player
-        self._balance_object(
-            chunk, objs, objects.Zombie, "grass", 6, 0, 0.3, 0.4,
-            lambda pos: objects.Zombie(world, pos, player),
-            lambda num, space: (
-                d.zombies * (0 if space < 50 else 3.5 - 3 * light), d.zombies * (3.5 - 3 * light)))
-        self._balance_object(
-            chunk, objs, objects.Skeleton, "path", 7, 7, 0.1, 0.1,
-            lambda pos: objects.Skeleton(world, pos, player),
-            lambda num, space: (d.skeletons * (0 if space < 6 else 1), d.skeletons * 2))
-        self._balance_object(
-            chunk, objs, objects.Cow, "grass", 5, 5, 0.01, 0.1,
-            lambda pos: objects.Cow(world, pos),
-            lambda num, space: (d.cows * (0 if space < 30 else 1), d.cows * (1.5 + light)))
+        csx, csy = self._chunk_size
+        for chunk, objs in world.chunks.items():
+            xmin, _, ymin, _ = chunk
+            cx, cy = xmin // csx, ymin // csy
+            # Each kind's balancing adds or removes only its own kind, in this chunk: one split suffices.
+            zombies, skeletons, cows = _by_kind(objs)
+            self._balance_object(chunk, zombies, engine.Zombie, "grass", 6, 0, 0.3, 0.4,
+                                 d.zombies * (0 if grass[cx][cy] < 50 else 3.5 - 3 * light),
+                                 d.zombies * (3.5 - 3 * light))
+            self._balance_object(chunk, skeletons, engine.Skeleton, "path", 7, 7, 0.1, 0.1,
+                                 d.skeletons * (0 if path[cx][cy] < 6 else 1), d.skeletons * 2)
+            self._balance_object(chunk, cows, engine.Cow, "grass", 5, 5, 0.01, 0.1,
+                                 d.cows * (0 if grass[cx][cy] < 30 else 1), d.cows * (1.5 + light))
 
-    def _balance_object(self, chunk, objs, cls, material, span_dist, despan_dist,
-                        spawn_prob, despawn_prob, ctor, target_fn) -> None:
+    def _counts(self, material: str) -> np.ndarray:
+        """Cells of ``material`` in every chunk, indexed [chunk x, chunk y]."""
+        mask = self._world._mat_map == self._world._mat_ids[material]  # noqa: SLF001
+        rows = np.add.reduceat(mask, self._starts[0], axis=0, dtype=np.int64)
+        return np.add.reduceat(rows, self._starts[1], axis=1)
+
+    def _balance_object(self, chunk, creatures: list, cls, material, span_dist, despan_dist,
+                        spawn_prob, despawn_prob, target_min, target_max) -> None:
         xmin, xmax, ymin, ymax = chunk
-        random = self._world.random
-        creatures = sorted(
-            (obj for obj in objs if isinstance(obj, cls)), key=lambda o: (int(o.pos[0]), int(o.pos[1])))
-        mask = self._world.mask(*chunk, material)
-        target_min, target_max = target_fn(len(creatures), mask.sum())
+        world = self._world
+        random = world.random
         if len(creatures) < int(target_min) and random.uniform() < spawn_prob:
-            xs = np.tile(np.arange(xmin, xmax)[:, None], [1, ymax - ymin])
-            ys = np.tile(np.arange(ymin, ymax)[None, :], [xmax - xmin, 1])
-            xs, ys = xs[mask], ys[mask]
+            xs, ys = np.nonzero(world.mask(*chunk, material))  # x-major, as stock's boolean indexing
             i = random.randint(0, len(xs))
-            pos = np.array((xs[i], ys[i]))
-            empty = self._world[pos][1] is None
+            pos = (int(xs[i]) + xmin, int(ys[i]) + ymin)
+            empty = world[pos][1] is None
             away = self._player.distance(pos) >= span_dist
             if empty and away:
-                self._world.add(ctor(pos))
+                player = self._player
+                world.add(cls(world, pos, player) if cls is not engine.Cow else cls(world, pos))
         elif len(creatures) > int(target_max) and random.uniform() < despawn_prob:
-            obj = creatures[random.randint(0, len(creatures))]
+            ordered = sorted(creatures, key=lambda o: o.pos)
+            obj = ordered[random.randint(0, len(ordered))]
             away = self._player.distance(obj.pos) >= despan_dist
             if away:
-                self._world.remove(obj)
+                world.remove(obj)
+
+
+def _by_kind(objs: set) -> tuple[list, list, list]:
+    """(zombies, skeletons, cows) of a chunk's objects."""
+    zombies, skeletons, cows = [], [], []
+    for obj in objs:
+        kind = type(obj)
+        if kind is engine.Zombie:
+            zombies.append(obj)
+        elif kind is engine.Skeleton:
+            skeletons.append(obj)
+        elif kind is engine.Cow:
+            cows.append(obj)
+    return zombies, skeletons, cows
 
 
 class CrafterWorld:
@@ -127,14 +161,14 @@ class CrafterWorld:
         self.max_steps = max_steps
         self.seed: int | None = None
         self._world = engine.World(AREA, constants.materials, CHUNK)
-        self._local_view = engine.LocalView(self._world, _textures(), list(LOCAL_VIEW))
-        self._item_view = engine.ItemView(_textures(), [VIEW[0], VIEW[1] - LOCAL_VIEW[1]])
+        self._local_view = stock_engine.LocalView(self._world, _textures(), list(LOCAL_VIEW))
+        self._item_view = stock_engine.ItemView(_textures(), [VIEW[0], VIEW[1] - LOCAL_VIEW[1]])
         self._render_rng = np.random.RandomState(0)
         self._local_view._noise = self._frame_noise  # noqa: SLF001 - keep frames off the world RNG
         self._obj_ids = {cls: SEMANTIC_IDS[name] for cls, name in (
-            (objects.Player, "player"), (objects.Cow, "cow"), (objects.Zombie, "zombie"),
-            (objects.Skeleton, "skeleton"), (objects.Arrow, "arrow"), (objects.Plant, "plant"))}
-        self._player: objects.Player | None = None
+            (engine.Player, "player"), (engine.Cow, "cow"), (engine.Zombie, "zombie"),
+            (engine.Skeleton, "skeleton"), (engine.Arrow, "arrow"), (engine.Plant, "plant"))}
+        self._player: engine.Player | None = None
         self._balancer: _Balancer | None = None
         self._step = 0
         self._last_health = 0
@@ -150,7 +184,7 @@ class CrafterWorld:
         self._render_rng = np.random.RandomState(self.seed)
         self._update_daylight()
         center = (self._world.area[0] // 2, self._world.area[1] // 2)
-        self._player = objects.Player(self._world, center)
+        self._player = engine.Player(self._world, center)
         self._last_health = self._player.health
         self._world.add(self._player)
         self._unlocked = set()
@@ -171,8 +205,7 @@ class CrafterWorld:
         player.action = ACTIONS[int(action)]
         self._update_objects(player)
         if self._step % 10 == 0:
-            for chunk, objs in self._world.chunks.items():
-                self._balancer.balance(chunk, objs)
+            self._balancer.balance_all()
         reward = (player.health - self._last_health) / 10
         self._last_health = player.health
         new = [name for name in ACHIEVEMENTS
@@ -216,24 +249,31 @@ class CrafterWorld:
         """The 9x7 window the image shows, as rows north to south of semantic ids (0 off the map)."""
         player = self._require_player()
         w, h = LOCAL_VIEW
-        x0, y0 = int(player.pos[0]) - w // 2, int(player.pos[1]) - h // 2
+        x0, y0 = player.pos[0] - w // 2, player.pos[1] - h // 2
         xa, ya = max(x0, 0), max(y0, 0)
         xb, yb = min(x0 + w, AREA[0]), min(y0 + h, AREA[1])
-        view = np.zeros((w, h), np.int64)  # indexed [x, y] like the engine's maps
         # Material ids of crafter's World are the semantic ids 1..12 (same order as MATERIALS).
-        view[xa - x0: xb - x0, ya - y0: yb - y0] = self._world._mat_map[xa:xb, ya:yb]  # noqa: SLF001
-        cells = self._world._obj_map[xa:xb, ya:yb]  # noqa: SLF001
-        objs = self._world._objects  # noqa: SLF001
-        for cx, cy in zip(*np.nonzero(cells)):
-            obj = objs[cells[cx, cy]]
-            view[xa - x0 + cx, ya - y0 + cy] = self._obj_ids[type(obj)]
-        return view.T.tolist()
+        if xa == x0 and ya == y0 and xb == x0 + w and yb == y0 + h:
+            rows = self._world._mat_map[xa:xb, ya:yb].T.tolist()  # noqa: SLF001
+        else:
+            view = np.zeros((w, h), np.int64)  # indexed [x, y] like the engine's maps
+            view[xa - x0: xb - x0, ya - y0: yb - y0] = self._world._mat_map[xa:xb, ya:yb]  # noqa: SLF001
+            rows = view.T.tolist()
+        cells = self._world._cells  # noqa: SLF001
+        obj_ids = self._obj_ids
+        for y in range(ya, yb):
+            row = rows[y - y0]
+            for x in range(xa, xb):
+                obj = cells.get((x, y))
+                if obj is not None:
+                    row[x - x0] = obj_ids[type(obj)]
+        return rows
 
     def semantic_map(self) -> np.ndarray:
         """The whole 64x64 map of semantic ids, indexed [x, y] (privileged information)."""
         canvas = self._world._mat_map.copy()  # noqa: SLF001
         for obj in self._world.objects:
-            canvas[tuple(obj.pos)] = self._obj_ids[type(obj)]
+            canvas[obj.pos] = self._obj_ids[type(obj)]
         return canvas
 
     def render(self, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
@@ -252,7 +292,7 @@ class CrafterWorld:
 
     # -- privileged access (documented: only the scripted expert uses it) ---------------
     @property
-    def player(self) -> objects.Player:
+    def player(self) -> engine.Player:
         return self._require_player()
 
     @property
@@ -260,31 +300,25 @@ class CrafterWorld:
         return self._world
 
     # -- internals -------------------------------------------------------------------
-    def _require_player(self) -> objects.Player:
+    def _require_player(self) -> engine.Player:
         if self._player is None:
             raise RuntimeError("the world has not been reset yet")
         return self._player
 
-    def _update_objects(self, player: objects.Player) -> None:
-        """Stock's update loop (objects within L1 distance 18 of the player, in index order),
-        found through the object map instead of a numpy distance per object in the world.
+    def _update_objects(self, player: engine.Player) -> None:
+        """Stock's update loop: objects within L1 distance 18 of the player, in creation order.
 
-        Equivalent to stock: the player (index 1) moves first; every other object can only
-        move or remove itself in its own update, so positions read right after the player's
-        update are the positions stock checks; objects created during the loop are skipped.
+        Equivalent to stock: the player (created first) moves first; every other object can only
+        move or remove itself in its own update, so each position read here is the one stock
+        checks; objects created during the loop are not in the snapshot, as in stock.
         """
-        objs = self._world._objects  # noqa: SLF001
-        snapshot = len(objs)
+        snapshot = self._world.objects
         player.update()
         radius = 2 * max(VIEW)
-        px, py = int(player.pos[0]), int(player.pos[1])
-        xa, ya = max(px - radius + 1, 0), max(py - radius + 1, 0)
-        window = self._world._obj_map[xa: px + radius, ya: py + radius]  # noqa: SLF001
-        xs, ys = np.nonzero(window)
-        near = np.abs(xs + xa - px) + np.abs(ys + ya - py) < radius
-        for index in np.sort(window[xs[near], ys[near]]).tolist():
-            if index < snapshot and objs[index] is not player:
-                objs[index].update()
+        px, py = player.pos
+        for obj in snapshot:
+            if obj is not player and abs(obj.pos[0] - px) + abs(obj.pos[1] - py) < radius:
+                obj.update()
 
     def _update_daylight(self) -> None:
         progress = (self._step / 300) % 1 + 0.3

@@ -1,0 +1,270 @@
+"""Crafter's world and creatures, stock rules on Python-int positions.
+
+Why: in ``crafter.engine``/``crafter.objects`` every position is a 2-element numpy array and
+every move, distance and map lookup goes through numpy (array creation, ``np.abs(..).sum()``,
+``_obj_map[tuple(pos)]``, ``_chunk_key`` on numpy ints). On positions that small numpy costs
+~1 us an operation, which was most of a step's ~500 us. Here positions are ``(int, int)`` tuples,
+objects are found through a dict keyed by cell, and live objects through a dict keyed by their
+creation index (insertion order = index order, the order stock updates them in).
+
+The rules are stock's, draw for draw: the classes subclass crafter's own and override only
+what touched numpy (moves, distances, directions, map access) plus the few methods that did
+arithmetic on positions (``Skeleton.update``/``_shoot``, ``Arrow.update``, ``Plant.update``,
+``Player._place``). Every other method (the player's actions, life stats, cows and zombies)
+is crafter's code running on these overrides. The world RNG is consumed in exactly the same
+order, so trajectories are bit-identical (``tests/test_world_golden.py`` pins them).
+
+The material map stays crafter's ``_mat_map`` (numpy, indexed [x, y]); ``_obj_map`` is not
+kept (objects live in ``_cells``), so it is ``None`` to fail loudly rather than read stale.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+from crafter import constants
+from crafter import engine as stock_engine
+from crafter import objects as stock
+
+ALL_DIRS = ((-1, 0), (+1, 0), (0, -1), (0, +1))
+WALKABLE = tuple(constants.walkable)
+ENERGY_MAX = constants.items["energy"]["max"]
+
+
+def _sign(value: int) -> int:
+    return (value > 0) - (value < 0)
+
+
+class World(stock_engine.World):
+    """``crafter.engine.World`` with int-tuple positions and dict-backed object lookup."""
+
+    def __init__(self, area, materials, chunk_size) -> None:
+        width, height = area
+        csx, csy = chunk_size
+        # chunk_key of every cell, computed once (stock computes it with numpy ints per call)
+        self._chunk_keys = [[((x // csx) * csx, min((x // csx) * csx + csx, width),
+                              (y // csy) * csy, min((y // csy) * csy + csy, height))
+                             for y in range(height)] for x in range(width)]
+        super().__init__(area, materials, chunk_size)
+
+    def reset(self, seed=None) -> None:
+        self.random = np.random.RandomState(seed)
+        self.daylight = 0.0
+        self._chunks = collections.defaultdict(set)
+        self._mat_map = np.zeros(self.area, np.uint8)
+        self._obj_map = None  # not kept, see the module docstring
+        self._cells: dict[tuple[int, int], stock.Object] = {}
+        self._live: dict[int, stock.Object] = {}
+        self._next_index = 1  # stock's index 0 means "no object"
+
+    @property
+    def objects(self) -> list:
+        """Live objects in creation order (a new list, so it cannot change while iterated)."""
+        return list(self._live.values())
+
+    def add(self, obj) -> None:
+        pos = (int(obj.pos[0]), int(obj.pos[1]))
+        obj.pos = pos
+        assert pos not in self._cells
+        obj.index = self._next_index
+        self._next_index += 1
+        self._live[obj.index] = obj
+        self._cells[pos] = obj
+        self._chunks[self._chunk_keys[pos[0]][pos[1]]].add(obj)
+
+    def remove(self, obj) -> None:
+        if obj.removed:
+            return
+        del self._live[obj.index]
+        del self._cells[obj.pos]
+        self._chunks[self._chunk_keys[obj.pos[0]][obj.pos[1]]].remove(obj)
+        obj.removed = True
+
+    def move(self, obj, pos) -> None:
+        if obj.removed:
+            return
+        pos = (int(pos[0]), int(pos[1]))
+        assert pos not in self._cells
+        old = obj.pos
+        del self._cells[old]
+        self._cells[pos] = obj
+        old_chunk = self._chunk_keys[old[0]][old[1]]
+        new_chunk = self._chunk_keys[pos[0]][pos[1]]
+        if old_chunk != new_chunk:
+            self._chunks[old_chunk].remove(obj)
+            self._chunks[new_chunk].add(obj)
+        obj.pos = pos
+
+    def __setitem__(self, pos, material) -> None:
+        if material not in self._mat_ids:
+            self._mat_ids[material] = len(self._mat_ids)
+        self._mat_map[pos[0], pos[1]] = self._mat_ids[material]
+
+    def __getitem__(self, pos):
+        x, y = pos
+        if 0 <= x < self.area[0] and 0 <= y < self.area[1]:
+            return self._mat_names[self._mat_map.item(x, y)], self._cells.get((x, y))
+        return None, None
+
+    def nearby(self, pos, distance):
+        """Stock's result, including numpy's slicing of windows that start off the map."""
+        (x, y), d = pos, distance
+        ids = set(self._mat_map[x - d: x + d + 1, y - d: y + d + 1].flatten().tolist())
+        materials = tuple(self._mat_names[i] for i in ids)
+        xs = range(*slice(x - d, x + d + 1).indices(self.area[0]))
+        ys = range(*slice(y - d, y + d + 1).indices(self.area[1]))
+        cells = self._cells
+        objs = {cells[(cx, cy)] for cx in xs for cy in ys if (cx, cy) in cells}
+        return materials, objs
+
+    def chunk_key(self, pos):
+        return self._chunk_keys[pos[0]][pos[1]]
+
+
+class _IntPositions:
+    """The numpy-free movement and geometry every object uses (mixed in before crafter's class)."""
+
+    walkable = WALKABLE
+
+    def _int_pos(self, pos) -> None:
+        self.pos = (int(pos[0]), int(pos[1]))
+
+    def move(self, direction) -> bool:
+        target = (self.pos[0] + direction[0], self.pos[1] + direction[1])
+        if self.is_free(target):
+            self.world.move(self, target)
+            return True
+        return False
+
+    def is_free(self, target, materials=None) -> bool:
+        materials = self.walkable if materials is None else materials
+        material, obj = self.world[target]
+        return obj is None and material in materials
+
+    def distance(self, target) -> int:
+        if hasattr(target, "pos"):
+            target = target.pos
+        return abs(target[0] - self.pos[0]) + abs(target[1] - self.pos[1])
+
+    def toward(self, target, long_axis=True) -> tuple[int, int]:
+        if hasattr(target, "pos"):
+            target = target.pos
+        dx, dy = target[0] - self.pos[0], target[1] - self.pos[1]
+        if (abs(dx) > abs(dy) if long_axis else abs(dx) <= abs(dy)):
+            return (_sign(dx), 0)
+        return (0, _sign(dy))
+
+    def random_dir(self) -> tuple[int, int]:
+        return ALL_DIRS[self.random.randint(0, 4)]
+
+
+class Player(_IntPositions, stock.Player):
+    walkable = WALKABLE + ("lava",)
+
+    def __init__(self, world, pos) -> None:
+        super().__init__(world, pos)
+        self._int_pos(pos)
+
+    def _place(self, name, target, material) -> None:
+        if self.world[target][1]:
+            return
+        info = constants.place[name]
+        if material not in info["where"]:
+            return
+        if any(self.inventory[k] < v for k, v in info["uses"].items()):
+            return
+        for item, amount in info["uses"].items():
+            self.inventory[item] -= amount
+        if info["type"] == "material":
+            self.world[target] = name
+        elif info["type"] == "object":
+            cls = {"fence": Fence, "plant": Plant}[name]
+            self.world.add(cls(self.world, target))
+        self.achievements[f"place_{name}"] += 1
+
+
+class Cow(_IntPositions, stock.Cow):
+    def __init__(self, world, pos) -> None:
+        super().__init__(world, pos)
+        self._int_pos(pos)
+
+
+class Zombie(_IntPositions, stock.Zombie):
+    def __init__(self, world, pos, player) -> None:
+        super().__init__(world, pos, player)
+        self._int_pos(pos)
+
+
+class Skeleton(_IntPositions, stock.Skeleton):
+    def __init__(self, world, pos, player) -> None:
+        super().__init__(world, pos, player)
+        self._int_pos(pos)
+
+    def update(self) -> None:
+        if self.health <= 0:
+            self.world.remove(self)
+        self.reload = max(0, self.reload - 1)
+        dist = self.distance(self.player.pos)
+        if dist <= 3:
+            dx, dy = self.toward(self.player, self.random.uniform() < 0.6)
+            if self.move((-dx, -dy)):
+                return
+        if dist <= 5 and self.random.uniform() < 0.5:
+            self._shoot(self.toward(self.player))
+        elif dist <= 8 and self.random.uniform() < 0.3:
+            self.move(self.toward(self.player, self.random.uniform() < 0.6))
+        elif self.random.uniform() < 0.2:
+            self.move(self.random_dir())
+
+    def _shoot(self, direction) -> None:
+        if self.reload > 0:
+            return
+        if direction[0] == 0 and direction[1] == 0:
+            return
+        pos = (self.pos[0] + direction[0], self.pos[1] + direction[1])
+        if self.is_free(pos, Arrow.walkable):
+            self.world.add(Arrow(self.world, pos, direction))
+            self.reload = 4
+
+
+class Arrow(_IntPositions, stock.Arrow):
+    walkable = WALKABLE + ("water", "lava")
+
+    def __init__(self, world, pos, facing) -> None:
+        super().__init__(world, pos, facing)
+        self._int_pos(pos)
+
+    def update(self) -> None:
+        target = (self.pos[0] + self.facing[0], self.pos[1] + self.facing[1])
+        material, obj = self.world[target]
+        if obj:
+            obj.health -= 2
+            self.world.remove(self)
+        elif material not in self.walkable:
+            self.world.remove(self)
+            if material in ("table", "furnace"):
+                self.world[target] = "path"
+        else:
+            self.move(self.facing)
+
+
+class Plant(_IntPositions, stock.Plant):
+    def __init__(self, world, pos) -> None:
+        super().__init__(world, pos)
+        self._int_pos(pos)
+
+    def update(self) -> None:
+        self.grown += 1
+        x, y = self.pos
+        objs = [self.world[(x + dx, y + dy)][1] for dx, dy in ALL_DIRS]
+        if any(isinstance(obj, (stock.Zombie, stock.Skeleton, stock.Cow)) for obj in objs):
+            self.health -= 1
+        if self.health <= 0:
+            self.world.remove(self)
+
+
+class Fence(_IntPositions, stock.Fence):
+    def __init__(self, world, pos) -> None:
+        super().__init__(world, pos)
+        self._int_pos(pos)
