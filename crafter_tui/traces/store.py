@@ -14,6 +14,12 @@ Tables (query them through ``cursor()``; only parameterised SQL):
 - ``turn_index`` loaded on demand (``ensure_turns``): one light row per turn (no texts), with
                  ``first_action`` and a ``content_hash`` of what was seen and said
 - ``steps``      loaded on demand (``ensure_steps``)
+
+Memory: the tables live in a *compressed* in-memory database (``DATABASE``), compacted by a
+checkpoint after each load that added rows: 100k episodes + 1M turns take ~25 MB there
+instead of ~270 MB as plain in-memory tables. DuckDB's allocator (jemalloc) returns freed
+pages only from background threads, so those are on: without them the memory of a big load
+or of the export's selection query stayed resident.
 """
 
 from __future__ import annotations
@@ -41,6 +47,10 @@ from crafter_tui.traces.schema import EPISODES_FILE, RUN_FILE, STEPS_FILE, TURNS
 
 log = logging.getLogger(__name__)
 
+#: The attached compressed in-memory database holding the tables; every cursor starts in it.
+DATABASE = "store"
+_USE = f"USE {DATABASE}"
+_CHECKPOINT = f"CHECKPOINT {DATABASE}"
 COMPACT_DIR = ".compact"
 MANIFEST = "manifest.json"
 MAX_KEPT_PROBLEMS = 1000
@@ -80,7 +90,9 @@ class TraceStore:
         self.root = Path(root)
         if not self.root.is_dir():
             raise UserError("trace directory not found", where=str(self.root))
-        self._con = duckdb.connect(":memory:")
+        self._con = duckdb.connect(":memory:", config={"allocator_background_threads": True})
+        self._con.execute(f"ATTACH ':memory:' AS {DATABASE} (COMPRESS)")
+        self._con.execute(_USE)
         self._lock = threading.RLock()
         self._runs: dict[str, RunState] = {}
         self._loaded: set[str] = {"episodes"}
@@ -103,7 +115,9 @@ class TraceStore:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A fresh cursor (one per query/thread) on the in-memory database."""
-        return self._con.cursor()
+        cur = self._con.cursor()
+        cur.execute(_USE)  # a cursor starts in the default database, not in the store's
+        return cur
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
@@ -125,6 +139,7 @@ class TraceStore:
                 for state in self._runs.values():
                     self._load_compacted(state, ("turns",))
                 self.refresh()
+                self._compress()
                 release_freed_memory()
 
     def ensure_steps(self) -> None:
@@ -154,6 +169,7 @@ class TraceStore:
             if changed or report.new_runs:
                 self._rebuild_views()
             if changed or report.new_runs or report.new_turns or report.new_steps:
+                self._compress()
                 release_freed_memory()
             return report
 
@@ -176,6 +192,13 @@ class TraceStore:
             for state in self._runs.values():
                 written.append(self._compact_run(state))
         return written
+
+    def _compress(self) -> None:
+        """Checkpoint: rows added since the last one are compressed (and their plain copies freed)."""
+        try:
+            self._con.execute(_CHECKPOINT)
+        except duckdb.Error as exc:  # only memory is at stake: the rows are there either way
+            log.debug("checkpoint skipped: %s", exc)
 
     def close(self) -> None:
         self._con.close()
@@ -225,7 +248,7 @@ class TraceStore:
     def _write_runs_table(self) -> None:
         rows = [sql.run_row(state.record, state.path) for state in self._runs.values()]
         table = pa.Table.from_pylist(rows, schema=sql.RUNS_SCHEMA)
-        cur = self._con.cursor()
+        cur = self.cursor()
         cur.register("_runs_new", table)
         cur.execute("DELETE FROM runs")
         cur.execute("INSERT INTO runs SELECT * FROM _runs_new")
@@ -249,7 +272,7 @@ class TraceStore:
 
     def _insert(self, table: str, run_id: str, rows: pa.Table) -> None:
         rows = rows.append_column("_idx", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
-        cur = self._con.cursor()
+        cur = self.cursor()
         cur.register("_new_rows", rows)
         try:
             cur.execute(sql.INSERT[table], [run_id, self._seq])
@@ -274,7 +297,7 @@ class TraceStore:
         manifest: dict[str, Any] = {"run_id": state.run_id, "files": {}}
         for kind_name in ("episodes", "turns"):
             _, file_name, table = _KIND_FILES[kind_name]
-            data = self._con.cursor().sql(sql.SELECT_RUN_ROWS[table], params=[state.run_id]).to_arrow_table()
+            data = self.cursor().sql(sql.SELECT_RUN_ROWS[table], params=[state.run_id]).to_arrow_table()
             target = folder / f"{kind_name}.parquet"
             tmp = folder / f".{kind_name}.{os.getpid()}.tmp"
             pq.write_table(data, tmp)
@@ -305,7 +328,7 @@ class TraceStore:
             # memory the allocators kept (100k episodes + 1M turns: ~150 MB more resident)
             snapshot = str(folder / f"{kind_name}.parquet")
             _, _, target = _KIND_FILES[kind_name]
-            cur = self._con.cursor()
+            cur = self.cursor()
             try:
                 cur.execute(sql.INSERT_SNAPSHOT[target], [snapshot])
                 last_seq = cur.execute(sql.SNAPSHOT_MAX_SEQ, [snapshot]).fetchone()[0]
