@@ -9,6 +9,13 @@ Qwen2 models (the built-in ones, Qwen2.5) run on ``qwen2_decoder.Qwen2Decoder``,
 forward with a pre-sized KV cache (~3x less time per token than the Hugging Face forward,
 same logits); other architectures use the Hugging Face forward with a ``DynamicCache``.
 
+Device: CUDA when it is available (or ``$CRAFTER_TUI_INFERENCE_DEVICE``: ``auto``, ``cpu``,
+``cuda``, ``cuda:N``), else the CPU. On a GPU, pretrained models (Qwen2.5, LoRA merged) run in
+bfloat16 where the card supports it, as the trainer trains them; the built-in sizes stay in
+float32, in which they were trained. On the CPU nothing changes: weights load as saved. Every
+tensor the loop makes (input ids, KV cache, sampling generator) lives on the model's device,
+so a seeded sampled reply replays on the same kind of device.
+
 The reply text is parsed for ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
 (the format of the built-in chat template and of Qwen2.5); text that does not parse is
 returned as ``content`` so the caller can record an invalid action.
@@ -17,6 +24,7 @@ returned as ``content`` so the caller can record an invalid action.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import uuid
@@ -30,8 +38,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreT
 from crafter_tui.errors import UserError
 from crafter_tui.finetune.qwen2_decoder import Qwen2Decoder
 from crafter_tui.finetune.trainer.data import fit_messages, normalise_message
+from crafter_tui.finetune.trainer.models import BUILTIN_SIZES
 
 TRAINING_INFO_FILE = "crafter_tui_training.json"
+#: Forces the inference device (``auto``, ``cpu``, ``cuda``, ``cuda:N``); unset means ``auto``.
+DEVICE_ENV_VAR = "CRAFTER_TUI_INFERENCE_DEVICE"
 DEFAULT_MAX_LENGTH = 2048
 _TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 
@@ -94,6 +105,8 @@ class LoadedModel:
     def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: Path,
                  max_length: int = DEFAULT_MAX_LENGTH, threads: int | None = None) -> None:
         self.model = model.eval()
+        #: Where the weights are; every tensor generation makes is put there too.
+        self.device = next(model.parameters()).device
         self.threads = threads
         self.tokenizer = tokenizer
         self.path = path
@@ -104,6 +117,13 @@ class LoadedModel:
         self._cached_ids: list[int] = []
         #: The lean forward for Qwen2 models (the built-in ones): ~3x faster per token; others use HF's.
         self._decoder = Qwen2Decoder(self.model) if Qwen2Decoder.supports(self.model) else None
+
+    def reset_prompt_cache(self) -> None:
+        """Forget the previous call's KV: the next call runs its whole prompt (benchmarks, checks)."""
+        with self._lock:
+            self._cache, self._cached_ids = None, []
+            if self._decoder is not None:
+                self._decoder.truncate(0)
 
     def prompt_ids(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                    max_tokens: int) -> list[int]:
@@ -133,8 +153,8 @@ class LoadedModel:
         """The reply's token ids after prompt ``ids`` (stop token excluded), the prompt tokens
         taken from the prompt cache, and whether a stop token ended the reply."""
         generator = None
-        if temperature > 0:
-            generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
+        if temperature > 0:  # on the model's device: torch.multinomial there needs a generator there
+            generator = torch.Generator(self.device).manual_seed(seed if seed is not None else torch.seed())
         with self._lock, torch.inference_mode():
             self._pin_threads()
             return self._generate(ids, max_tokens, temperature, generator)
@@ -161,7 +181,7 @@ class LoadedModel:
             return self._generate_fast(self._decoder, ids, max_tokens, temperature, generator)
         cache, reused = self._start(ids)
         self._cache, self._cached_ids = None, []  # invalid until this call completes
-        feed = torch.tensor([ids[reused:]], dtype=torch.long)
+        feed = torch.tensor([ids[reused:]], dtype=torch.long, device=self.device)
         fed = list(ids)
         generated: list[int] = []
         stopped = False
@@ -172,7 +192,7 @@ class LoadedModel:
                 stopped = True
                 break
             generated.append(next_id)
-            feed = torch.tensor([[next_id]], dtype=torch.long)
+            feed = torch.tensor([[next_id]], dtype=torch.long, device=self.device)
             fed.append(next_id)
         fed = fed[: cache.get_seq_length()]
         self._cache, self._cached_ids = cache, fed
@@ -206,32 +226,77 @@ class LoadedModel:
         return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def _training_max_length(path: Path) -> int:
+def _training_info(path: Path) -> dict[str, Any]:
     info = path / TRAINING_INFO_FILE
-    if info.is_file():
-        return int(json.loads(info.read_text(encoding="utf-8")).get("max_length", DEFAULT_MAX_LENGTH))
-    return DEFAULT_MAX_LENGTH
+    return json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
 
 
-def load_model(path: Path | str, threads: int | None = None) -> LoadedModel:
+def choose_device(requested: str | None = None, environ: dict[str, str] | None = None) -> torch.device:
+    """The device to serve on: ``requested``, else ``$CRAFTER_TUI_INFERENCE_DEVICE``, else auto
+    (CUDA when available, the CPU otherwise). A CUDA device that is not there is a user error."""
+    where = "device"
+    if not requested:
+        requested = (os.environ if environ is None else environ).get(DEVICE_ENV_VAR, "")
+        where = DEVICE_ENV_VAR
+    requested = requested.strip().lower() or "auto"
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise UserError(f"unknown device {requested!r} (auto, cpu, cuda or cuda:N)", where=where) from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported device {requested!r} (auto, cpu, cuda or cuda:N)", where=where)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("CUDA was asked for but torch sees no CUDA device", where=where)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"no CUDA device {device.index} ({torch.cuda.device_count()} visible)", where=where)
+    return device
+
+
+def inference_dtype(device: torch.device, base_model: str | None) -> torch.dtype | None:
+    """The weights' dtype on ``device``; None keeps the saved dtype (the CPU, as before).
+
+    On a GPU: bfloat16 for pretrained models where the card has it (how the trainer trains
+    them; half the memory and time of float32), float32 for the built-in sizes (trained in
+    float32 and small enough that precision costs nothing) and on cards without bfloat16.
+    """
+    if device.type != "cuda":
+        return None
+    if base_model in BUILTIN_SIZES or not torch.cuda.is_bf16_supported():
+        return torch.float32
+    return torch.bfloat16
+
+
+def load_model(path: Path | str, threads: int | None = None, device: str | None = None,
+               dtype: torch.dtype | None = None) -> LoadedModel:
     """A trained model folder (``output_dir/model`` or a checkpoint; LoRA adapters are merged).
 
     ``threads`` pins torch's intra-op threads for every call (1 is best for these small models
-    on a shared 2-core machine); None leaves the process setting alone.
+    on a shared 2-core machine); None leaves the process setting alone. ``device`` as
+    ``choose_device`` reads it; ``dtype`` overrides ``inference_dtype`` (benchmarks, checks).
     """
     path = Path(path)
     if not path.is_dir():
         raise UserError("model folder not found", where=str(path))
+    target = choose_device(device)
     if threads:
         torch.set_num_threads(threads)
+    info = _training_info(path)
+    dtype = dtype or inference_dtype(target, info.get("base_model"))
+    options: dict[str, Any] = {"local_files_only": True} | ({"dtype": dtype} if dtype is not None else {})
     try:
         if (path / "adapter_config.json").is_file():
             from peft import AutoPeftModelForCausalLM
 
-            model = AutoPeftModelForCausalLM.from_pretrained(path, local_files_only=True).merge_and_unload()
+            model = AutoPeftModelForCausalLM.from_pretrained(path, **options).merge_and_unload()
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(path, **options)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except OSError as exc:
         raise UserError(f"not a loadable model folder: {exc}", where=str(path)) from None
-    return LoadedModel(model, tokenizer, path, _training_max_length(path), threads=threads)
+    if target.type != "cpu":
+        model = model.to(target)
+    max_length = int(info.get("max_length", DEFAULT_MAX_LENGTH))
+    return LoadedModel(model, tokenizer, path, max_length, threads=threads)
