@@ -116,7 +116,8 @@ class ModelCache:
 
     def chat(self, name: str, path: Path, request: ChatRequest, max_tokens: int) -> Any:
         model = self.get(name, path)
-        with self._generate_lock:  # CPU-bound: one generation at a time is fastest anyway
+        # one generation at a time: fastest on CPU anyway, and on a GPU it keeps the prompt cache coherent
+        with self._generate_lock:
             return model.chat(request.messages, request.tools, max_tokens=max_tokens,
                               temperature=request.temperature or 0.0, seed=request.seed)
 
