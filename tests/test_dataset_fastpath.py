@@ -17,7 +17,8 @@ from crafter_tui.agents.prompting import interact_message
 from crafter_tui.dataset import export as export_module
 from crafter_tui.dataset.export import export_selection, validation_path
 from crafter_tui.dataset.helper import split_runs
-from crafter_tui.dataset.lines import composition_holds, encode_value
+from crafter_tui.dataset import writer as writer_module
+from crafter_tui.dataset.lines import composition_holds, encode_text, encode_value
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.traces.store import TraceStore
 from tests.trace_builders import Episode, Turn, small_store, write_run
@@ -126,3 +127,27 @@ def test_split_runs_cuts_at_half_the_examples() -> None:
     assert split_runs([("a", 1), ("b", 1), ("c", 100)]) == (["a", "b"], ["c"])
     assert split_runs([("a", 100), ("b", 1)]) == (["a"], ["b"])
     assert split_runs([("a", 5)]) == (["a"], [])
+
+
+@pytest.mark.parametrize("value", [
+    "".join(chr(c) for c in range(128)), "plain text. 6/9.", "caf\u00e9", "\u2028", "a\x7fb", "", None, 3, ["x"],
+])
+def test_encode_text_is_json_dumps(value: object) -> None:
+    assert encode_text(value) == json.dumps(value, separators=(",", ":")).encode("ascii")
+
+
+def test_short_writes_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    def half_writev(fd: int, pieces: list[bytes]) -> int:
+        data = b"".join(pieces)
+        return os.write(fd, data[: max(1, len(data) // 2)])
+
+    monkeypatch.setattr(writer_module, "_writev", half_writev)
+    lines = [(b"{", b"%d" % i, b"}\n") for i in range(3000)]
+    with (tmp_path / "out").open("wb") as handle:
+        out = writer_module.PieceWriter(handle.fileno())
+        for pieces in lines:
+            out.add(pieces)
+        out.flush()
+    assert (tmp_path / "out").read_bytes() == b"".join(b"".join(p) for p in lines)

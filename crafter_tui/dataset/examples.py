@@ -50,6 +50,11 @@ class ExampleLine:
     is_valid: bool
     line: str
 
+    @property
+    def pieces(self) -> tuple[bytes, ...]:
+        """The line and its newline as the one piece the JSONL writer takes (``lines.PiecedLine`` has several)."""
+        return ((self.line + "\n").encode("utf-8"),)
+
 
 @dataclass(slots=True)
 class Example(ExampleLine):

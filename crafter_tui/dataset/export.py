@@ -13,19 +13,20 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from crafter_tui.dataset.examples import iter_examples
+from crafter_tui.dataset.examples import ExampleLine, iter_examples
 from crafter_tui.dataset.helper import PARALLEL_MIN_EXAMPLES, Helper, append_file, can_fork, split_runs
-from crafter_tui.dataset.lines import ExampleLine, composition_holds, iter_lines, run_counts, run_rows
+from crafter_tui.dataset.lines import PiecedLine, composition_holds, iter_lines, run_counts, run_rows
 from crafter_tui.dataset.select import build_selection
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.dataset.stats import CostEstimate, SelectionStats, TokenStats, episode_stats, turn_stats
+from crafter_tui.dataset.writer import PieceWriter
 from crafter_tui.dataset.tokens import (
     PRICE_TABLE_DATE, TRAINING_PRICE_PER_MILLION, counter_for, default_epochs, example_tokens, token_limit,
     training_cost,
@@ -135,38 +136,38 @@ def export_selection(store: TraceStore, spec: FilterSpec, output: Path, *, fmt: 
                         seconds=round(time.perf_counter() - started, 3))
 
 
-class _JsonlSink:
-    """Lines go out in batches (one write per ``BATCH`` lines); the file appears whole on commit."""
+AnyLine = ExampleLine | PiecedLine
 
-    BATCH = 256
+
+class _JsonlSink:
+    """Lines go out as their pieces in batches (``PieceWriter``); the file appears whole on commit."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        self.handle: IO[str] = self.tmp.open("w", encoding="utf-8", buffering=1 << 20)
-        self.lines: list[str] = []
+        self.fd: int | None = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        self.writer = PieceWriter(self.fd)
 
-    def write(self, example: ExampleLine) -> None:
-        self.lines.append(example.line)
-        if len(self.lines) >= self.BATCH:
-            self._flush()
+    def write(self, example: AnyLine) -> None:
+        self.writer.add(example.pieces)
 
-    def _flush(self) -> None:
-        if self.lines:
-            self.lines.append("")
-            self.handle.write("\n".join(self.lines))
-            self.lines = []
+    def _close(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
 
     def commit(self, part: Path | None = None) -> None:
         """Close, append the helper's ``part`` (the later runs) and move into place."""
-        self._flush()
-        self.handle.close()
+        try:
+            self.writer.flush()
+        finally:
+            self._close()
         if part is not None:
             append_file(part, self.tmp)
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
-        self.handle.close()
+        self._close()
         self.tmp.unlink(missing_ok=True)
 
 
@@ -189,7 +190,7 @@ class _ParquetSink:
         self.writer = pq.ParquetWriter(self.tmp, PARQUET_SCHEMA)
         self.rows: list[dict[str, Any]] = []
 
-    def write(self, example: ExampleLine) -> None:
+    def write(self, example: AnyLine) -> None:
         data = json.loads(example.line)
         self.rows.append({"messages": data["messages"], "tools": json.dumps(data["tools"]) if "tools" in data else None,
                           "run_id": example.run_id, "episode": example.episode, "turns": list(example.turns)})

@@ -23,7 +23,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from crafter_tui.dataset.lines import ExampleLine, RunRows, lines_of_run
+from crafter_tui.dataset.lines import RunRows, lines_of_run
+from crafter_tui.dataset.writer import PieceWriter
 from crafter_tui.traces.schema import RunRecord
 
 #: Below this many examples a second process is not worth starting.
@@ -95,12 +96,17 @@ def _main(rows: list[RunRows], runs: dict[str, tuple[Path, RunRecord]], options:
     try:
         counts = {False: 0, True: 0}
         with ExitStack() as stack:
-            handles = {key: stack.enter_context(path.open("w", encoding="utf-8", buffering=1 << 20))
-                       if path is not None else None for key, path in parts.items()}
+            writers: dict[bool, PieceWriter | None] = {key: None for key in parts}
+            for key, path in parts.items():
+                if path is not None:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+                    stack.callback(os.close, fd)
+                    writers[key] = writer = PieceWriter(fd)
+                    stack.callback(writer.flush)  # runs before the close (last in, first out)
             for run_rows in rows:
                 for example in lines_of_run(run_rows, runs[run_rows.run_id], **options):
-                    valid = example.is_valid and handles[True] is not None
-                    write_line(handles[valid], example)
+                    valid = example.is_valid and writers[True] is not None
+                    writers[valid].add(example.pieces)  # type: ignore[union-attr]
                     counts[valid] += 1
                     if (counts[False] + counts[True]) % COUNT_EVERY == 0:
                         written.value = counts[False] + counts[True]
@@ -108,11 +114,6 @@ def _main(rows: list[RunRows], runs: dict[str, tuple[Path, RunRecord]], options:
         send.send(("ok", counts))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
         send.send(("error", traceback.format_exc()))
-
-
-def write_line(handle: Any, example: ExampleLine) -> None:
-    handle.write(example.line)
-    handle.write("\n")
 
 
 def append_file(source: Path, target: Path) -> None:

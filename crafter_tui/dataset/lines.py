@@ -8,8 +8,8 @@ past turn several times, so here every turn is turned into text once, when its l
   observation, the reply, the tool results), encoded and joined with commas;
 - its *head*: the user observation and the reply, i.e. how it ends its own example.
 
-An example is then ``{"messages":[<system>,<segments of its window>,<head>]<tools>}``: a few
-string joins. The pieces are spelled out as ``build_messages`` shapes messages, and
+An example is then ``{"messages":[<system>,<segments of its window>,<head>]<tools>}``: its
+pieces are bytes, handed to ``writev`` as they are (``dataset.writer``), never joined. The pieces are spelled out as ``build_messages`` shapes messages, and
 ``composition_holds`` proves on a probe before every export that joining them gives exactly
 ``dumps(build_messages(...) + [reply])``; if ``build_messages`` ever changes, the export takes
 the reference path. Tests compare both paths byte for byte on small stores.
@@ -17,6 +17,8 @@ the reference path. Tests compare both paths byte for byte on small stores.
 Parsing uses orjson when installed (3-4x faster than ``json``; the same values, falling back
 to ``json`` for what orjson rejects, e.g. NaN). Replies are encoded by orjson only when its
 bytes are provably what ``json.dumps`` writes (ASCII without DEL, no float): else by ``json``.
+Strings (observations, tool results, call ids) by orjson when ASCII without DEL: then its
+escapes are ``json``'s, character for character (a test checks all 127).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 from crafter_tui.agents.base import HistoryTurn
 from crafter_tui.agents.prompting import SYSTEM_PROMPT, build_messages
 from crafter_tui.dataset.examples import (
-    _EPISODE_PREFIX, TOOLS_JSON, ExampleLine, _encode_message, dumps, text_action_message, without_reasoning,
+    _EPISODE_PREFIX, TOOLS_JSON, _encode_message, dumps, text_action_message, without_reasoning,
 )
 from crafter_tui.traces.schema import TURNS_FILE, RunRecord
 
@@ -80,16 +82,29 @@ def _orjson_matches(data: bytes) -> bool:
 
 def encode_value(value: Any, orjson_ok: bool) -> str:
     """Exactly ``examples.dumps(value)`` (compact, ASCII), by orjson when its bytes provably match."""
+    return encode_bytes(value, orjson_ok).decode("ascii")
+
+
+def encode_bytes(value: Any, orjson_ok: bool) -> bytes:
+    """``examples.dumps(value)`` as ASCII bytes, by orjson when its bytes provably match."""
     if orjson_ok and orjson is not None:
         try:
             data = orjson.dumps(value)
         except TypeError:
             data = b"\x7f"  # not encodable by orjson (e.g. an int beyond 64 bits): json does it
         if _orjson_matches(data):
-            return data.decode("ascii")
+            return data
     if _encode_c is not None:
-        return "".join(_encode_c(value, 0))
-    return dumps(value)  # pragma: no cover - CPython always has the C encoder
+        return "".join(_encode_c(value, 0)).encode("ascii")
+    return dumps(value).encode("ascii")  # pragma: no cover - CPython always has the C encoder
+
+
+def encode_text(value: Any) -> bytes:
+    """``examples.dumps(value)`` of a message's string part (ASCII bytes): orjson's escapes are ``json``'s
+    for every ASCII character but DEL, so plain text skips ``json``'s slower encoder."""
+    if type(value) is str and orjson is not None and value.isascii() and "\x7f" not in value:
+        return orjson.dumps(value)
+    return dumps(value).encode("ascii")
 
 
 class _Episode:
@@ -102,37 +117,35 @@ class _Episode:
         self.groups = groups  # last turn of an example -> the example's turns
         self.is_valid = is_valid
         self.last_turn = last_turn
-        self.window: list[str] = []  # turn mode: the last ``history_turns`` segments (file order)
-        self.by_turn: dict[int, str] = {}  # trajectory mode: every segment, by turn number
+        self.window: list[bytes] = []  # turn mode: the last ``history_turns`` segments (file order)
+        self.by_turn: dict[int, bytes] = {}  # trajectory mode: every segment, by turn number
         self.seen: set[int] = set()
 
 
-def _user_message(observation: Any) -> str:
-    if type(observation) is str:
-        return '{"role":"user","content":' + _escape(observation) + "}"
-    return dumps({"role": "user", "content": observation})
-
-
-def _tool_message(call_id: Any, content: str) -> str:
-    if type(call_id) is str:
-        return '{"role":"tool","tool_call_id":' + _escape(call_id) + ',"content":' + _escape(content) + "}"
-    return dumps({"role": "tool", "tool_call_id": call_id, "content": content})
+_USER = b'{"role":"user","content":'
+_TOOL = b',{"role":"tool","tool_call_id":'
+_CONTENT = b',"content":'
 
 
 def turn_pieces(observation: Any, assistant: dict[str, Any], tool_result: str | None,
-                orjson_ok: bool) -> tuple[str, str]:
-    """(segment, head) of one turn: the messages ``build_messages`` makes of a past turn, encoded.
+                orjson_ok: bool) -> tuple[bytes, bytes]:
+    """(segment, head) of one turn: the messages ``build_messages`` makes of a past turn, encoded
+    (the segment with the comma that follows it in an example), and the turn as its example's end.
 
     Spelled out (user, reply, one tool message per call) because building and encoding message
     dicts per turn was most of the export time; ``composition_holds`` proves the spelling against
     ``build_messages`` before every export.
     """
-    head = _user_message(observation) + "," + encode_value(assistant, orjson_ok)
+    if type(observation) is str and observation.isascii() and "\x7f" not in observation and orjson is not None:
+        text = orjson.dumps(observation)  # encode_text's common case, inline: this runs once per turn
+    else:
+        text = encode_text(observation)
+    head = b"".join((_USER, text, b"},", encode_bytes(assistant, orjson_ok)))
     calls = assistant.get("tool_calls") or []
     if not calls:
-        return head, head
-    content = tool_result or ""
-    return head + "".join("," + _tool_message(call["id"], content) for call in calls), head
+        return head + b",", head
+    content = encode_text(tool_result or "") + b"}"
+    return b"".join([head, *(_TOOL + encode_text(call["id"]) + _CONTENT + content for call in calls), b","]), head
 
 
 def _system_message(system: str) -> str:
@@ -159,8 +172,9 @@ def composition_holds() -> bool:
     for window in (0, 1, 2, 5):
         for upto, current in enumerate(history):
             expected = dumps(build_messages(system, history[:upto], current.observation, window) + [current.assistant])
-            shown = [segment + "," for segment, _ in pieces[:upto]][-window:] if window > 0 else []
-            if "".join(["[", _system_message(system), ",", *shown, pieces[upto][1], "]"]) != expected:
+            shown = [segment for segment, _ in pieces[:upto]][-window:] if window > 0 else []
+            joined = b"".join([b"[", _system_message(system).encode("ascii"), b",", *shown, pieces[upto][1], b"]"])
+            if joined.decode("ascii") != expected:
                 return False
     return True
 
@@ -168,6 +182,21 @@ def composition_holds() -> bool:
 ROWS_SQL = """SELECT episode, attempt, turn, example_key, is_valid FROM selection
               WHERE run_id = ? ORDER BY episode, turn"""
 RUN_COUNTS_SQL = "SELECT run_id, count(DISTINCT example_key) FROM selection GROUP BY run_id ORDER BY run_id"
+
+
+@dataclass(slots=True)
+class PiecedLine:
+    """One example of the fast path: its JSONL line as byte pieces (``line`` joins them)."""
+
+    run_id: str
+    episode: int
+    turns: tuple[int, ...]
+    is_valid: bool
+    pieces: tuple[bytes, ...]  # the last one ends with the line's newline
+
+    @property
+    def line(self) -> str:
+        return b"".join(self.pieces)[:-1].decode("ascii")
 
 
 @dataclass(slots=True)
@@ -225,7 +254,7 @@ def run_counts(cursor: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
 
 def iter_lines(cursor: duckdb.DuckDBPyConnection, runs: dict[str, tuple[Path, RunRecord]], *,
                mode: str, text_actions: bool, drop_reasoning: bool = False,
-               run_ids: list[str] | None = None) -> Iterator[ExampleLine]:
+               run_ids: list[str] | None = None) -> Iterator[PiecedLine]:
     """Every example line of the materialised ``selection``, in the reference path's order.
 
     ``run_ids``: only these runs (in this order); default all runs of the selection.
@@ -238,7 +267,7 @@ def iter_lines(cursor: duckdb.DuckDBPyConnection, runs: dict[str, tuple[Path, Ru
 
 
 def lines_of_run(rows: RunRows, run: tuple[Path, RunRecord], *, mode: str, text_actions: bool,
-                 drop_reasoning: bool = False) -> Iterator[ExampleLine]:
+                 drop_reasoning: bool = False) -> Iterator[PiecedLine]:
     """The lines of one run (needs no database: a forked helper process can run it)."""
     path, record = run
     return run_lines(rows.run_id, path / TURNS_FILE, record, run_plans(rows), mode=mode, text_actions=text_actions,
@@ -246,15 +275,15 @@ def lines_of_run(rows: RunRows, run: tuple[Path, RunRecord], *, mode: str, text_
 
 
 def run_lines(run_id: str, turns_path: Path, record: RunRecord, episodes: dict[int, _Episode], *, mode: str,
-              text_actions: bool, drop_reasoning: bool = False) -> Iterator[ExampleLine]:
+              text_actions: bool, drop_reasoning: bool = False) -> Iterator[PiecedLine]:
     """The lines of one run, in file order (``episodes`` from ``run_plans``; consumed).
 
     Mirrors ``examples._run_examples`` line for line: the same lines skipped, the same history.
     """
     system = record.system_prompt if record.system_prompt is not None else SYSTEM_PROMPT
     history_turns = record.history_turns
-    prefix = '{"messages":[' + _system_message(system) + ","
-    tail = "]}" if text_actions else '],"tools":' + TOOLS_JSON + "}"
+    prefix = ('{"messages":[' + _system_message(system) + ",").encode("ascii")
+    tail = b"]}\n" if text_actions else ('],"tools":' + TOOLS_JSON + "}\n").encode("ascii")
     turn_mode = mode == "turn"
     episode_prefix = _EPISODE_PREFIX.match
     with turns_path.open("rb") as handle:
@@ -288,8 +317,7 @@ def run_lines(run_id: str, turns_path: Path, record: RunRecord, episodes: dict[i
                     shown = episode.window
                 else:
                     shown = [episode.by_turn[t] for t in group[:-1] if t in episode.by_turn]
-                yield ExampleLine(run_id, number, group, episode.is_valid, "".join([prefix, *shown, head, tail]))
-            segment += ","  # stored as it is joined: followed by the next message
+                yield PiecedLine(run_id, number, group, episode.is_valid, (prefix, *shown, head, tail))
             if not turn_mode:
                 episode.by_turn[turn] = segment
             elif history_turns > 0:
