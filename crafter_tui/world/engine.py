@@ -12,7 +12,8 @@ what touched numpy (moves, distances, directions, map access) plus the few metho
 arithmetic on positions (``Skeleton.update``/``_shoot``, ``Arrow.update``, ``Plant.update``,
 ``Player._place``). Every other method (the player's actions, life stats, cows and zombies)
 is crafter's code running on these overrides. The world RNG is consumed in exactly the same
-order, so trajectories are bit-identical (``tests/test_world_golden.py`` pins them).
+order, so trajectories are bit-identical (``tests/test_world_golden.py`` pins them); it is a
+``StreamRandom``, numpy's generator with cheap scalar draws (see ``stream_random.py``).
 
 The material map stays crafter's ``_mat_map`` (numpy, indexed [x, y]); ``_obj_map`` is not
 kept (objects live in ``_cells``), so it is ``None`` to fail loudly rather than read stale.
@@ -21,11 +22,14 @@ kept (objects live in ``_cells``), so it is ``None`` to fail loudly rather than 
 from __future__ import annotations
 
 import collections
+import functools
 
 import numpy as np
 from crafter import constants
 from crafter import engine as stock_engine
 from crafter import objects as stock
+
+from crafter_tui.world.stream_random import StreamRandom
 
 ALL_DIRS = ((-1, 0), (+1, 0), (0, -1), (0, +1))
 WALKABLE = tuple(constants.walkable)
@@ -36,20 +40,24 @@ def _sign(value: int) -> int:
     return (value > 0) - (value < 0)
 
 
+@functools.cache
+def _chunk_keys(area: tuple[int, int], chunk_size: tuple[int, int]) -> list[list[tuple[int, int, int, int]]]:
+    """Stock ``chunk_key`` of every cell, [x][y]; one shared table per shape (never mutated)."""
+    (width, height), (csx, csy) = area, chunk_size
+    return [[((x // csx) * csx, min((x // csx) * csx + csx, width),
+              (y // csy) * csy, min((y // csy) * csy + csy, height))
+             for y in range(height)] for x in range(width)]
+
+
 class World(stock_engine.World):
     """``crafter.engine.World`` with int-tuple positions and dict-backed object lookup."""
 
     def __init__(self, area, materials, chunk_size) -> None:
-        width, height = area
-        csx, csy = chunk_size
-        # chunk_key of every cell, computed once (stock computes it with numpy ints per call)
-        self._chunk_keys = [[((x // csx) * csx, min((x // csx) * csx + csx, width),
-                              (y // csy) * csy, min((y // csy) * csy + csy, height))
-                             for y in range(height)] for x in range(width)]
+        self._chunk_keys = _chunk_keys(tuple(area), tuple(chunk_size))
         super().__init__(area, materials, chunk_size)
 
     def reset(self, seed=None) -> None:
-        self.random = np.random.RandomState(seed)
+        self.random = StreamRandom(np.random.RandomState(seed))
         self.daylight = 0.0
         self._chunks = collections.defaultdict(set)
         self._mat_map = np.zeros(self.area, np.uint8)
