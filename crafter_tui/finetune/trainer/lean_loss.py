@@ -6,6 +6,10 @@ two layers) on a CPU it costs more than the transformer itself: training crafter
 brief Crafter turns ran at ~5.4k tokens/s with it and ~10k with the model's own logits and
 a cross-entropy over the assistant positions only. The metrics TRL logs (``mean_token_accuracy``,
 ``entropy``, ``num_tokens``) are kept with the same meaning, so events and charts do not change.
+
+When the model and batch allow it (``lean_forward``), the logits are computed at the supervised
+positions only, skipping padding and the last layer's unread positions: crafter-tiny on the
+demo's brief rows went from ~6k to ~11k tokens/s (1 thread), same loss and gradients up to rounding.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from trl import SFTTrainer
+
+from crafter_tui.finetune.trainer.lean_forward import supervised_logits
 
 IGNORE_INDEX = -100
 
@@ -39,9 +45,16 @@ class LeanLossSFTTrainer(SFTTrainer):
                      num_items_in_batch: torch.Tensor | int | None = None):  # noqa: ANN201 - Trainer's contract
         mode = "train" if model.training else "eval"
         attention_mask = inputs.get("attention_mask")
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=attention_mask,
-                        position_ids=inputs.get("position_ids"), use_cache=False)
-        selected, wanted, loss_sum = shifted_loss_terms(outputs.logits, inputs["labels"])
+        lean = None if return_outputs or inputs.get("position_ids") is not None else \
+            supervised_logits(model, inputs["input_ids"], attention_mask, inputs["labels"])
+        if lean is not None:
+            outputs = None
+            selected, wanted = lean[0].float(), lean[1]
+            loss_sum = F.cross_entropy(selected, wanted, reduction="sum")
+        else:  # logits wanted for every position, or a model/batch the lean forward does not reproduce
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=attention_mask,
+                            position_ids=inputs.get("position_ids"), use_cache=False)
+            selected, wanted, loss_sum = shifted_loss_terms(outputs.logits, inputs["labels"])
         count = wanted.numel() if num_items_in_batch is None else num_items_in_batch
         loss = loss_sum / torch.as_tensor(count).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
