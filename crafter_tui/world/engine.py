@@ -33,7 +33,8 @@ from crafter_tui.world.stream_random import StreamRandom
 
 ALL_DIRS = ((-1, 0), (+1, 0), (0, -1), (0, +1))
 WALKABLE = tuple(constants.walkable)
-ENERGY_MAX = constants.items["energy"]["max"]
+ITEM_MAX = {name: info["max"] for name, info in constants.items.items()}
+ENERGY_MAX = ITEM_MAX["energy"]
 
 
 def _sign(value: int) -> int:
@@ -129,6 +130,26 @@ class World(stock_engine.World):
     def chunk_key(self, pos):
         return self._chunk_keys[pos[0]][pos[1]]
 
+    def chunk_objects(self, xa: int, xb: int, ya: int, yb: int) -> list:
+        """Objects of every chunk that meets the cells [xa, xb) x [ya, yb) (clipped to the map).
+
+        A superset of the objects in the box, unordered: callers filter by position. Reads
+        ``_chunks`` with ``get`` so no chunk is created (the balancing visits chunks in the
+        order they were first used).
+        """
+        csx, csy = self._chunk_size
+        xa, ya = max(xa, 0), max(ya, 0)
+        xb, yb = min(xb, self.area[0]), min(yb, self.area[1])
+        found: list = []
+        keys, chunks = self._chunk_keys, self._chunks
+        for cx in range(xa - xa % csx, xb, csx):
+            column = keys[cx]
+            for cy in range(ya - ya % csy, yb, csy):
+                objs = chunks.get(column[cy])
+                if objs:
+                    found.extend(objs)
+        return found
+
 
 class _IntPositions:
     """The numpy-free movement and geometry every object uses (mixed in before crafter's class)."""
@@ -139,9 +160,13 @@ class _IntPositions:
         self.pos = (int(pos[0]), int(pos[1]))
 
     def move(self, direction) -> bool:
-        target = (self.pos[0] + direction[0], self.pos[1] + direction[1])
-        if self.is_free(target):
-            self.world.move(self, target)
+        """Stock ``move``: step if ``is_free`` (no object, walkable material, on the map)."""
+        x, y = self.pos[0] + direction[0], self.pos[1] + direction[1]
+        world = self.world
+        width, height = world.area
+        if (0 <= x < width and 0 <= y < height and (x, y) not in world._cells
+                and world._mat_names[world._mat_map.item(x, y)] in self.walkable):
+            world.move(self, (x, y))
             return True
         return False
 
@@ -174,6 +199,41 @@ class Player(_IntPositions, stock.Player):
         super().__init__(world, pos)
         self._int_pos(pos)
 
+    def update(self) -> None:
+        """Stock ``Player.update``, statement for statement; the clamp skips values in range."""
+        target = (self.pos[0] + self.facing[0], self.pos[1] + self.facing[1])
+        material, obj = self.world[target]
+        action = self.action
+        inventory = self.inventory
+        if self.sleeping:
+            if inventory["energy"] < ENERGY_MAX:
+                action = "sleep"
+            else:
+                self.sleeping = False
+                self.achievements["wake_up"] += 1
+        if action == "noop":
+            pass
+        elif action.startswith("move_"):
+            self._move(action[len("move_"):])
+        elif action == "do" and obj:
+            self._do_object(obj)
+        elif action == "do":
+            self._do_material(target, material)
+        elif action == "sleep":
+            if inventory["energy"] < ENERGY_MAX:
+                self.sleeping = True
+        elif action.startswith("place_"):
+            self._place(action[len("place_"):], target, material)
+        elif action.startswith("make_"):
+            self._make(action[len("make_"):])
+        self._update_life_stats()
+        self._degen_or_regen_health()
+        for name, amount in inventory.items():
+            most = ITEM_MAX[name]
+            if not 0 <= amount <= most:  # stock writes max(0, min(amount, most)) to every item
+                inventory[name] = max(0, min(amount, most))
+        self._wake_up_when_hurt()
+
     def _place(self, name, target, material) -> None:
         if self.world[target][1]:
             return
@@ -197,11 +257,41 @@ class Cow(_IntPositions, stock.Cow):
         super().__init__(world, pos)
         self._int_pos(pos)
 
+    def update(self) -> None:
+        """Stock ``Cow.update`` inlined (the most frequent update of all)."""
+        if self.inventory["health"] <= 0:
+            self.world.remove(self)
+        random = self.random
+        if random.uniform() < 0.5:
+            self.move(ALL_DIRS[random.randint(0, 4)])
+
 
 class Zombie(_IntPositions, stock.Zombie):
     def __init__(self, world, pos, player) -> None:
         super().__init__(world, pos, player)
         self._int_pos(pos)
+
+    def update(self) -> None:
+        """Stock ``Zombie.update`` with the distances in ints."""
+        if self.inventory["health"] <= 0:
+            self.world.remove(self)
+        player, random = self.player, self.random
+        dist = self.distance(player)
+        if dist <= 8 and random.uniform() < 0.9:
+            self.move(self.toward(player, random.uniform() < 0.8))
+        else:
+            self.move(ALL_DIRS[random.randint(0, 4)])
+        dist = self.distance(player)
+        if dist <= 1:
+            if self.cooldown:
+                self.cooldown -= 1
+            else:
+                if player.sleeping:
+                    damage = 7
+                else:
+                    damage = 2
+                player.health -= damage
+                self.cooldown = 5
 
 
 class Skeleton(_IntPositions, stock.Skeleton):

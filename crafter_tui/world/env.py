@@ -72,6 +72,17 @@ class StepOutcome:
     new_achievements: list[str] = field(default_factory=list)
 
 
+def _creation_index(obj) -> int:
+    return obj.index
+
+
+@functools.lru_cache(maxsize=16_384)
+def _daylight(step: int) -> np.float64:
+    """Stock's daylight at ``step`` (numpy scalar maths, cached: it depends on the step alone)."""
+    progress = (step / 300) % 1 + 0.3
+    return 1 - np.abs(np.cos(np.pi * progress)) ** 3
+
+
 class _Balancer:
     """Stock ``Env._balance_chunk`` with creatures taken in position order and scaled spawn targets.
 
@@ -259,14 +270,11 @@ class CrafterWorld:
             view = np.zeros((w, h), np.int64)  # indexed [x, y] like the engine's maps
             view[xa - x0: xb - x0, ya - y0: yb - y0] = self._world._mat_map[xa:xb, ya:yb]  # noqa: SLF001
             rows = view.T.tolist()
-        cells = self._world._cells  # noqa: SLF001
         obj_ids = self._obj_ids
-        for y in range(ya, yb):
-            row = rows[y - y0]
-            for x in range(xa, xb):
-                obj = cells.get((x, y))
-                if obj is not None:
-                    row[x - x0] = obj_ids[type(obj)]
+        for obj in self._world.chunk_objects(xa, xb, ya, yb):
+            x, y = obj.pos
+            if xa <= x < xb and ya <= y < yb:
+                rows[y - y0][x - x0] = obj_ids[type(obj)]
         return rows
 
     def semantic_map(self) -> np.ndarray:
@@ -310,19 +318,23 @@ class CrafterWorld:
 
         Equivalent to stock: the player (created first) moves first; every other object can only
         move or remove itself in its own update, so each position read here is the one stock
-        checks; objects created during the loop are not in the snapshot, as in stock.
+        checks; objects created during the loop (index >= ``first_new``) are skipped, as stock's
+        snapshot skips them. Candidates come from the chunks near the player, not the whole world.
         """
-        snapshot = self._world.objects
+        world = self._world
+        first_new = world._next_index  # noqa: SLF001
         player.update()
         radius = 2 * max(VIEW)
         px, py = player.pos
-        for obj in snapshot:
-            if obj is not player and abs(obj.pos[0] - px) + abs(obj.pos[1] - py) < radius:
-                obj.update()
+        near = [obj for obj in world.chunk_objects(px - radius + 1, px + radius, py - radius + 1, py + radius)
+                if abs(obj.pos[0] - px) + abs(obj.pos[1] - py) < radius and obj.index < first_new
+                and obj is not player]
+        near.sort(key=_creation_index)
+        for obj in near:
+            obj.update()
 
     def _update_daylight(self) -> None:
-        progress = (self._step / 300) % 1 + 0.3
-        self._world.daylight = 1 - np.abs(np.cos(np.pi * progress)) ** 3
+        self._world.daylight = _daylight(self._step)
 
     def _frame_noise(self, canvas: np.ndarray, amount: float, stddev: float) -> np.ndarray:
         noise = self._render_rng.uniform(32, 127, canvas.shape[:2])[..., None]
