@@ -413,6 +413,7 @@ def create_app(settings: EnvServiceSettings | None = None) -> FastAPI:
         except ServiceError as exc:
             return exc.status, dump_json({"detail": exc.detail})
 
+    app.state.lean_step = lean_step
     if settings.fast_step:
         app.add_middleware(LeanStepMiddleware, path=f"{PREFIX}/step", handler=lean_step)
 
@@ -451,13 +452,32 @@ def create_app(settings: EnvServiceSettings | None = None) -> FastAPI:
     return app
 
 
+def asgi_app(app: FastAPI) -> ASGIApp:
+    """What uvicorn runs: ``app`` behind the lean step path, when ``fast_step`` is on.
+
+    Inside FastAPI the lean path sits under Starlette's own layers (``Starlette.__call__``, the
+    server-error, telemetry and body-limit middlewares), which every step paid for. Outside,
+    a common-shape step goes straight to the handler (after the same bearer check); every other
+    request, including step bodies the lean path passes on, reaches the complete app unchanged
+    (where its own bearer check and lean middleware run as before, so ``create_app`` alone is
+    still the whole service).
+    """
+    settings: EnvServiceSettings = app.state.settings
+    if not settings.fast_step:
+        return app
+    front: ASGIApp = LeanStepMiddleware(app, path=f"{PREFIX}/step", handler=app.state.lean_step)
+    if settings.token is not None:
+        front = BearerTokenMiddleware(front, token=settings.token.get_secret_value())
+    return front
+
+
 def serve(settings: EnvServiceSettings, *, on_ready: Callable[[], None] | None = None) -> None:
     """Run the service in the foreground until interrupted (``crafter-tui serve-env``)."""
     import uvicorn
 
     # No access log and no proxy-header middleware: the service reads no client address, and both
     # cost CPU on every step request (the CPU is what limits steps/s, see bench_env_service.py).
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+    config = uvicorn.Config(asgi_app(create_app(settings)), host=settings.host, port=settings.port,
                             log_level="warning", access_log=False, proxy_headers=False)
     server = uvicorn.Server(config)
     if on_ready is not None:
@@ -478,7 +498,7 @@ class BackgroundEnvService:
 
         self.settings = settings or EnvServiceSettings(port=0)
         self.app = create_app(self.settings)
-        config = uvicorn.Config(self.app, host=self.settings.host, port=self.settings.port,
+        config = uvicorn.Config(asgi_app(self.app), host=self.settings.host, port=self.settings.port,
                                 log_level="warning", access_log=False, lifespan="on",
                                 proxy_headers=False)
         self.server = uvicorn.Server(config)
