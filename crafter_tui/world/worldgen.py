@@ -72,7 +72,7 @@ class _Noise:
     """OpenSimplex fields over the whole map, evaluated exactly like stock's ``_simplex``."""
 
     def __init__(self, seed: int, area: tuple[int, int]) -> None:
-        self._perm, self._grad = permutation_tables(seed)
+        self.perm, self.grad = permutation_tables(seed)
         self._xs = np.arange(area[0], dtype=np.float64)
         self._ys = np.arange(area[1], dtype=np.float64)
 
@@ -85,7 +85,7 @@ class _Noise:
         ys = self._scaled(self._ys, y_scale)
         value = np.zeros((len(xs), len(ys)))
         for size, weight in sizes.items():
-            noise = _noise_plane(xs / size, ys / size, float(z), self._perm, self._grad)
+            noise = _noise_plane(xs / size, ys / size, float(z), self.perm, self.grad)
             value = value + weight * noise
         if normalize:
             value /= sum(sizes.values())
@@ -138,16 +138,11 @@ def _set_materials(world, player, noise: _Noise, difficulty: Difficulty) -> np.n
     water = water - 2 * start
     mountain = noise.field(0, {15: 1, 5: 0.3})
     mountain = mountain - 4 * start - 0.3 * water
-    fields = np.stack([
-        start, mountain, water, noise.field(6, 7),  # cave
-        noise.field(7, 3, x_scale=2.0, y_scale=0.2), noise.field(7, 3, x_scale=0.2, y_scale=2.0),  # tunnels
-        noise.field(1, 8), noise.field(2, 6), noise.field(6, 5),  # coal, iron, lava
-        noise.field(4, 9), noise.field(5, 7),  # sand, tree
-    ])
+    fields = np.stack([start, mountain, water])
     thresholds = np.array([_threshold(0.85, difficulty.ores), _threshold(0.75, difficulty.ores),
                            _threshold(0.994, difficulty.ores), _threshold(0.8, difficulty.trees)])
     uniforms = _Uniforms(world.random, 3 * area[0] * area[1])  # at most coal, iron and diamond draws a cell
-    codes, tunnels, used = _materials_walk(fields, thresholds, uniforms.values)
+    codes, tunnels, used = _materials_walk(fields, noise.perm, noise.grad, thresholds, uniforms.values)
     uniforms.consume(used)
     ids = np.array([world._mat_ids[name] for name in _CODES], np.uint8)  # noqa: SLF001
     world._mat_map[:, :] = ids[codes]  # noqa: SLF001
@@ -155,35 +150,55 @@ def _set_materials(world, player, noise: _Noise, difficulty: Difficulty) -> np.n
 
 
 @numba.njit(cache=True)
-def _materials_walk(fields: np.ndarray, thresholds: np.ndarray, uniforms: np.ndarray):
-    """Stock ``_set_material`` for every cell in x-major order: (codes, tunnels, uniforms used)."""
-    start, mountain, water, cave, htunnel, vtunnel, coal, iron, lava, sand, tree = fields
-    t_coal, t_iron, t_diamond, t_tree = thresholds
+def _single(x: float, y: float, z: float, size: float, perm: np.ndarray, grad: np.ndarray) -> float:
+    """One cell of a one-octave field: ``_Noise.field(z, size)[x, y]`` for the comparisons made here.
+
+    ``field`` computes ``(0 + 1 * noise) / 1``, which differs from ``noise`` only in the sign of a
+    zero, and zeros of either sign compare alike with every threshold the walk uses.
+    """
+    return _noise3(x / size, y / size, z, perm, grad)
+
+
+@numba.njit(cache=True)
+def _materials_walk(fields: np.ndarray, perm: np.ndarray, grad: np.ndarray, thresholds: np.ndarray,
+                    uniforms: np.ndarray):
+    """Stock ``_set_material`` for every cell in x-major order: (codes, tunnels, uniforms used).
+
+    ``start``, ``mountain`` and ``water`` decide every cell, so they come in as whole maps; the
+    other eight fields (cave, tunnels, ores, lava, sand, trees) are evaluated only in the cells
+    whose branch reads them, like stock's per-cell ``simplex`` calls (same arguments: stock's
+    ``2 * x`` and ``y / 5`` scalings, then ``/ size``).
+    """
+    start, mountain, water = fields[0], fields[1], fields[2]
+    t_coal, t_iron, t_diamond, t_tree = thresholds[0], thresholds[1], thresholds[2], thresholds[3]
     width, height = start.shape
     codes = np.empty((width, height), np.uint8)
     tunnels = np.zeros((width, height), np.bool_)
     used = 0
-    for x in range(width):
-        for y in range(height):
-            m = mountain[x, y]
-            w = water[x, y]
-            if start[x, y] > 0.5:
+    for xi in range(width):
+        x = float(xi)
+        for yi in range(height):
+            y = float(yi)
+            m = mountain[xi, yi]
+            w = water[xi, yi]
+            if start[xi, yi] > 0.5:
                 code = GRASS
             elif m > 0.15:
                 code = STONE
-                if cave[x, y] > 0.15 and m > 0.3:
+                if _single(x, y, 6.0, 7.0, perm, grad) > 0.15 and m > 0.3:  # cave
                     code = PATH
-                elif htunnel[x, y] > 0.4 or vtunnel[x, y] > 0.4:
+                elif (_single(2.0 * x, y / 5.0, 7.0, 3.0, perm, grad) > 0.4  # horizontal tunnel
+                      or _single(x / 5.0, 2.0 * y, 7.0, 3.0, perm, grad) > 0.4):  # vertical tunnel
                     code = PATH
-                    tunnels[x, y] = True
+                    tunnels[xi, yi] = True
                 else:
                     drawn = False
-                    if coal[x, y] > 0:
+                    if _single(x, y, 1.0, 8.0, perm, grad) > 0:  # coal
                         used += 1
                         drawn = uniforms[used - 1] > t_coal
                         if drawn:
                             code = COAL
-                    if not drawn and iron[x, y] > 0.4:
+                    if not drawn and _single(x, y, 2.0, 6.0, perm, grad) > 0.4:  # iron
                         used += 1
                         drawn = uniforms[used - 1] > t_iron
                         if drawn:
@@ -193,18 +208,18 @@ def _materials_walk(fields: np.ndarray, thresholds: np.ndarray, uniforms: np.nda
                         drawn = uniforms[used - 1] > t_diamond
                         if drawn:
                             code = DIAMOND
-                    if not drawn and m > 0.3 and lava[x, y] > 0.35:
+                    if not drawn and m > 0.3 and _single(x, y, 6.0, 5.0, perm, grad) > 0.35:  # lava
                         code = LAVA
-            elif 0.25 < w <= 0.35 and sand[x, y] > -0.2:
+            elif 0.25 < w <= 0.35 and _single(x, y, 4.0, 9.0, perm, grad) > -0.2:  # sand
                 code = SAND
             elif 0.3 < w:
                 code = WATER
-            elif tree[x, y] > 0:
+            elif _single(x, y, 5.0, 7.0, perm, grad) > 0:  # tree
                 used += 1
                 code = TREE if uniforms[used - 1] > t_tree else GRASS
             else:
                 code = GRASS
-            codes[x, y] = code
+            codes[xi, yi] = code
     return codes, tunnels, used
 
 
