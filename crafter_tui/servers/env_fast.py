@@ -1,7 +1,7 @@
 """The lean step path of the env service: the common step body served without FastAPI's machinery.
 
-Why: a step's world update costs ~0.5 ms, and the generic path (Starlette ``Request``, routing,
-pydantic validation of the body) added about as much again. Nearly every step body has one
+Why: a step's world update costs ~0.1 ms, and the generic path (Starlette ``Request``, routing,
+pydantic validation of the body) added several times that. Nearly every step body has one
 shape — ``{"env_id", "request_id"?, "action": {"tool_calls": [{"tool": "interact", "args":
 {"action": <id>}}]}}`` — which ``parse_fast_step`` checks by hand with the same rules as
 ``StepRequest`` (strict ints in range, the same length limits, extra keys allowed). Anything

@@ -9,12 +9,14 @@ in-process and ``RemoteEnv`` can rebuild the same ``WorldState`` from an observa
 Steps with the common body shape are served by ``env_fast.LeanStepMiddleware`` (no routing, no
 ``Request``, no pydantic pass over the body); every other body falls through, intact, to the
 validated ``step`` route, so errors read exactly as before. Responses are encoded with orjson.
-Where a step's CPU goes (``benchmarks/bench_env_service.py``): the world update ~490 us, the text
-observation ~100 us, the other observation fields and JSON ~35 us, HTTP and the handler ~140 us.
+Where a step's CPU goes (``benchmarks/bench_env_service.py``, ~380 us a step on the shared 2-core
+box): the world update ~100-135 us, the text observation ~85 us, world generation for the resets
+of random-action episodes ~30 us amortised, the other observation fields and JSON ~20 us, HTTP
+(uvicorn, asyncio, sockets) and the handler ~110 us.
 
-Why the handlers are ``async`` and step inline: a step costs ~0.5 ms of CPU, little next to a
+Why the handlers are ``async`` and step inline: a step costs ~0.2 ms of CPU, little next to a
 thread hop plus GIL hand-off; measured in ``benchmarks/bench_env_service.py`` (``--threadpool``
-flips ``step_in_threadpool``). Initialize (world generation, ~50 ms) always runs in a thread
+flips ``step_in_threadpool``). Initialize (world generation, ~6 ms) always runs in a thread
 so it does not stall other clients' steps. A per-env ``asyncio.Lock`` serialises steps on one
 env; a repeated ``request_id`` returns the cached response, which makes client retries safe.
 """
