@@ -74,6 +74,17 @@ def _random_weights_folder(shape: str, data: Path, folder: Path) -> Path:
     return path
 
 
+def _tokens_per_cpu_second(points: list[dict], clocks: list[tuple[float, float]]) -> float:
+    """Tokens over CPU seconds after the first logged step: with one thread, what an idle
+    machine's wall clock would show, while other processes' load mostly drops out."""
+    tokens = cpu = 0.0
+    for i in range(2, len(points)):
+        (wall_before, cpu_before), (wall_now, cpu_now) = clocks[i - 1], clocks[i]
+        tokens += (points[i].get("tokens_per_second") or 0.0) * (wall_now - wall_before)
+        cpu += cpu_now - cpu_before
+    return tokens / cpu if cpu > 0 else 0.0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="a short run for CI (< 60 s)")
@@ -94,16 +105,19 @@ def main() -> int:
                        batch_size=args.batch_size, threads=args.threads, max_length=1024, logging_steps=1,
                        save_steps=10_000, seed=0)
         points: list[dict] = []
+        clocks: list[tuple[float, float]] = []  # (wall, process CPU) at each metrics event
 
         def emit(event: TrainEvent) -> None:
             if event.type == "metrics" and "train_loss" in (event.data or {}):
                 points.append(event.data)
+                clocks.append((time.perf_counter(), time.process_time()))
 
         started = time.perf_counter()
         result = run_training(job, emit)
         wall = time.perf_counter() - started
     speeds = sorted(p["tokens_per_second"] for p in points[1:] if p.get("tokens_per_second"))
     tokens_per_second = speeds[len(speeds) // 2] if speeds else 0.0
+    cpu_speed = _tokens_per_cpu_second(points, clocks)
     name = args.shape or args.model
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {args.threads} thread(s)"
     lines = [
@@ -112,6 +126,8 @@ def main() -> int:
          "device": device, "batch_size": args.batch_size, "steps": len(points), "parameters": result.parameters,
          "trainable_parameters": result.trainable_parameters,
          "data": str(args.data) if args.data else f"{args.observation} observation, {args.history_turns} history turn(s)"},
+        {"metric": f"trainer_tokens_per_cpu_second_{name}", "value": round(cpu_speed, 1), "unit": "tokens/s",
+         "goal": "informational: the same tokens over this process's CPU time, steadier on a shared machine"},
         {"metric": "trainer_tokens_per_row", "value": round(result.trained_tokens / max(1, result.train_rows), 1),
          "unit": "tokens", "goal": "informational"},
         {"metric": "trainer_loss_first_last", "value": [round(points[0]["train_loss"], 3),
