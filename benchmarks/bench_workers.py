@@ -9,7 +9,7 @@ run measures the neighbours as much as the workers. The timed runs come in ``--r
 to back pairs (1 process, then 2 workers); the speedup reported is the median of the pairs'
 ratios, each pair seeing about the same background load; every pair's ratio is listed too.
 
-    python benchmarks/bench_workers.py [--small] [--repeats N]
+    python benchmarks/bench_workers.py [--small] [--repeats N] [--episodes N] [--max-steps N]
 """
 
 from __future__ import annotations
@@ -43,8 +43,11 @@ async def timed(spec: RolloutSpec) -> tuple[float, list[tuple]]:
     return steps / elapsed, outcomes
 
 
-async def main_async(small: bool, repeats: int) -> None:
-    episodes, max_steps = (4, 150) if small else (16, 300)
+async def main_async(small: bool, repeats: int, episodes: int | None, max_steps: int | None) -> None:
+    # 32 x 400 steps: since the world got ~5x faster, 16 x 300 ran ~2.5 s a configuration, short
+    # enough for the pool's fixed start-up and the neighbours' bursts to decide the ratio.
+    episodes = episodes or (4 if small else 32)
+    max_steps = max_steps or (150 if small else 400)
     singles, pooled, ratios, same = [], [], [], True
     with tempfile.TemporaryDirectory() as tmp:
         def spec(workers: int, tag: str, count: int = episodes) -> RolloutSpec:
@@ -75,11 +78,13 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="fewer, shorter episodes (CI)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed (1 process, 2 workers) pairs; default 3, 1 with --small")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes a run (default 32, 4 with --small)")
+    parser.add_argument("--max-steps", type=int, default=None, help="steps an episode at most (default 400, 150 with --small)")
     args = parser.parse_args()
     repeats = args.repeats if args.repeats is not None else (1 if args.small else 3)
     if repeats < 1:
         parser.error("--repeats must be at least 1")
-    asyncio.run(main_async(args.small, repeats))
+    asyncio.run(main_async(args.small, repeats, args.episodes, args.max_steps))
 
 
 if __name__ == "__main__":
