@@ -19,11 +19,15 @@ HOST_NAMES: tuple[str, ...] = ("openai", "synth", "modal", "local")
 #: How a host wants hyperparameters in ``POST /fine_tuning/jobs``.
 Dialect = Literal["openai", "synth", "local", "modal"]
 
-#: Rough GPU training throughput (tokens/s, LoRA, bf16) used for time/cost estimates on GPU hosts.
-GPU_TOKENS_PER_SECOND: dict[str, float] = {"0.5b": 60_000, "1.5b": 30_000, "3b": 18_000, "7b": 8_000,
-                                           "14b": 4_000, "32b": 1_800}
+#: GPU training throughput (tokens/s, LoRA r=16 on all linear layers, bf16, activation checkpointing,
+#: batch 8 of ~840-token rows) for time/cost estimates: 0.5b and 7b measured on one H200 with
+#: ``benchmarks/bench_trainer.py --shape`` (16.9k and 6.6k; batch 32 doubles the 0.5b figure), the rest
+#: interpolated by parameter count.
+GPU_TOKENS_PER_SECOND: dict[str, float] = {"0.5b": 17_000, "1.5b": 12_000, "3b": 9_000, "7b": 6_500,
+                                           "14b": 3_500, "32b": 1_600}
 GPU_PRICE_PER_HOUR = 4.0  # an H100 on Modal, roughly
-LOCAL_TOKENS_PER_SECOND: dict[str, float] = {"crafter-tiny": 6_000, "crafter-small": 1_500}
+#: Built-in models on one CPU thread of a 2-core machine (``benchmarks/bench_trainer.py``).
+LOCAL_TOKENS_PER_SECOND: dict[str, float] = {"crafter-tiny": 10_000, "crafter-small": 500}
 
 
 class Host(BaseModel):
