@@ -20,7 +20,7 @@ REQUIRED_METRIC_FIELDS = {"step", "total_steps", "epoch", "train_loss", "train_m
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """crafter-tiny trained to fit 8 repetitive turns (96 short steps at its default 3e-3; the 2x192 shape garbles a reply at 4e-3)."""
+    """crafter-tiny trained to fit 8 repetitive turns (96 short steps at 3e-3 to memorise fast; the 2x192 shape garbles a reply at 4e-3)."""
     tmp_path = tmp_path_factory.mktemp("trained")
     rows = short_rows(8, seed=3)
     valid = short_rows(4, seed=11)

@@ -31,7 +31,11 @@ class BuiltinSize:
 
 
 BUILTIN_SIZES: dict[str, BuiltinSize] = {
-    "crafter-tiny": BuiltinSize("crafter-tiny", 1024, 192, 2, 6, 2, 576, 3e-3),
+    # 3e-4: at 3e-3 the two-layer shape learned little beyond the action frequencies (its first
+    # action barely depended on the observation: 25% greedy accuracy on its own training turns,
+    # 47% at 1e-3, 51% at 3e-4 after one epoch), and the demo's trained agent went from ~16% to
+    # ~22% progression with nothing else changed
+    "crafter-tiny": BuiltinSize("crafter-tiny", 1024, 192, 2, 6, 2, 576, 3e-4),
     "crafter-small": BuiltinSize("crafter-small", 2048, 320, 8, 5, 5, 960, 1e-3),
 }
 
