@@ -11,6 +11,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import Any, Protocol
 
 from crafter_tui.agents.base import Agent, AgentDecision, HistoryTurn, TurnObservation
@@ -20,11 +21,11 @@ from crafter_tui.rollout.envs import EpisodeEnv
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.traces.schema import EpisodeSummary, Termination
 from crafter_tui.world.env import WorldState
-from crafter_tui.world.rules import ACHIEVEMENTS, ACTION_IDS, ITEMS, SEMANTIC_NAMES
-from crafter_tui.world.text_obs import OBSERVATION_FORMATS, SYMBOLS
+from crafter_tui.world.rules import ACHIEVEMENTS, ACTION_IDS, ITEMS
+from crafter_tui.world.text_obs import OBSERVATION_FORMATS, view_symbols
 
 PROGRESS_INTERVAL_S = 0.1
-_SYMBOL_OF_ID = [SYMBOLS[name] for name in SEMANTIC_NAMES]
+_INVENTORY_COUNTS = itemgetter(*ITEMS)
 
 
 def build_agent(spec: RolloutSpec, config: AppConfig) -> Agent:
@@ -111,7 +112,7 @@ async def play_jobs(spec: RolloutSpec, config: AppConfig, jobs: list[EpisodeJob]
 
 def view_string(state: WorldState) -> str:
     """The local view as 63 map symbols, rows north to south (the step record's ``view``)."""
-    return "".join(_SYMBOL_OF_ID[sid] for row in state.local_view for sid in row)
+    return view_symbols(state)
 
 
 def step_record(job: EpisodeJob, turn: int, action: int, outcome) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def step_record(job: EpisodeJob, turn: int, action: int, outcome) -> dict[str, A
         "reward": outcome.reward, "done": outcome.done,
         "pos": state.position, "facing": state.facing, "sleeping": state.sleeping,
         "daylight": round(state.daylight, 4),
-        "inventory": [state.inventory[name] for name in ITEMS],
+        "inventory": [*_INVENTORY_COUNTS(state.inventory)],
         "view": view_string(state),
         "new_achievements": outcome.new_achievements,
     }

@@ -13,7 +13,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -67,32 +69,94 @@ def _report(problems: list[LineProblem] | None, problem: LineProblem) -> None:
         problems.append(problem)
 
 
+#: orjson options under which every value it accepts without ``default`` is a plain JSON type
+#: (str/int/float/bool/None, dict, list, tuple): subclasses, dates and dataclasses are refused.
+_ORJSON_PLAIN = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"not a plain JSON value: {type(value).__name__}")
+
+
+def _plain(values: Any) -> bool:
+    """Whether ``values`` (and everything inside) are types orjson writes exactly as ``json`` does.
+
+    Floats only in [1e-4, 1e16) or zero: there both write ``repr(x)`` (checked over millions of
+    values in tests); ``json`` writes NaN/Infinity and ``1e-05`` where orjson writes ``null`` and
+    ``0.00001``. Enums are the one other type orjson accepts natively: they are refused here.
+    """
+    for value in values:
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None:
+            continue
+        if kind is float:
+            if value == 0.0 or 1e-4 <= abs(value) < 1e16:
+                continue
+            return False
+        if kind is dict:
+            if not _plain(value.values()):
+                return False
+        elif kind is list or kind is tuple:
+            if not _plain(value):
+                return False
+        else:
+            return False
+    return True
+
+
+def encode_json_line(record: dict[str, Any]) -> bytes:
+    """``record`` as one JSONL line: exactly ``json.dumps(record, separators=(",", ":"), default=str)``.
+
+    Encoding was most of the trace writer's per-step cost (~10 us a step record with ``json``,
+    under 1 us with orjson). orjson is used where its bytes provably equal ``json``'s: plain
+    types (see ``_plain``), string keys, 64-bit ints, output in printable ASCII (``json`` escapes
+    non-ASCII and DEL as ``\\uXXXX``; its escapes of control characters are orjson's). Anything else
+    goes through ``json``.
+    """
+    if type(record) is dict and _plain(record.values()):
+        try:
+            line = orjson.dumps(record, default=_refuse, option=_ORJSON_PLAIN | orjson.OPT_APPEND_NEWLINE)
+        except TypeError:  # non-string keys, ints beyond 64 bits, anything refused
+            pass
+        else:
+            if line.isascii() and b"\x7f" not in line:  # json escapes DEL too; orjson does not
+                return line
+    return (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("utf-8")
+
+
 class JsonlAppender:
-    """Append-only JSONL file, one flushed line per record (crash safe, tail-able)."""
+    """Append-only JSONL file, one line per record, each written with one ``write`` system call.
+
+    Unbuffered: a line is in the file (the page cache, visible to readers in other processes)
+    when ``write`` returns, so a killed process loses at most the line being written.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle: IO[str] = path.open("a", encoding="utf-8")
+        self._file = path.open("ab", buffering=0)  # raw FileIO: each write() is one system call
         self._repair_torn_tail()
 
     def _repair_torn_tail(self) -> None:
         """After a crash the file may end mid-line: start ours on a fresh line."""
-        size = self.path.stat().st_size
+        size = os.fstat(self._file.fileno()).st_size
         if size == 0:
             return
         with self.path.open("rb") as reader:
             reader.seek(size - 1)
             if reader.read(1) != b"\n":
-                self._handle.write("\n")
-                self._handle.flush()
+                self._write(b"\n")
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:  # a regular file takes the whole line at once; finish a short write if not
+            view = view[self._file.write(view):]
 
     def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
-        self._handle.flush()
+        self._write(encode_json_line(record))
 
     def close(self) -> None:
-        self._handle.close()
+        self._file.close()
 
 
 def write_json_atomic(path: Path, value: Any) -> None:

@@ -5,10 +5,19 @@ as a grid of one-character symbols with a legend of the symbols present, the nea
 instance of each visible kind with offsets (as BALROG/SmartPlay do), the faced cell,
 vitals, inventory, achievements so far, and step/turn counters. The output is a pure
 function of the world state, so the same seed always yields the same prompt text.
+
+Why it is written with tables: it is rendered on every agent turn (and every env-service
+step), so its cost is part of every rollout's per-step overhead. The view's 63 semantic
+ids become one ``bytes`` object; symbols come from one ``bytes.translate``, the nearest cell
+of each kind from one pass over the cells pre-sorted by distance, and every per-kind,
+per-offset phrase is precomputed. ``tests/test_world_textobs_equivalence.py`` keeps the
+original per-cell implementation and checks every format byte for byte against it.
 """
 
 from __future__ import annotations
 
+from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from crafter_tui.world.rules import ACHIEVEMENTS, DIRECTIONS, ITEMS, LOCAL_VIEW, MAX_ITEM, SEMANTIC_NAMES, VITALS
@@ -36,35 +45,6 @@ def offset_text(dx: int, dy: int) -> str:
     return " and ".join(parts) if parts else "here"
 
 
-def map_grid(state: WorldState) -> list[str]:
-    """The local view as text rows, north at the top, '@' at the player's cell."""
-    rows = []
-    for y, row in enumerate(state.local_view):
-        cells = []
-        for x, sid in enumerate(row):
-            cells.append("@" if (x, y) == _CENTER else SYMBOLS[SEMANTIC_NAMES[sid]])
-        rows.append(" ".join(cells))
-    return rows
-
-
-def nearest_objects(state: WorldState) -> list[tuple[str, int, int]]:
-    """(kind, dx, dy) of the nearest visible cell of each kind, nearest first."""
-    best: dict[str, tuple[int, int, int]] = {}
-    for y, row in enumerate(state.local_view):
-        for x, sid in enumerate(row):
-            if (x, y) == _CENTER:
-                continue
-            name = SEMANTIC_NAMES[sid]
-            if name in ("unknown", "player"):
-                continue
-            dx, dy = x - _CENTER[0], y - _CENTER[1]
-            dist = abs(dx) + abs(dy)
-            if name not in best or dist < best[name][0]:
-                best[name] = (dist, dx, dy)
-    ordered = sorted(best.items(), key=lambda item: (item[1][0], item[0]))
-    return [(name, dx, dy) for name, (_, dx, dy) in ordered]
-
-
 def _short_offset(dx: int, dy: int) -> str:
     parts = []
     if dy:
@@ -74,13 +54,99 @@ def _short_offset(dx: int, dy: int) -> str:
     return "".join(parts) or "0"
 
 
-def _short_lines(state: WorldState) -> dict[str, str]:
+# -- lookup tables (built once per process) ----------------------------------------------
+_W, _H = LOCAL_VIEW
+_CELLS = _W * _H
+_CENTER_CELL = _CENTER[1] * _W + _CENTER[0]
+_KINDS = len(SEMANTIC_NAMES)
+_PLAYER_ID = SEMANTIC_NAMES.index("player")
+_UNKNOWN_ID = SEMANTIC_NAMES.index("unknown")
+_GRASS_ID = SEMANTIC_NAMES.index("grass")
+#: ``bytes.translate`` table: semantic id -> its symbol's byte (ids beyond the kinds map to 0, rejected).
+_SYMBOL_TABLE = bytes(ord(SYMBOLS[SEMANTIC_NAMES[i]]) if i < _KINDS else 0 for i in range(256))
+_OFFSETS = [(cell % _W - _CENTER[0], cell // _W - _CENTER[1]) for cell in range(_CELLS)]
+_DIST = [abs(dx) + abs(dy) for dx, dy in _OFFSETS]
+#: Cells other than the player's, nearest first; equally near cells in row-major order, as
+#: the original scan kept the first of equally near cells it met.
+_BY_DISTANCE = sorted((cell for cell in range(_CELLS) if cell != _CENTER_CELL), key=lambda c: (_DIST[c], c))
+_CELLS_BY_DISTANCE = itemgetter(*_BY_DISTANCE)
+_FARTHEST_FIRST = _BY_DISTANCE[::-1]
+_NAME_RANK = {sid: rank for rank, sid in enumerate(sorted(range(_KINDS), key=SEMANTIC_NAMES.__getitem__))}
+#: Sort key of (kind, cell): nearest first, then by kind name (the original's order).
+_RANK = [[_DIST[cell] * 64 + _NAME_RANK[sid] for cell in range(_CELLS)] for sid in range(_KINDS)]
+_SHORT_PHRASE = [[f"{SEMANTIC_NAMES[sid]}:{_short_offset(*_OFFSETS[cell])}" for cell in range(_CELLS)]
+                 for sid in range(_KINDS)]
+_LONG_PHRASE = [[f"{SEMANTIC_NAMES[sid]} {offset_text(*_OFFSETS[cell])}" for cell in range(_CELLS)]
+                for sid in range(_KINDS)]
+_LEGEND_PIECE = [f"{SYMBOLS[SEMANTIC_NAMES[sid]]} {SEMANTIC_NAMES[sid]}" for sid in range(_KINDS)]
+_ROW_SPANS = [(row * (2 * _W), row * (2 * _W) + 2 * _W - 1) for row in range(_H)]
+_NEIGHBOUR_CELLS = (("n", _CENTER_CELL - _W), ("s", _CENTER_CELL + _W), ("w", _CENTER_CELL - 1),
+                    ("e", _CENTER_CELL + 1))
+_OTHER_ITEMS = [name for name in ITEMS if name not in VITALS]
+_VITAL_PREFIX = [(name, name[:2]) for name in VITALS]
+_VITAL_MAX = [(name, MAX_ITEM[name]) for name in VITALS]
+
+
+def _view_bytes(state: WorldState) -> bytes:
+    """The view's semantic ids, row-major, one byte each (raises on an id that is not a kind)."""
+    cells = bytes(chain.from_iterable(state.local_view))
+    if len(cells) != _CELLS or max(cells) >= _KINDS:
+        raise ValueError(f"local view is not {_W}x{_H} semantic ids below {_KINDS}")
+    return cells
+
+
+def view_symbols(state: WorldState) -> str:
+    """The local view as its 63 map symbols, rows north to south (the player's cell shows '@')."""
+    return _view_bytes(state).translate(_SYMBOL_TABLE).decode("ascii")
+
+
+def _spaced_grid(cells: bytes) -> str:
+    """The symbols with '@' at the player's cell, one space between cells (rows not yet split)."""
+    symbols = bytearray(cells.translate(_SYMBOL_TABLE))
+    symbols[_CENTER_CELL] = 64  # '@'
+    return " ".join(symbols.decode("ascii"))
+
+
+def _grid_rows(cells: bytes) -> list[str]:
+    spaced = _spaced_grid(cells)
+    return [spaced[start:end] for start, end in _ROW_SPANS]
+
+
+def _nearest(cells: bytes) -> list[tuple[int, int, int]]:
+    """(sort rank, kind id, cell) of the nearest cell of each visible kind, nearest first."""
+    ordered = _CELLS_BY_DISTANCE(cells)
+    # Later pairs overwrite earlier ones, so reversing leaves each kind's nearest cell.
+    first = dict(zip(reversed(ordered), _FARTHEST_FIRST))
+    first.pop(_UNKNOWN_ID, None)
+    first.pop(_PLAYER_ID, None)
+    return sorted([(_RANK[sid][cell], sid, cell) for sid, cell in first.items()])
+
+
+def map_grid(state: WorldState) -> list[str]:
+    """The local view as text rows, north at the top, '@' at the player's cell."""
+    return _grid_rows(_view_bytes(state))
+
+
+def nearest_objects(state: WorldState) -> list[tuple[str, int, int]]:
+    """(kind, dx, dy) of the nearest visible cell of each kind, nearest first."""
+    return [(SEMANTIC_NAMES[sid], *_OFFSETS[cell]) for _, sid, cell in _nearest(_view_bytes(state))]
+
+
+def _vitals_and_items(state: WorldState) -> tuple[str, str]:
+    inventory = state.inventory
+    get = inventory.get
+    vitals = " ".join([f"{prefix}{get(name, 0)}" for name, prefix in _VITAL_PREFIX])
+    items = " ".join([f"{name}{inventory[name]}" for name in _OTHER_ITEMS if get(name, 0) > 0])
+    return vitals, items
+
+
+def _short_lines(state: WorldState, cells: bytes | None = None) -> dict[str, str]:
     """The ``near``, ``face``, vitals and ``inv`` lines shared by the compact and brief formats."""
-    near = " ".join(f"{name}:{_short_offset(dx, dy)}" for name, dx, dy in nearest_objects(state) if name != "grass")
+    if cells is None:
+        cells = _view_bytes(state)
+    near = " ".join([_SHORT_PHRASE[sid][cell] for _, sid, cell in _nearest(cells) if sid != _GRASS_ID])
     facing = f"{SEMANTIC_NAMES[state.facing_id]}:{DIRECTIONS.get(state.facing, '?')[0]}"
-    vitals = " ".join(f"{name[:2]}{state.inventory.get(name, 0)}" for name in VITALS)
-    items = " ".join(f"{name}{state.inventory[name]}" for name in ITEMS
-                     if name not in VITALS and state.inventory.get(name, 0) > 0)
+    vitals, items = _vitals_and_items(state)
     night = "" if state.daylight > 0.5 else " night"
     return {"near": f"near {near or '-'}", "face": f"face {facing}{' sleeping' if state.sleeping else ''}",
             "vitals": f"{vitals}{night}", "inv": f"inv {items or '-'}"}
@@ -92,8 +158,9 @@ def render_compact_observation(state: WorldState, *, turn: int, max_steps: int) 
     Same grid and symbols; the legend is left to the system prompt, offsets are written as
     ``2n1e`` (2 north, 1 east), vitals and inventory as ``name count`` pairs.
     """
-    short = _short_lines(state)
-    return "\n".join([*map_grid(state), short["near"], short["face"], short["vitals"], short["inv"]])
+    cells = _view_bytes(state)
+    short = _short_lines(state, cells)
+    return "\n".join([*_grid_rows(cells), short["near"], short["face"], short["vitals"], short["inv"]])
 
 
 def neighbour_names(state: WorldState) -> list[tuple[str, str]]:
@@ -112,27 +179,31 @@ def render_brief_observation(state: WorldState, *, turn: int, max_steps: int) ->
     decides the most frequent action (``do``) and short-range dependencies are what a small
     transformer learns first.
     """
-    short = _short_lines(state)
-    around = "around " + " ".join(f"{letter}:{name}" for letter, name in neighbour_names(state))
+    cells = _view_bytes(state)
+    short = _short_lines(state, cells)
+    around = "around " + " ".join([f"{letter}:{SEMANTIC_NAMES[cells[cell]]}" for letter, cell in _NEIGHBOUR_CELLS])
     return "\n".join([short["near"], around, short["vitals"], short["inv"], short["face"]])
 
 
 def render_text_observation(state: WorldState, *, turn: int, max_steps: int) -> str:
     """The full text observation for one agent turn."""
-    grid = map_grid(state)
-    present = sorted({SEMANTIC_NAMES[sid] for row in state.local_view for sid in row} - {"player"})
-    legend = ", ".join(f"{SYMBOLS[name]} {name}" for name in present)
-    seen = "; ".join(f"{name} {offset_text(dx, dy)}" for name, dx, dy in nearest_objects(state))
+    cells = _view_bytes(state)
+    present = set(cells)
+    present.discard(_PLAYER_ID)
+    legend = ", ".join([_LEGEND_PIECE[sid] for sid in sorted(present, key=_NAME_RANK.__getitem__)])
+    seen = "; ".join([_LONG_PHRASE[sid][cell] for _, sid, cell in _nearest(cells)])
     facing_dir = DIRECTIONS.get(state.facing, "?")
-    vitals = ", ".join(f"{name} {state.inventory.get(name, 0)}/{MAX_ITEM[name]}" for name in VITALS)
-    items = [f"{name} {state.inventory[name]}" for name in ITEMS
-             if name not in VITALS and state.inventory.get(name, 0) > 0]
-    unlocked = [name for name in ACHIEVEMENTS if state.achievements.get(name, 0) > 0]
+    inventory = state.inventory
+    get = inventory.get
+    vitals = ", ".join([f"{name} {get(name, 0)}/{top}" for name, top in _VITAL_MAX])
+    items = [f"{name} {inventory[name]}" for name in _OTHER_ITEMS if get(name, 0) > 0]
+    achieved = state.achievements.get
+    unlocked = [name for name in ACHIEVEMENTS if achieved(name, 0) > 0]
     time_of_day = "day" if state.daylight > 0.5 else "night"
     lines = [
         f"Step {state.step}/{max_steps}, turn {turn}, {time_of_day}.",
         "Map (north is up; @ is you):",
-        *grid,
+        *_grid_rows(cells),
         f"Legend: @ you, {legend}",
         f"You see: {seen or 'nothing'}.",
         f"You face {SEMANTIC_NAMES[state.facing_id]} ({facing_dir})"
