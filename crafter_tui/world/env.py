@@ -25,11 +25,10 @@ from crafter import engine as stock_engine
 
 from crafter_tui.world import engine, worldgen
 from crafter_tui.world.difficulty import Difficulty, get_difficulty
-from crafter_tui.world.rules import ACHIEVEMENTS, ACTIONS, SEMANTIC_IDS
+from crafter_tui.world.rules import ACHIEVEMENTS, ACTIONS, LOCAL_VIEW, SEMANTIC_IDS
 
 AREA = (64, 64)
 VIEW = (9, 9)
-LOCAL_VIEW = (9, 7)  # the world window of the image; the other two rows show the inventory
 FRAME_SIZE = (64, 64)
 CHUNK = (12, 12)
 
