@@ -148,9 +148,11 @@ class JsonlAppender:
                 self._write(b"\n")
 
     def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:  # a regular file takes the whole line at once; finish a short write if not
-            view = view[self._file.write(view):]
+        written = self._file.write(data)
+        if written != len(data):  # a regular file takes the whole line at once; finish a short write if not
+            view = memoryview(data)[written:]
+            while view:
+                view = view[self._file.write(view):]
 
     def write(self, record: dict[str, Any]) -> None:
         self._write(encode_json_line(record))

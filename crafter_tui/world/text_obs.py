@@ -96,7 +96,7 @@ def _view_bytes(state: WorldState) -> bytes:
 
 
 def view_symbols(state: WorldState) -> str:
-    """The local view as its 63 map symbols, rows north to south (the player's cell shows '@')."""
+    """The local view as its 63 map symbols, rows north to south (the step record's ``view``)."""
     return _view_bytes(state).translate(_SYMBOL_TABLE).decode("ascii")
 
 
