@@ -219,3 +219,14 @@ def test_the_symbols_are_unchanged() -> None:
         "furnace": "f", "player": "@", "cow": "C", "zombie": "Z", "skeleton": "S", "arrow": "*",
         "plant": "p",
     }
+
+
+@pytest.mark.parametrize("name", ["full", "compact", "brief"])
+def test_a_view_with_an_id_that_is_no_kind_is_refused(name: str) -> None:
+    state = STATES[0]
+    for bad_view in ([[*row] for row in state.local_view[:-1]],  # 9x6
+                     [[*row[:-1], len(SEMANTIC_NAMES)] for row in state.local_view]):  # an id past the kinds
+        with pytest.raises(ValueError):
+            text_obs.OBSERVATION_FORMATS[name](dataclasses.replace(state, local_view=bad_view), turn=0, max_steps=9)
+        with pytest.raises(ValueError):
+            text_obs.view_symbols(dataclasses.replace(state, local_view=bad_view))

@@ -89,15 +89,19 @@ _VITAL_MAX = [(name, MAX_ITEM[name]) for name in VITALS]
 
 def _view_bytes(state: WorldState) -> bytes:
     """The view's semantic ids, row-major, one byte each (raises on an id that is not a kind)."""
-    cells = bytes(chain.from_iterable(state.local_view))
-    if len(cells) != _CELLS or max(cells) >= _KINDS:
+    cells = b"".join(map(bytes, state.local_view))
+    if len(cells) != _CELLS or b"\0" in cells.translate(_SYMBOL_TABLE):  # ids past the kinds translate to 0
         raise ValueError(f"local view is not {_W}x{_H} semantic ids below {_KINDS}")
     return cells
 
 
 def view_symbols(state: WorldState) -> str:
     """The local view as its 63 map symbols, rows north to south (the step record's ``view``)."""
-    return _view_bytes(state).translate(_SYMBOL_TABLE).decode("ascii")
+    cells = b"".join(map(bytes, state.local_view))
+    symbols = cells.translate(_SYMBOL_TABLE)
+    if len(cells) != _CELLS or b"\0" in symbols:
+        raise ValueError(f"local view is not {_W}x{_H} semantic ids below {_KINDS}")
+    return symbols.decode("ascii")
 
 
 def _spaced_grid(cells: bytes) -> str:
