@@ -22,8 +22,7 @@ from crafter_tui.finetune.inference import (
     inference_dtype,
     load_model,
 )
-from crafter_tui.finetune.trainer.tokenizer import message_texts, train_tokenizer
-from tests.trainer_support import short_rows
+from tests.trainer_support import rows_tokenizer, short_rows
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +32,7 @@ def rows():
 
 @pytest.fixture(scope="module")
 def tokenizer(rows):
-    return train_tokenizer([t for r in rows for t in message_texts(r["messages"])], 512)
+    return rows_tokenizer(rows)
 
 
 def _model(tokenizer, dtype: torch.dtype = torch.float32) -> Qwen2ForCausalLM:

@@ -15,8 +15,7 @@ from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
 
 from crafter_tui.finetune.inference import LoadedModel
 from crafter_tui.finetune.qwen2_decoder import Qwen2Decoder
-from crafter_tui.finetune.trainer.tokenizer import message_texts, train_tokenizer
-from tests.trainer_support import short_rows
+from tests.trainer_support import rows_tokenizer, short_rows
 
 #: (attention heads, key/value heads, attention bias): grouped-query and plain multi-head.
 SHAPES = [(4, 2, True), (4, 4, True)]
@@ -29,7 +28,7 @@ def rows():
 
 @pytest.fixture(scope="module")
 def tokenizer(rows):
-    return train_tokenizer([t for r in rows for t in message_texts(r["messages"])], 512)
+    return rows_tokenizer(rows)
 
 
 def _model(tokenizer, heads: int, kv_heads: int, seed: int = 0, **overrides) -> Qwen2ForCausalLM:

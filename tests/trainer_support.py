@@ -6,6 +6,7 @@ from pathlib import Path
 
 from crafter_tui.finetune.trainer import TrainJob
 from crafter_tui.finetune.trainer.sample_data import scripted_conversations, write_jsonl
+from crafter_tui.finetune.trainer.tokenizer import message_texts, train_tokenizer
 
 SHORT_SYSTEM = "Play Crafter. Call interact with actions."
 
@@ -22,3 +23,8 @@ def small_job(tmp_path: Path, rows: list[dict], **overrides) -> TrainJob:
                 "n_epochs": 1, "batch_size": 4, "seed": 7, "max_length": 512, "threads": 1}
     settings.update(overrides)
     return TrainJob(**settings)
+
+
+def rows_tokenizer(rows: list[dict], vocab_size: int = 512):
+    """A built-in tokenizer fit on ``rows``' messages (what the trainer would build for them)."""
+    return train_tokenizer([text for row in rows for text in message_texts(row["messages"])], vocab_size)
