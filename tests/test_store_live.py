@@ -18,12 +18,16 @@ from tests.trace_builders import Episode, Turn, summary, turn_lines, write_run
 REPO = Path(__file__).resolve().parents[1]
 
 
+#: Long enough that the reader catches the run half-written: the world steps ~3k times a second.
+LIVE_EPISODES = 12
+
+
 def test_store_queries_a_live_rollout_in_another_process(tmp_path: Path) -> None:
     out = tmp_path / "traces"
     out.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "crafter_tui", "rollout", "--agent", "scripted", "--episodes", "2",
-         "--max-steps", "60", "--concurrency", "1", "--out", str(out), "--json", "--quiet"],
+        [sys.executable, "-m", "crafter_tui", "rollout", "--agent", "scripted", "--episodes", str(LIVE_EPISODES),
+         "--max-steps", "300", "--concurrency", "1", "--out", str(out), "--json", "--quiet"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen_partial = False
     store = None
@@ -50,7 +54,7 @@ def test_store_queries_a_live_rollout_in_another_process(tmp_path: Path) -> None
     store.refresh()
     assert store.problems == []  # lines caught mid-write were waited for, not reported
     stats = selection_stats(store, FilterSpec(), tokens=False)
-    assert stats.episodes_selected == 2
+    assert stats.episodes_selected == LIVE_EPISODES
     assert stats.examples_selected == sum(result["turns_per_episode"])
     assert stats.achievements_histogram == {
         str(n): result["achievements_per_episode"].count(n) for n in sorted(set(result["achievements_per_episode"]))}
