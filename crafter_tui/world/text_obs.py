@@ -35,23 +35,24 @@ SYMBOLS: dict[str, str] = {
 _CENTER = (LOCAL_VIEW[0] // 2, LOCAL_VIEW[1] // 2)
 
 
-def offset_text(dx: int, dy: int) -> str:
-    """'2 north and 1 east': how observations (and the expert's reasoning) word an offset."""
+def _offset(dx: int, dy: int, words: tuple[str, str, str, str], joiner: str, here: str) -> str:
+    """An offset in (north, south, west, east) ``words``: the one wording rule both forms share."""
     parts = []
     if dy:
-        parts.append(f"{abs(dy)} {'north' if dy < 0 else 'south'}")
+        parts.append(f"{abs(dy)}{words[0] if dy < 0 else words[1]}")
     if dx:
-        parts.append(f"{abs(dx)} {'west' if dx < 0 else 'east'}")
-    return " and ".join(parts) if parts else "here"
+        parts.append(f"{abs(dx)}{words[2] if dx < 0 else words[3]}")
+    return joiner.join(parts) or here
+
+
+def offset_text(dx: int, dy: int) -> str:
+    """'2 north and 1 east': how observations (and the expert's reasoning) word an offset."""
+    return _offset(dx, dy, (" north", " south", " west", " east"), " and ", "here")
 
 
 def _short_offset(dx: int, dy: int) -> str:
-    parts = []
-    if dy:
-        parts.append(f"{abs(dy)}{'n' if dy < 0 else 's'}")
-    if dx:
-        parts.append(f"{abs(dx)}{'w' if dx < 0 else 'e'}")
-    return "".join(parts) or "0"
+    """'2n1e': the compact and brief observations' form."""
+    return _offset(dx, dy, ("n", "s", "w", "e"), "", "0")
 
 
 # -- lookup tables (built once per process) ----------------------------------------------
