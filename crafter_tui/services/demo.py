@@ -75,9 +75,10 @@ class Headline(BaseModel):
 def demo_spec(workdir: Path, recipe: Recipe) -> PipelineSpec:
     return PipelineSpec(
         workdir=workdir, data_agent="scripted", data_model="scripted-expert", data_episodes=recipe.data_episodes,
-        # one data process: its episodes interleave in the same order every run, so the exported examples
-        # (in trace-file order) and the trained model replay; two workers saved ~5 s but shuffled them
-        data_seed=10_000, data_workers=1, max_steps=recipe.max_steps,
+        # data_workers stays at its default of one process: its episodes interleave in the same order every
+        # run, so the exported examples (in trace-file order) and the trained model replay; two workers
+        # saved ~5 s but shuffled them
+        data_seed=10_000, max_steps=recipe.max_steps,
         history_turns=recipe.history_turns,
         observation=recipe.observation,
         filter=FilterSpec(mode="turn", drop_reasoning=recipe.drop_reasoning, balance_actions=recipe.balance_actions,
