@@ -21,7 +21,8 @@ from crafter_tui.errors import ConfigError
 DEFAULT_CONFIG_NAME = "crafter_config.toml"
 CONFIG_ENV_VAR = "CRAFTER_TUI_CONFIG"
 
-AgentKind = Literal["scripted", "random", "openai"]
+#: ``dagger``: the ``openai`` model plays while the scripted expert labels every turn (``agents.dagger``).
+AgentKind = Literal["scripted", "random", "openai", "dagger"]
 #: Text observation formats (``world.text_obs.OBSERVATION_FORMATS``): full for LLMs, compact and brief for small models.
 ObservationFormat = Literal["full", "compact", "brief"]
 Difficulty = Literal["peaceful", "easy", "normal", "hard"]
@@ -50,6 +51,8 @@ class EvalSection(Section):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(512, ge=1, le=65_536)
     render_frames: bool = False
+    expert_beta: float = Field(0.0, ge=0.0, le=1.0, description="agent dagger: chance per turn of executing the "
+                               "scripted expert's decision instead of the model's (seeded by the episode seed)")
 
 
 class ServiceSection(Section):

@@ -162,7 +162,7 @@ def test_agent_attributes_and_factory():
     assert agent.system_prompt == SYSTEM_PROMPT
     random_agent = make_agent("random", model=None, config=None)
     assert isinstance(random_agent, RandomAgent) and not random_agent.needs_semantic_map
-    assert AGENT_KINDS == ("scripted", "random", "openai")
+    assert AGENT_KINDS == ("scripted", "random", "openai", "dagger")
     with pytest.raises(UserError, match="unknown agent 'nope'"):
         make_agent("nope", model=None, config=None)
 

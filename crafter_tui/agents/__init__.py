@@ -1,4 +1,4 @@
-"""Agents: one async protocol (``base.Agent``), three kinds, one factory."""
+"""Agents: one async protocol (``base.Agent``), four kinds, one factory."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from crafter_tui.agents.base import Agent
     from crafter_tui.config import AppConfig
 
-AGENT_KINDS = ("scripted", "random", "openai")
+AGENT_KINDS = ("scripted", "random", "openai", "dagger")
 
 
 def make_agent(kind: str, *, model: str | None, config: "AppConfig") -> "Agent":
@@ -29,4 +29,13 @@ def make_agent(kind: str, *, model: str | None, config: "AppConfig") -> "Agent":
         if not model:
             raise UserError("the openai agent needs a model name", where="--model")
         return OpenAIAgent.from_config(config, model)
+    if kind == "dagger":
+        from crafter_tui.agents.dagger import DaggerAgent
+        from crafter_tui.agents.openai_agent import OpenAIAgent
+        from crafter_tui.agents.scripted import ScriptedAgent
+
+        if not model:
+            raise UserError("the dagger agent needs the model that plays (the expert labels its turns)",
+                            where="--model")
+        return DaggerAgent(OpenAIAgent.from_config(config, model), ScriptedAgent(), beta=config.eval.expert_beta)
     raise UserError(f"unknown agent {kind!r}; choose one of {', '.join(AGENT_KINDS)}", where="--agent")

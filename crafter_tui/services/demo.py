@@ -22,7 +22,9 @@ from pydantic import BaseModel
 from crafter_tui.config import AppConfig, ObservationFormat
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.evaluation.compare import Comparison
-from crafter_tui.services.pipeline import PipelineEvent, PipelineFinished, PipelineService, PipelineSpec
+from crafter_tui.services.pipeline import (
+    PipelineEvent, PipelineFinished, PipelineService, PipelineSpec, PipelineState, final_model,
+)
 
 PREFIX = "demo"
 
@@ -44,6 +46,11 @@ class Recipe(BaseModel):
     balance_actions: bool = True  # cap over-represented first actions (waiting out nights dominates)
     keep_before_achievement: int | None = None  # every turn: exploring and surviving are worth copying too
     eval_temperature: float = 0.7  # sample the learned distribution (0.7 was best on validation seeds 100-119)
+    dagger_rounds: int = 0  # student plays, the expert labels its turns, retrain on the aggregate
+    dagger_episodes: int = 20
+    dagger_beta: float = 0.0
+    dagger_epochs: int | None = None
+    eval_seed: int = 0  # held-out seeds 0..; the recipe is chosen on validation seeds 100..119
 
 
 #: Sized for a 2-core CPU: crafter-tiny trains at ~10k tokens/s there and answers a turn in
@@ -72,6 +79,10 @@ class Headline(BaseModel):
     workdir: Path
 
 
+#: The student's DAgger episodes play seeds 20000.. (data 10000.., validation 100..119, held-out 0..).
+DAGGER_SEED = 20_000
+
+
 def demo_spec(workdir: Path, recipe: Recipe) -> PipelineSpec:
     return PipelineSpec(
         workdir=workdir, data_agent="scripted", data_model="scripted-expert", data_episodes=recipe.data_episodes,
@@ -86,7 +97,9 @@ def demo_spec(workdir: Path, recipe: Recipe) -> PipelineSpec:
         backend="local", models=[recipe.model], epochs=recipe.epochs,
         batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, eval_episodes=recipe.eval_episodes,
         eval_max_tokens=recipe.eval_max_tokens, eval_temperature=recipe.eval_temperature,
-        eval_seed=0, baselines=["random", "scripted"], experiment_prefix=PREFIX)
+        dagger_rounds=recipe.dagger_rounds, dagger_episodes=recipe.dagger_episodes, dagger_seed=DAGGER_SEED,
+        dagger_beta=recipe.dagger_beta, dagger_epochs=recipe.dagger_epochs,
+        eval_seed=recipe.eval_seed, baselines=["random", "scripted"], experiment_prefix=PREFIX)
 
 
 def demo_config(config: AppConfig, workdir: Path, port: int) -> AppConfig:
@@ -183,8 +196,5 @@ async def run_demo(config: AppConfig, workdir: Path, recipe: Recipe,
                 final = event
     if final is None:
         raise RuntimeError("the demo pipeline ended without a result")
-    state = (workdir / "pipeline.json")
-    import json
-
-    trained = json.loads(state.read_text())["stages"][f"finetune:{recipe.model}"]["fine_tuned_model"]
-    return headline(final, trained, workdir)
+    stages = PipelineState(workdir).stages
+    return headline(final, final_model(spec, stages, recipe.model), workdir)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crafter_tui.config import AgentKind, AppConfig, Difficulty, ObservationFormat
 from crafter_tui.dataset.spec import FilterSpec
@@ -56,6 +56,15 @@ class PipelineSpec(BaseModel):
     epochs: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)
     learning_rate: float | None = Field(None, gt=0)
+    # 3b. DAgger: play the tuned model, the scripted expert labels the states it reaches, train again
+    dagger_rounds: int = Field(0, ge=0, le=10, description="rounds of student play + relabel + retrain "
+                               "after the first fine-tune (0: plain behaviour cloning)")
+    dagger_episodes: int = Field(20, ge=1, description="student episodes per DAgger round")
+    dagger_seed: int = Field(20_000, ge=0, description="first seed of the student episodes (round r plays "
+                             "the next dagger_episodes seeds): keep them away from the data and eval seeds")
+    dagger_beta: float = Field(0.0, ge=0.0, le=1.0, description="chance per turn of executing the expert's "
+                               "decision instead of the student's during DAgger rounds")
+    dagger_epochs: int | None = Field(None, ge=1, description="epochs of each retraining (None: epochs)")
     # 4. evaluation (held-out seeds: keep them away from the data seeds)
     eval_episodes: int = Field(20, ge=1)
     eval_seed: int = Field(0, ge=0)
@@ -68,6 +77,32 @@ class PipelineSpec(BaseModel):
     experiment_prefix: str = Field("pipeline", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,40}$")
     # 5. report
     report_format: Literal["html", "md", "json"] = "html"
+
+    @model_validator(mode="after")
+    def _dagger_seeds_apart(self) -> "PipelineSpec":
+        """Student episodes on a data or held-out seed would leak those seeds into training."""
+        if self.dagger_rounds:
+            dagger = range(self.dagger_seed, self.dagger_seed + self.dagger_rounds * self.dagger_episodes)
+            for name, seeds in (("data", range(self.data_seed, self.data_seed + self.data_episodes)),
+                                ("eval", range(self.eval_seed, self.eval_seed + self.eval_episodes))):
+                if dagger.start < seeds.stop and seeds.start < dagger.stop:
+                    raise ValueError(f"the DAgger seeds {dagger.start}..{dagger.stop - 1} overlap the {name} seeds "
+                                     f"{seeds.start}..{seeds.stop - 1}; choose another dagger_seed")
+        return self
+
+    def dagger_round_seed(self, round_: int) -> int:
+        """First seed of DAgger round ``round_`` (1-based)."""
+        return self.dagger_seed + (round_ - 1) * self.dagger_episodes
+
+
+def finetune_stage(model: str, round_: int = 0) -> str:
+    """The state key of ``model``'s fine-tune after DAgger round ``round_`` (0: on the expert data alone)."""
+    return f"finetune:{model}" if round_ == 0 else f"finetune:{model}:dagger{round_}"
+
+
+def final_model(spec: PipelineSpec, stages: dict[str, dict[str, Any]], model: str) -> str:
+    """The fine-tuned model the pipeline evaluates for base ``model`` (after its last DAgger round)."""
+    return stages[finetune_stage(model, spec.dagger_rounds)]["fine_tuned_model"]
 
 
 class StageStarted(BaseModel):
@@ -137,11 +172,11 @@ class PipelineService:
     async def run(self, spec: PipelineSpec) -> AsyncIterator[PipelineEvent]:
         spec.workdir.mkdir(parents=True, exist_ok=True)
         state = PipelineState(spec.workdir)
-        run_dir: Path | None = None
         async for event in self._rollout(spec, state):
             yield event
         run_dir = Path(state.stages["rollout"]["run_dir"])
-        async for event in self._export(spec, state, run_dir):
+        path = spec.workdir / "data" / f"{spec.experiment_prefix}-sft.jsonl"
+        async for event in self._export(spec, state, "export", [run_dir], path):
             yield event
         data = Path(state.stages["export"]["path"])
         experiments: list[str] = []
@@ -152,7 +187,13 @@ class PipelineService:
         for model in spec.models:
             async for event in self._finetune(spec, state, model, data):
                 yield event
-            tuned = state.stages[f"finetune:{model}"]["fine_tuned_model"]
+            tuned = state.stages[finetune_stage(model)]["fine_tuned_model"]
+            runs = [run_dir]
+            for round_ in range(1, spec.dagger_rounds + 1):
+                async for event in self._dagger_round(spec, state, model, tuned, round_, runs):
+                    yield event
+                tuned = state.stages[finetune_stage(model, round_)]["fine_tuned_model"]
+                data = Path(state.stages[f"export:{model}:dagger{round_}"]["path"])
             async for event in self._eval_tuned(spec, state, model, tuned, data):
                 yield event
             experiments.append(state.stages[f"eval:{model}"]["experiment"])
@@ -161,25 +202,32 @@ class PipelineService:
 
     # -- stages ----------------------------------------------------------------------------------
     async def _rollout(self, spec: PipelineSpec, state: PipelineState) -> AsyncIterator[PipelineEvent]:
+        rollout = RolloutSpec(
+            agent=spec.data_agent, model=spec.data_model, episodes=spec.data_episodes, seed=spec.data_seed,
+            max_steps=spec.max_steps, difficulty=spec.difficulty, concurrency=spec.concurrency,
+            workers=spec.data_workers,
+            history_turns=spec.history_turns, observation=spec.observation, out_dir=self.config.output.trace_dir)
+        detail = (f"{spec.data_episodes} {spec.data_agent} episodes, "
+                  f"seeds {spec.data_seed}..{spec.data_seed + spec.data_episodes - 1}")
+        async for event in self._play(state, "rollout", rollout, f"{spec.experiment_prefix}-data", self.config,
+                                      detail, "data"):
+            yield event
+
+    async def _play(self, state: PipelineState, stage: str, rollout: RolloutSpec, run_id: str, config: AppConfig,
+                    detail: str, what: str) -> AsyncIterator[PipelineEvent]:
+        """Play ``rollout`` as the resumable stage ``stage`` (an interrupted run resumes its unfinished episodes)."""
         from crafter_tui.services.rollouts import RolloutService
 
-        stage = "rollout"
         if state.done(stage):
             yield StageFinished(stage=stage, skipped=True, result=state.stages[stage])
             return
         clock = time.perf_counter()
         partial = state.stages.get(stage, {})
-        rollout = RolloutSpec(
-            agent=spec.data_agent, model=spec.data_model, episodes=spec.data_episodes, seed=spec.data_seed,
-            max_steps=spec.max_steps, difficulty=spec.difficulty, concurrency=spec.concurrency,
-            workers=spec.data_workers,
-            history_turns=spec.history_turns, observation=spec.observation, out_dir=self.config.output.trace_dir,
-            run_id=None if partial.get("run_id") else f"{spec.experiment_prefix}-data",
-            resume=partial.get("run_id"))
-        yield StageStarted(stage=stage, detail=f"{spec.data_episodes} {spec.data_agent} episodes, "
-                           f"seeds {spec.data_seed}..{spec.data_seed + spec.data_episodes - 1}")
+        rollout = rollout.model_copy(update={"run_id": None if partial.get("run_id") else run_id,
+                                             "resume": partial.get("run_id")})
+        yield StageStarted(stage=stage, detail=detail)
         finished, played, failures = 0, 0, []
-        async for event in RolloutService(self.config).run(rollout):
+        async for event in RolloutService(config).run(rollout):
             if isinstance(event, RunStarted):
                 state.save(stage, run_id=event.run_id, run_dir=str(event.run_dir), finished=False)
                 finished = event.episodes - event.pending
@@ -187,31 +235,60 @@ class PipelineService:
                 finished, played = finished + 1, played + 1
                 if event.summary.termination in RETRIED_ON_RESUME:
                     failures.append(event.summary)
-                yield StageProgress(stage=stage, done=finished, total=spec.data_episodes,
+                yield StageProgress(stage=stage, done=finished, total=rollout.episodes,
                                     message=f"episode {event.summary.seed}: {event.summary.num_achievements} "
                                             "achievements")
         if played and len(failures) == played:
             first = failures[0]
-            raise UserError(f"every data episode failed ({first.termination}; first, seed {first.seed}: "
-                            f"{first.error}); fix the cause and run again to replay them", where="pipeline rollout")
+            raise UserError(f"every {what} episode failed ({first.termination}; first, seed {first.seed}: "
+                            f"{first.error}); fix the cause and run again to replay them", where=f"pipeline {stage}")
         state.save(stage, finished=True)
         yield StageFinished(stage=stage, result=state.stages[stage], wall_s=time.perf_counter() - clock)
 
-    async def _export(self, spec: PipelineSpec, state: PipelineState, run_dir: Path) -> AsyncIterator[PipelineEvent]:
+    async def _dagger_round(self, spec: PipelineSpec, state: PipelineState, model: str, tuned: str, round_: int,
+                            runs: list[Path]) -> AsyncIterator[PipelineEvent]:
+        """The student ``tuned`` plays, the expert labels its turns; retrain on every run so far (``runs`` grows)."""
+        stage = f"dagger:{model}:{round_}"
+        seed = spec.dagger_round_seed(round_)
+        if not state.done(stage) and spec.backend == "local":
+            from crafter_tui.services.finetune import FinetuneService
+
+            await FinetuneService(self.config).ensure_local_service()
+        config = self._tuned_config(spec)
+        config.eval.expert_beta = spec.dagger_beta
+        rollout = RolloutSpec(
+            agent="dagger", model=tuned, episodes=spec.dagger_episodes, seed=seed, max_steps=spec.max_steps,
+            difficulty=spec.difficulty, concurrency=spec.eval_concurrency, history_turns=spec.history_turns,
+            observation=spec.observation, out_dir=config.output.trace_dir)
+        detail = (f"{tuned} plays {spec.dagger_episodes} episodes (seeds {seed}..{seed + spec.dagger_episodes - 1}), "
+                  f"the expert labels every turn" + (f", beta {spec.dagger_beta:g}" if spec.dagger_beta else ""))
+        async for event in self._play(state, stage, rollout, f"{spec.experiment_prefix}-dagger-{_slug(model)}-{round_}",
+                                      config, detail, "DAgger"):
+            yield event
+        runs.append(Path(state.stages[stage]["run_dir"]))
+        export = f"export:{model}:dagger{round_}"
+        path = spec.workdir / "data" / f"{spec.experiment_prefix}-{_slug(model)}-dagger{round_}-sft.jsonl"
+        async for event in self._export(spec, state, export, runs, path):
+            yield event
+        data = Path(state.stages[export]["path"])
+        async for event in self._finetune(spec, state, model, data, round_):
+            yield event
+
+    async def _export(self, spec: PipelineSpec, state: PipelineState, stage: str, run_dirs: list[Path],
+                      path: Path) -> AsyncIterator[PipelineEvent]:
+        """Export the turns of ``run_dirs`` (one trace folder) with the spec's filter, as one data set."""
         from crafter_tui.services.dataset import DatasetService, ExportDone, ExportProgress
         from crafter_tui.services.traces import TraceService
 
-        stage = "export"
         if state.done(stage):
             yield StageFinished(stage=stage, skipped=True, result=state.stages[stage])
             return
         clock = time.perf_counter()
-        path = spec.workdir / "data" / f"{spec.experiment_prefix}-sft.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
-        selection = spec.filter.model_copy(update={"runs": (run_dir.name,)})
-        yield StageStarted(stage=stage, detail=f"mode {selection.mode} -> {path}")
+        selection = spec.filter.model_copy(update={"runs": tuple(run_dir.name for run_dir in run_dirs)})
+        yield StageStarted(stage=stage, detail=f"mode {selection.mode}, {len(run_dirs)} run(s) -> {path}")
         traces = TraceService(self.config)
-        await traces.open(run_dir.parent)
+        await traces.open(run_dirs[0].parent)
         dataset = DatasetService(traces)
         examples = 0
         async for event in dataset.export(selection, path):
@@ -225,10 +302,13 @@ class PipelineService:
         yield StageFinished(stage=stage, result=state.stages[stage], wall_s=time.perf_counter() - clock)
 
     async def _finetune(self, spec: PipelineSpec, state: PipelineState, model: str,
-                        data: Path) -> AsyncIterator[PipelineEvent]:
+                        data: Path, round_: int = 0) -> AsyncIterator[PipelineEvent]:
+        """Train ``model`` from its base weights on ``data`` (round > 0: the aggregate after DAgger round ``round_``)."""
         from crafter_tui.services.finetune import FinetuneService, JobFinished, JobMetrics, LaunchRequest
 
-        stage = f"finetune:{model}"
+        stage = finetune_stage(model, round_)
+        epochs = (spec.dagger_epochs or spec.epochs) if round_ else spec.epochs
+        suffix = f"{spec.experiment_prefix}-{model}" + (f"-d{round_}" if round_ else "")
         if state.done(stage):
             yield StageFinished(stage=stage, skipped=True, result=state.stages[stage])
             return
@@ -237,9 +317,9 @@ class PipelineService:
         job_id = state.stages.get(stage, {}).get("job_id")
         if job_id is None:
             yield StageStarted(stage=stage, detail=f"{model} on {spec.backend}, data {data.name}")
-            request = LaunchRequest(data=data, backend=spec.backend, model=model, epochs=spec.epochs,
+            request = LaunchRequest(data=data, backend=spec.backend, model=model, epochs=epochs,
                                     batch_size=spec.batch_size, learning_rate=spec.learning_rate,
-                                    suffix=_slug(f"{spec.experiment_prefix}-{model}"))
+                                    suffix=_slug(suffix))
             prepared = await service.prepare(request)
             entry = await service.launch(request, prepared)
             job_id = entry.job_id
@@ -273,6 +353,13 @@ class PipelineService:
         elif model_host == "synth" and config.finetune.synth_base_url:
             config.openai.base_url = config.finetune.synth_base_url
             config.openai.api_key = config.finetune.synth_api_key
+        return config
+
+    def _tuned_config(self, spec: PipelineSpec) -> AppConfig:
+        """The config a tuned model plays with (evaluation and DAgger rounds alike)."""
+        config = self._eval_config(spec.backend, spec.eval_max_tokens)
+        if spec.eval_temperature is not None:
+            config.eval.temperature = spec.eval_temperature
         return config
 
     async def _evaluate(self, spec: PipelineSpec, state: PipelineState, stage: str, name: str,
@@ -314,9 +401,7 @@ class PipelineService:
     async def _eval_tuned(self, spec: PipelineSpec, state: PipelineState, base: str, tuned: str,
                           data: Path) -> AsyncIterator[PipelineEvent]:
         name = f"{spec.experiment_prefix}-{_slug(base)}"
-        config = self._eval_config(spec.backend, spec.eval_max_tokens)
-        if spec.eval_temperature is not None:
-            config.eval.temperature = spec.eval_temperature
+        config = self._tuned_config(spec)
         async for event in self._evaluate(spec, state, f"eval:{base}", name, "openai", tuned, config,
                                           training_data=str(data)):
             yield event
