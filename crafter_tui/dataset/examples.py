@@ -14,8 +14,7 @@ message list (a test checks it), it is just not re-encoded for every example.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,9 @@ import duckdb
 
 from crafter_tui.agents.base import HistoryTurn
 from crafter_tui.agents.prompting import SYSTEM_PROMPT, TOOLS, build_messages
+from crafter_tui.dataset.source import line_rows, read_lines
 from crafter_tui.traces.schema import TURNS_FILE, RunRecord
 
-#: Trace writers put ``episode`` first; lines of unselected episodes are skipped on this prefix.
-_EPISODE_PREFIX = re.compile(rb'\{\s*"episode"\s*:\s*(\d+)\s*,')
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 _escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
@@ -182,51 +180,48 @@ def _plans(cursor: duckdb.DuckDBPyConnection, run_id: str, source: str) -> dict[
 def iter_examples(cursor: duckdb.DuckDBPyConnection, runs: dict[str, tuple[Path, RunRecord]], *,
                   mode: str, text_actions: bool, drop_reasoning: bool = False,
                   source: str = "selection") -> Iterator[Example]:
-    """Every example of the materialised selection, run by run in file order."""
+    """Every example of the materialised selection in (run_id, episode, turn) order (``source``:
+    a function of the data, not of the order parallel workers appended the lines in)."""
     run_ids = [row[0] for row in cursor.execute(RUNS_SQL[source]).fetchall()]
     for run_id in run_ids:
         path, record = runs[run_id]
         plans = _plans(cursor, run_id, source)
-        yield from _run_examples(run_id, path / TURNS_FILE, record, plans, mode=mode, text_actions=text_actions,
+        lines = read_lines(path / TURNS_FILE, line_rows(cursor, run_id, source))
+        yield from _run_examples(run_id, lines, record, plans, mode=mode, text_actions=text_actions,
                                  drop_reasoning=drop_reasoning)
 
 
-def _run_examples(run_id: str, turns_path: Path, record: RunRecord, plans: dict[int, _EpisodePlan], *,
+def _run_examples(run_id: str, lines: Iterable[bytes], record: RunRecord, plans: dict[int, _EpisodePlan], *,
                   mode: str, text_actions: bool, drop_reasoning: bool = False) -> Iterator[Example]:
+    """The examples of one run from its selected episodes' turn lines, in (episode, file) order."""
     system = record.system_prompt if record.system_prompt is not None else SYSTEM_PROMPT
     tools_tail = "}" if text_actions else ',"tools":' + TOOLS_JSON + "}"
-    with turns_path.open("rb") as handle:
-        for raw in handle:
-            if not plans:
-                return
-            if not raw.endswith(b"\n"):
-                return  # a write in progress: not part of any finished episode
-            head = _EPISODE_PREFIX.match(raw)
-            if head is not None and int(head.group(1)) not in plans:
-                continue  # another episode: skipped without parsing the line
-            try:
-                line = json.loads(raw)
-                plan = plans.get(line["episode"])
-                if plan is None or line.get("attempt", 0) != plan.attempt or line["turn"] in plan.turn_numbers:
-                    continue
-                observation, assistant, turn = line["observation"], line["assistant"], line["turn"]
-            except (ValueError, KeyError, TypeError):
-                continue  # reported when the store loaded the file
-            if drop_reasoning:
-                assistant = without_reasoning(assistant)
-            if text_actions:
-                assistant = text_action_message(assistant)
-            tool_result = None if text_actions else line.get("tool_result")
-            group = plan.groups.get(turn)
-            if group is not None:
-                messages = _messages(system, record.history_turns, plan, group, observation, assistant, mode)
-                encoded = plan.encoder.encode(messages)
-                yield Example(run_id, line["episode"], group, plan.is_valid,
-                              '{"messages":' + encoded + tools_tail, messages)
-            plan.history.append(HistoryTurn(observation=observation, assistant=assistant, tool_result=tool_result))
-            plan.turn_numbers.append(turn)
-            if turn >= plan.last_turn:
-                del plans[line["episode"]]
+    for raw in lines:
+        if not plans:
+            return
+        try:
+            line = json.loads(raw)
+            plan = plans.get(line["episode"])
+            if plan is None or line.get("attempt", 0) != plan.attempt or line["turn"] in plan.turn_numbers:
+                continue
+            observation, assistant, turn = line["observation"], line["assistant"], line["turn"]
+        except (ValueError, KeyError, TypeError):
+            continue  # reported when the store loaded the file
+        if drop_reasoning:
+            assistant = without_reasoning(assistant)
+        if text_actions:
+            assistant = text_action_message(assistant)
+        tool_result = None if text_actions else line.get("tool_result")
+        group = plan.groups.get(turn)
+        if group is not None:
+            messages = _messages(system, record.history_turns, plan, group, observation, assistant, mode)
+            encoded = plan.encoder.encode(messages)
+            yield Example(run_id, line["episode"], group, plan.is_valid,
+                          '{"messages":' + encoded + tools_tail, messages)
+        plan.history.append(HistoryTurn(observation=observation, assistant=assistant, tool_result=tool_result))
+        plan.turn_numbers.append(turn)
+        if turn >= plan.last_turn:
+            del plans[line["episode"]]
 
 
 def _messages(system: str, history_turns: int, plan: _EpisodePlan, group: tuple[int, ...], observation: str,

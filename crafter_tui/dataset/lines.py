@@ -24,7 +24,7 @@ escapes are ``json``'s, character for character (a test checks all 127).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,9 @@ import numpy as np
 
 from crafter_tui.agents.base import HistoryTurn
 from crafter_tui.agents.prompting import SYSTEM_PROMPT, build_messages
+from crafter_tui.dataset.source import LineRows, line_rows, read_lines
 from crafter_tui.dataset.examples import (
-    _EPISODE_PREFIX, TOOLS_JSON, _encode_message, dumps, text_action_message, without_reasoning,
+    TOOLS_JSON, _encode_message, dumps, text_action_message, without_reasoning,
 )
 from crafter_tui.traces.schema import TURNS_FILE, RunRecord
 
@@ -209,12 +210,13 @@ class RunRows:
     turn: np.ndarray
     key: np.ndarray
     is_valid: np.ndarray
+    lines: LineRows  # where the turn lines of these episodes are (``source``)
 
 
 def run_rows(cursor: duckdb.DuckDBPyConnection, run_id: str) -> RunRows:
     columns = cursor.execute(ROWS_SQL, [run_id]).fetchnumpy()
     return RunRows(run_id, *(np.asarray(columns[name]) for name in
-                             ("episode", "attempt", "turn", "example_key", "is_valid")))
+                             ("episode", "attempt", "turn", "example_key", "is_valid")), line_rows(cursor, run_id))
 
 
 def run_plans(rows: RunRows) -> dict[int, _Episode]:
@@ -255,7 +257,8 @@ def run_counts(cursor: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
 def iter_lines(cursor: duckdb.DuckDBPyConnection, runs: dict[str, tuple[Path, RunRecord]], *,
                mode: str, text_actions: bool, drop_reasoning: bool = False,
                run_ids: list[str] | None = None) -> Iterator[PiecedLine]:
-    """Every example line of the materialised ``selection``, in the reference path's order.
+    """Every example line of the materialised ``selection``, in the reference path's order:
+    (run_id, episode, turn), see ``source``.
 
     ``run_ids``: only these runs (in this order); default all runs of the selection.
     """
@@ -270,13 +273,14 @@ def lines_of_run(rows: RunRows, run: tuple[Path, RunRecord], *, mode: str, text_
                  drop_reasoning: bool = False) -> Iterator[PiecedLine]:
     """The lines of one run (needs no database: a forked helper process can run it)."""
     path, record = run
-    return run_lines(rows.run_id, path / TURNS_FILE, record, run_plans(rows), mode=mode, text_actions=text_actions,
-                     drop_reasoning=drop_reasoning)
+    return run_lines(rows.run_id, read_lines(path / TURNS_FILE, rows.lines), record, run_plans(rows), mode=mode,
+                     text_actions=text_actions, drop_reasoning=drop_reasoning)
 
 
-def run_lines(run_id: str, turns_path: Path, record: RunRecord, episodes: dict[int, _Episode], *, mode: str,
+def run_lines(run_id: str, lines: Iterable[bytes], record: RunRecord, episodes: dict[int, _Episode], *, mode: str,
               text_actions: bool, drop_reasoning: bool = False) -> Iterator[PiecedLine]:
-    """The lines of one run, in file order (``episodes`` from ``run_plans``; consumed).
+    """The lines of one run, from its selected episodes' turn lines in (episode, file) order
+    (``source.read_lines``; ``episodes`` from ``run_plans``, consumed).
 
     Mirrors ``examples._run_examples`` line for line: the same lines skipped, the same history.
     """
@@ -285,45 +289,38 @@ def run_lines(run_id: str, turns_path: Path, record: RunRecord, episodes: dict[i
     prefix = ('{"messages":[' + _system_message(system) + ",").encode("ascii")
     tail = b"]}\n" if text_actions else ('],"tools":' + TOOLS_JSON + "}\n").encode("ascii")
     turn_mode = mode == "turn"
-    episode_prefix = _EPISODE_PREFIX.match
-    with turns_path.open("rb") as handle:
-        for raw in handle:
-            if not episodes:
-                return
-            if not raw.endswith(b"\n"):
-                return  # a write in progress: not part of any finished episode
-            head_match = episode_prefix(raw)
-            if head_match is not None and int(head_match.group(1)) not in episodes:
-                continue  # another episode: skipped without parsing the line
-            try:
-                line, orjson_ok = parse_line(raw)
-                number = line["episode"]
-                episode = episodes.get(number)
-                turn = line["turn"]
-                if episode is None or line.get("attempt", 0) != episode.attempt or turn in episode.seen:
-                    continue
-                observation, assistant = line["observation"], line["assistant"]
-            except (ValueError, KeyError, TypeError):
-                continue  # reported when the store loaded the file
-            if drop_reasoning:
-                assistant = without_reasoning(assistant)
-            if text_actions:
-                assistant = text_action_message(assistant)
-            segment, head = turn_pieces(observation, assistant, None if text_actions else line.get("tool_result"),
-                                        orjson_ok)
-            group = episode.groups.get(turn)
-            if group is not None:
-                if turn_mode:
-                    shown = episode.window
-                else:
-                    shown = [episode.by_turn[t] for t in group[:-1] if t in episode.by_turn]
-                yield PiecedLine(run_id, number, group, episode.is_valid, (prefix, *shown, head, tail))
-            if not turn_mode:
-                episode.by_turn[turn] = segment
-            elif history_turns > 0:
-                episode.window.append(segment)
-                if len(episode.window) > history_turns:
-                    del episode.window[0]
-            episode.seen.add(turn)
-            if turn >= episode.last_turn:
-                del episodes[number]
+    for raw in lines:
+        if not episodes:
+            return
+        try:
+            line, orjson_ok = parse_line(raw)
+            number = line["episode"]
+            episode = episodes.get(number)
+            turn = line["turn"]
+            if episode is None or line.get("attempt", 0) != episode.attempt or turn in episode.seen:
+                continue
+            observation, assistant = line["observation"], line["assistant"]
+        except (ValueError, KeyError, TypeError):
+            continue  # reported when the store loaded the file
+        if drop_reasoning:
+            assistant = without_reasoning(assistant)
+        if text_actions:
+            assistant = text_action_message(assistant)
+        segment, head = turn_pieces(observation, assistant, None if text_actions else line.get("tool_result"),
+                                    orjson_ok)
+        group = episode.groups.get(turn)
+        if group is not None:
+            if turn_mode:
+                shown = episode.window
+            else:
+                shown = [episode.by_turn[t] for t in group[:-1] if t in episode.by_turn]
+            yield PiecedLine(run_id, number, group, episode.is_valid, (prefix, *shown, head, tail))
+        if not turn_mode:
+            episode.by_turn[turn] = segment
+        elif history_turns > 0:
+            episode.window.append(segment)
+            if len(episode.window) > history_turns:
+                del episode.window[0]
+        episode.seen.add(turn)
+        if turn >= episode.last_turn:
+            del episodes[number]

@@ -10,6 +10,10 @@ the block is kept.
 
 A last line without a newline is a write in progress: it is not consumed, and the next
 refresh reads it once it is complete (so a live rollout can be tailed).
+
+Every loaded row carries where its line is in the file (``_line_offset``, ``_line_bytes`` with
+the newline): the export reads the turns it needs by position, in (episode, turn) order,
+whatever order parallel workers appended them in.
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ class FileCursor:
 class LoadResult:
     """New rows of one file plus the problems met on the way."""
 
-    table: pa.Table | None
+    table: pa.Table | None  # plus ``_line_offset`` and ``_line_bytes``: each row's line in the file
     problems: list[LineProblem] = field(default_factory=list)
     reset: bool = False  # the file shrank: the caller must drop what it had from it
 
@@ -125,14 +129,24 @@ def read_new(path: Path, cursor: FileCursor, kind: RecordKind) -> Iterator[LoadR
                 carry = block
                 continue
             complete, carry = block[: end + 1], block[end + 1:]
-            first_line = cursor.lines + 1
+            first_line, first_offset = cursor.lines + 1, cursor.offset
             cursor.offset += len(complete)
             cursor.lines += complete.count(b"\n")
-            yield parse_block(path, complete, first_line, kind)
+            yield parse_block(path, complete, first_line, kind, first_offset=first_offset)
 
 
-def _looks_like_objects(block: bytes) -> int | None:
-    """Number of lines if every line is ``{...}`` with no blank line, else None.
+LINE_OFFSET, LINE_BYTES = "_line_offset", "_line_bytes"
+
+
+def _with_positions(table: pa.Table, offsets: np.ndarray, sizes: np.ndarray) -> pa.Table:
+    """``table`` plus where each row's line lies in the file (its offset and length, newline included)."""
+    table = table.append_column(LINE_OFFSET, pa.array(offsets.astype(np.int64, copy=False)))
+    return table.append_column(LINE_BYTES, pa.array(sizes.astype(np.int64, copy=False)))
+
+
+def _looks_like_objects(block: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """(start, end) of every line (the end is its newline) if every line is ``{...}`` with no blank
+    line, else None.
 
     Arrow's reader is only given blocks that pass this check: it crashes (segfault, Arrow 26)
     on a block starting with a top-level ``null``, and counts ``{..}{..}`` on one line as two
@@ -147,14 +161,20 @@ def _looks_like_objects(block: bytes) -> int | None:
         return None
     if np.any(data[starts] != ord("{")) or np.any(data[ends - 1] != ord("}")):
         return None
-    return len(ends)
+    return starts, ends
 
 
-def parse_block(path: Path, block: bytes, first_line: int, kind: RecordKind) -> LoadResult:
-    """Arrow fast path; on any failure, the line-by-line path for this block only."""
-    lines = _looks_like_objects(block)
-    if lines is None:
-        return _parse_slow(path, block, first_line, kind)
+def parse_block(path: Path, block: bytes, first_line: int, kind: RecordKind, *,
+                first_offset: int = 0) -> LoadResult:
+    """Arrow fast path; on any failure, the line-by-line path for this block only.
+
+    ``first_offset``: where the block starts in the file (for the rows' line positions).
+    """
+    bounds = _looks_like_objects(block)
+    if bounds is None:
+        return _parse_slow(path, block, first_line, kind, first_offset)
+    starts, ends = bounds
+    lines = len(ends)
     try:
         table = pajson.read_json(
             io.BytesIO(block),
@@ -163,10 +183,10 @@ def parse_block(path: Path, block: bytes, first_line: int, kind: RecordKind) -> 
             memory_pool=pa.system_memory_pool(),  # malloc: its freed pages can be trimmed (traces.memory)
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
-        return _parse_slow(path, block, first_line, kind)
+        return _parse_slow(path, block, first_line, kind, first_offset)
     if table.num_rows != lines or any(table.column(name).null_count for name in kind.required):
-        return _parse_slow(path, block, first_line, kind)
-    return LoadResult(_fill_defaults(table, kind))
+        return _parse_slow(path, block, first_line, kind, first_offset)
+    return LoadResult(_with_positions(_fill_defaults(table, kind), starts + first_offset, ends - starts + 1))
 
 
 def _fill_defaults(table: pa.Table, kind: RecordKind) -> pa.Table:
@@ -180,17 +200,24 @@ def _fill_defaults(table: pa.Table, kind: RecordKind) -> pa.Table:
     return table
 
 
-def _parse_slow(path: Path, block: bytes, first_line: int, kind: RecordKind) -> LoadResult:
+def _parse_slow(path: Path, block: bytes, first_line: int, kind: RecordKind, first_offset: int = 0) -> LoadResult:
     rows: list[dict[str, Any]] = []
+    positions: list[tuple[int, int]] = []
     problems: list[LineProblem] = []
+    offset = first_offset
     for number, raw in enumerate(block.split(b"\n")[:-1], start=first_line):
+        start, offset = offset, offset + len(raw) + 1
         if not raw.strip():
             continue
         row = _check_line(path, number, raw, kind, problems)
         if row is not None:
             rows.append(row)
-    table = pa.Table.from_pylist(rows, schema=kind.schema) if rows else None
-    return LoadResult(table, problems)
+            positions.append((start, len(raw) + 1))
+    if not rows:
+        return LoadResult(None, problems)
+    where = np.array(positions, dtype=np.int64)
+    return LoadResult(_with_positions(pa.Table.from_pylist(rows, schema=kind.schema), where[:, 0], where[:, 1]),
+                      problems)
 
 
 def _check_line(path: Path, number: int, raw: bytes, kind: RecordKind,

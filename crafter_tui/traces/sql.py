@@ -35,7 +35,7 @@ CREATE_TABLES: tuple[str, ...] = (
         invalid_actions BIGINT, prompt_tokens BIGINT, completion_tokens BIGINT, wall_s DOUBLE)""",
     """CREATE TABLE turn_index (run_id VARCHAR, seq BIGINT, episode BIGINT, attempt BIGINT, turn BIGINT,
         step BIGINT, valid BOOLEAN, actions VARCHAR[], first_action VARCHAR, n_actions BIGINT,
-        new_achievements VARCHAR[], n_new BIGINT, content_hash UBIGINT)""",
+        new_achievements VARCHAR[], n_new BIGINT, content_hash UBIGINT, line_offset BIGINT, line_bytes BIGINT)""",
     """CREATE TABLE steps (run_id VARCHAR, seq BIGINT, episode BIGINT, attempt BIGINT, step BIGINT,
         turn BIGINT, action BIGINT, action_name VARCHAR, reward DOUBLE, done BOOLEAN,
         new_achievements VARCHAR[])""",
@@ -52,7 +52,8 @@ INSERT: dict[str, str] = {
         actions[1], len(actions), new_achievements, len(new_achievements),
         hash(observation, coalesce(tool_result, ''), coalesce(assistant.content, ''),
              coalesce(list_transform(assistant.tool_calls, lambda c: c.function.name || ':' || c.function.arguments),
-                      []::VARCHAR[]))
+                      []::VARCHAR[])),
+        _line_offset, _line_bytes
         FROM _new_rows""",
     "steps": """INSERT INTO steps SELECT ?, ? + _idx, episode, attempt, step, turn, action, action_name, reward,
         done, new_achievements FROM _new_rows""",

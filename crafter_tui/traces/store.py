@@ -12,7 +12,9 @@ Tables (query them through ``cursor()``; only parameterised SQL):
 - ``episodes``   one row per finished episode: the last summary line of each (run, episode),
                  with ``progression`` (unique achievements / 22) and ``tokens``
 - ``turn_index`` loaded on demand (``ensure_turns``): one light row per turn (no texts), with
-                 ``first_action`` and a ``content_hash`` of what was seen and said
+                 ``first_action``, a ``content_hash`` of what was seen and said, and where its
+                 line is in turns.jsonl (``line_offset``, ``line_bytes``): the export reads turns
+                 by position in (run, episode, turn) order, not in the order workers wrote them
 - ``steps``      loaded on demand (``ensure_steps``)
 
 Memory: the tables live in a *compressed* in-memory database (``DATABASE``), compacted by a
@@ -53,6 +55,9 @@ _USE = f"USE {DATABASE}"
 _CHECKPOINT = f"CHECKPOINT {DATABASE}"
 COMPACT_DIR = ".compact"
 MANIFEST = "manifest.json"
+#: Version of the snapshot columns; 2 added the turns' line positions. Older turn snapshots are
+#: ignored (the JSONL is read instead) until the next ``compact``.
+SNAPSHOT_FORMAT = 2
 MAX_KEPT_PROBLEMS = 1000
 
 _KIND_FILES: dict[str, tuple[RecordKind, str, str]] = {
@@ -294,7 +299,7 @@ class TraceStore:
     def _compact_run(self, state: RunState) -> Path:
         folder = state.path / COMPACT_DIR
         folder.mkdir(exist_ok=True)
-        manifest: dict[str, Any] = {"run_id": state.run_id, "files": {}}
+        manifest: dict[str, Any] = {"run_id": state.run_id, "format": SNAPSHOT_FORMAT, "files": {}}
         for kind_name in ("episodes", "turns"):
             _, file_name, table = _KIND_FILES[kind_name]
             data = self.cursor().sql(sql.SELECT_RUN_ROWS[table], params=[state.run_id]).to_arrow_table()
@@ -319,6 +324,9 @@ class TraceStore:
         for file_name, entry in manifest.get("files", {}).items():
             kind_name = entry.get("kind")
             if kind_name not in kinds or kind_name not in ("episodes", "turns"):
+                continue
+            if kind_name == "turns" and manifest.get("format", 1) < SNAPSHOT_FORMAT:
+                log.info("%s: turn snapshot predates line positions; reading the JSONL (compact again)", folder)
                 continue
             source = state.path / file_name
             if not source.is_file() or source.stat().st_size < int(entry["offset"]):
