@@ -83,3 +83,14 @@ def test_student_seeds_must_stay_away_from_the_data_and_held_out_seeds(tmp_path)
         _spec(tmp_path, dagger_seed=9_999)
     assert _spec(tmp_path, dagger_seed=9_999, dagger_rounds=0).dagger_rounds == 0  # no rounds, no student seeds
     assert _spec(tmp_path, dagger_rounds=2).dagger_round_seed(2) == 30_002
+
+
+def test_the_pipeline_command_names_the_flag_when_student_seeds_overlap_the_held_out_seeds(tmp_path, capsys):
+    from crafter_tui.cli import main
+
+    code = main(["pipeline", "--workdir", str(tmp_path / "w"), "--dagger-rounds", "1", "--dagger-seed", "5",
+                 "--eval-seed", "0", "--eval-episodes", "20"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--dagger-seed" in err and "overlap the eval seeds 0..19" in err
+    assert not (tmp_path / "w").exists()

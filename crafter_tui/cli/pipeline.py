@@ -38,6 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=positive_int, default=None)
     parser.add_argument("--batch-size", type=positive_int, default=None)
     parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--dagger-rounds", type=int, default=0,
+                        help="after the first fine-tune: rounds of the tuned model playing while the scripted expert "
+                        "labels its turns, then retraining on the expert and labelled turns together")
+    parser.add_argument("--dagger-episodes", type=positive_int, default=20, help="student episodes per DAgger round")
+    parser.add_argument("--dagger-seed", type=int, default=20_000,
+                        help="first seed of the student episodes (kept away from the data and eval seeds)")
+    parser.add_argument("--dagger-beta", type=float, default=0.0,
+                        help="chance per turn of executing the expert's decision instead of the student's")
+    parser.add_argument("--dagger-epochs", type=positive_int, default=None,
+                        help="epochs of each retraining (default: --epochs)")
     parser.add_argument("--eval-episodes", type=positive_int, default=20)
     parser.add_argument("--eval-seed", type=int, default=0, help="first held-out seed")
     parser.add_argument("--eval-difficulty", default="normal", help="comma-separated difficulty instances")
@@ -63,10 +73,12 @@ def handle(args: argparse.Namespace) -> int:
             history_turns=args.history_turns, difficulty=args.difficulty,
             filter=FilterSpec(min_achievements=args.min_achievements, mode=args.mode),
             backend=args.backend, models=_csv(args.models), epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, eval_episodes=args.eval_episodes, eval_seed=args.eval_seed,
+            learning_rate=args.learning_rate, dagger_rounds=args.dagger_rounds, dagger_episodes=args.dagger_episodes,
+            dagger_seed=args.dagger_seed, dagger_beta=args.dagger_beta, dagger_epochs=args.dagger_epochs,
+            eval_episodes=args.eval_episodes, eval_seed=args.eval_seed,
             eval_difficulties=_csv(args.eval_difficulty), baselines=baselines, experiment_prefix=args.name)
     except ValidationError as exc:
-        field, message = first_validation_error(exc)
+        field, message = first_validation_error(exc, default_field="dagger_seed")  # the one whole-spec check
         raise UserError(message, where="--" + field.replace("_", "-").replace(".", "-")) from None
     view = PipelineView(enabled=not args.json)
     result = asyncio.run(_run(PipelineService(config), spec, view))
