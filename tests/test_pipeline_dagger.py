@@ -94,3 +94,14 @@ def test_the_pipeline_command_names_the_flag_when_student_seeds_overlap_the_held
     err = capsys.readouterr().err
     assert "--dagger-seed" in err and "overlap the eval seeds 0..19" in err
     assert not (tmp_path / "w").exists()
+
+
+async def test_runs_from_two_trace_folders_are_refused_instead_of_silently_dropped(tmp_path):
+    from crafter_tui.errors import UserError
+    from crafter_tui.services.pipeline import PipelineState
+
+    spec = _spec(tmp_path / "w")
+    service = PipelineService(demo_config(AppConfig(), tmp_path / "w", free_port()))
+    runs = [tmp_path / "one" / "t-data", tmp_path / "two" / "t-dagger-crafter-tiny-1"]
+    with pytest.raises(UserError, match="2 trace folders"):
+        [e async for e in service._export(spec, PipelineState(tmp_path), "export:x", runs, tmp_path / "x.jsonl")]

@@ -284,6 +284,10 @@ class PipelineService:
             yield StageFinished(stage=stage, skipped=True, result=state.stages[stage])
             return
         clock = time.perf_counter()
+        folders = {run_dir.parent for run_dir in run_dirs}
+        if len(folders) > 1:  # a run outside the opened folder would be silently missing from the data
+            raise UserError(f"the runs to export lie in {len(folders)} trace folders ({', '.join(map(str, folders))}); "
+                            "the pipeline's runs must share one", where=f"pipeline {stage}")
         path.parent.mkdir(parents=True, exist_ok=True)
         selection = spec.filter.model_copy(update={"runs": tuple(run_dir.name for run_dir in run_dirs)})
         yield StageStarted(stage=stage, detail=f"mode {selection.mode}, {len(run_dirs)} run(s) -> {path}")
