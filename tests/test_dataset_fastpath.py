@@ -16,9 +16,10 @@ import pytest
 from crafter_tui.agents.prompting import interact_message
 from crafter_tui.dataset import export as export_module
 from crafter_tui.dataset.export import export_selection, validation_path
-from crafter_tui.dataset.helper import split_runs
+from crafter_tui.dataset.helper import plan_chunks
 from crafter_tui.dataset import writer as writer_module
-from crafter_tui.dataset.lines import composition_holds, encode_text, encode_value
+from crafter_tui.dataset.lines import all_run_rows, composition_holds, encode_text, encode_value
+from crafter_tui.dataset.source import line_rows
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.traces.store import TraceStore
 from tests.trace_builders import Episode, Turn, small_store, write_run
@@ -98,12 +99,19 @@ def test_parquet_from_the_fast_path_equals_the_reference(store: TraceStore, tmp_
 
 def test_a_helper_failure_fails_the_export_and_leaves_no_files(store: TraceStore, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
     from crafter_tui.dataset import helper as helper_module
 
+    parent, real = os.getpid(), helper_module.lines_of_run
+
     def broken(*args: object, **kwargs: object) -> object:
-        raise OSError("disk on fire")
+        if os.getpid() != parent:  # only in the forked helper
+            raise OSError("disk on fire")
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(helper_module, "lines_of_run", broken)
+    monkeypatch.setattr(helper_module, "CHUNK_ROWS", 3)  # so the helper has chunks to write
     with pytest.raises(RuntimeError, match="disk on fire"):
         export_selection(store, FilterSpec(), tmp_path / "x.jsonl", parallel=True)
     assert list(tmp_path.iterdir()) == []
@@ -122,11 +130,31 @@ def test_nan_from_the_json_fallback_is_spelled_like_json() -> None:
     assert encode_value({"a": math.nan}, False) == '{"a":NaN}'
 
 
-def test_split_runs_cuts_at_half_the_examples() -> None:
-    assert split_runs([("a", 10), ("b", 10), ("c", 10), ("d", 10)]) == (["a", "b"], ["c", "d"])
-    assert split_runs([("a", 1), ("b", 1), ("c", 100)]) == (["a", "b"], ["c"])
-    assert split_runs([("a", 100), ("b", 1)]) == (["a"], ["b"])
-    assert split_runs([("a", 5)]) == (["a"], [])
+def test_chunks_cut_runs_at_episode_boundaries_and_cover_every_row(store: TraceStore) -> None:
+    from crafter_tui.dataset.select import build_selection
+
+    cursor = store.cursor()
+    build_selection(cursor, FilterSpec())
+    rows = all_run_rows(cursor)
+    assert [run.run_id for run in rows] == sorted(store.runs)
+    for run in rows:  # each run's slice of the one fetch is what the one-run query returns
+        alone = line_rows(cursor, run.run_id)
+        assert all((getattr(run.lines, name) == getattr(alone, name)).all() for name in ("episode", "offset", "size"))
+        assert set(run.lines.episode.tolist()) == set(run.episode.tolist())
+    for size in (1, 3, 4, 1000):
+        chunks = plan_chunks(rows, size)
+        for index, run in enumerate(rows):
+            mine = [c for c in chunks if c.run == index]
+            assert [(c.start, c.stop) for c in mine] == list(zip([0] + [c.stop for c in mine[:-1]],
+                                                                 [c.stop for c in mine]))
+            assert mine[-1].stop == len(run.turn) and mine[-1].lines.stop == len(run.lines)
+            for c in mine:
+                episodes = set(run.episode[c.start:c.stop].tolist())
+                assert set(run.lines.episode[c.lines].tolist()) == episodes  # the chunk's lines, no other
+                assert c.start == 0 or run.episode[c.start - 1] != run.episode[c.start]  # never inside an episode
+                last_start = max(i for i in range(c.start, c.stop) if run.episode[i - 1] != run.episode[i] or i == 0)
+                assert last_start - c.start < size  # only the chunk's last episode may take it past ``size``
+    assert len(plan_chunks(rows, 1)) == sum(len(set(r.episode.tolist())) for r in rows)
 
 
 @pytest.mark.parametrize("value", [

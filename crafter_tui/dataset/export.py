@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from crafter_tui.dataset.examples import ExampleLine, iter_examples
-from crafter_tui.dataset.helper import PARALLEL_MIN_EXAMPLES, Helper, append_file, can_fork, split_runs
-from crafter_tui.dataset.lines import PiecedLine, composition_holds, iter_lines, run_counts, run_rows
+from crafter_tui.dataset.helper import PARALLEL_MIN_EXAMPLES, Helper, can_fork
+from crafter_tui.dataset.lines import PiecedLine, all_run_rows, composition_holds, iter_lines
 from crafter_tui.dataset.select import build_selection
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.dataset.stats import CostEstimate, SelectionStats, TokenStats, episode_stats, turn_stats
@@ -70,8 +70,9 @@ def export_selection(store: TraceStore, spec: FilterSpec, output: Path, *, fmt: 
                      cancel: threading.Event | None = None, parallel: bool | None = None) -> ExportResult:
     """Materialise the selection and stream its examples to ``output`` (and the validation file).
 
-    ``parallel``: let a forked helper write the second half of the runs (``helper.py``); default
-    for JSONL exports of at least ``PARALLEL_MIN_EXAMPLES`` examples on a machine with 2+ cores.
+    Examples come in (run_id, episode, turn) order (``source``). ``parallel``: a forked helper
+    writes every second chunk of episodes into the same file (``helper.py``); default for JSONL
+    exports of at least ``PARALLEL_MIN_EXAMPLES`` examples on a machine with 2+ cores.
     """
     started = time.perf_counter()
     store.ensure_turns()
@@ -84,50 +85,50 @@ def export_selection(store: TraceStore, spec: FilterSpec, output: Path, *, fmt: 
     runs = _runs(store)
     options = {"mode": spec.mode, "text_actions": spec.text_actions, "drop_reasoning": spec.drop_reasoning}
     fast = composition_holds()
-    by_run = run_counts(cursor)
-    run_ids, later = [run_id for run_id, _ in by_run], []
     if parallel is None:
         parallel = fmt == "jsonl" and total >= PARALLEL_MIN_EXAMPLES and can_fork()
-    if fast and parallel and fmt == "jsonl":
-        run_ids, later = split_runs(by_run)
     helper: Helper | None = None
     sinks = {False: _sink(output, fmt), True: _sink(valid_path, fmt) if valid_path else None}
     counts = {False: 0, True: 0}
     try:
-        if later:  # the helper's rows are fetched here: it never touches DuckDB
-            helper = Helper([run_rows(cursor, run_id) for run_id in later], runs, options,
-                            {False: output, True: valid_path})
-        examples = (iter_lines(cursor, runs, run_ids=run_ids, **options) if fast
-                    else iter_examples(cursor, runs, **options))
-        helped = (lambda: helper.written.value) if helper is not None else (lambda: 0)
-
         def report() -> None:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("export cancelled")
             if progress is not None:
-                progress(counts[False] + counts[True] + helped(), total)
+                done = helper.own_written + helper.written.value if helper is not None else counts[False] + counts[True]
+                progress(done, total)
 
-        for example in examples:
-            valid = example.is_valid and valid_path is not None
-            sinks[valid].write(example)  # type: ignore[union-attr]
-            counts[valid] += 1
-            if (counts[False] + counts[True]) % PROGRESS_EVERY == 0:
-                report()
-        if helper is not None:
-            for key, n in helper.result(report).items():
-                counts[key] += n
-        for key, sink in sinks.items():
+        if fast and parallel and fmt == "jsonl":
+            # every run's rows are fetched here, before the fork: the helper never touches DuckDB
+            rows = all_run_rows(cursor)
+            fds = {key: sink.fd if isinstance(sink, _JsonlSink) else None for key, sink in sinks.items()}
+            helper = Helper(rows, runs, options, fds)
+            del rows
+            for part in (helper.write_own(report), helper.result(report)):
+                for key, n in part.items():
+                    counts[key] += n
+        else:
+            examples = (iter_lines(cursor, runs, **options) if fast
+                        else iter_examples(cursor, runs, **options))
+            for example in examples:
+                valid = example.is_valid and valid_path is not None
+                sinks[valid].write(example)  # type: ignore[union-attr]
+                counts[valid] += 1
+                if (counts[False] + counts[True]) % PROGRESS_EVERY == 0:
+                    report()
+        for sink in sinks.values():
             if sink is not None:
-                sink.commit(helper.parts[key] if helper is not None else None)
+                sink.commit()
     except BaseException:
         if helper is not None:
-            helper.abort()
+            helper.close()  # first: nothing writes to the files once they are removed
         for sink in sinks.values():
             if sink is not None:
                 sink.abort()
         raise
-    if helper is not None:
-        helper.abort()  # removes the (appended) part files
+    finally:
+        if helper is not None:
+            helper.close()
     if progress is not None:
         progress(counts[False] + counts[True], total)
     size = sum(p.stat().st_size for p in (output, valid_path) if p is not None)
@@ -156,14 +157,12 @@ class _JsonlSink:
             fd, self.fd = self.fd, None
             os.close(fd)
 
-    def commit(self, part: Path | None = None) -> None:
-        """Close, append the helper's ``part`` (the later runs) and move into place."""
+    def commit(self) -> None:
+        """Close and move into place (a forked helper may have written ranges of the file through ``fd``)."""
         try:
             self.writer.flush()
         finally:
             self._close()
-        if part is not None:
-            append_file(part, self.tmp)
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
@@ -202,8 +201,7 @@ class _ParquetSink:
             self.writer.write_table(pa.Table.from_pylist(self.rows, schema=PARQUET_SCHEMA))
             self.rows = []
 
-    def commit(self, part: Path | None = None) -> None:
-        assert part is None, "Parquet exports are written by one process"
+    def commit(self) -> None:
         self._flush()
         self.writer.close()
         os.replace(self.tmp, self.path)

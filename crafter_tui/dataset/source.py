@@ -40,6 +40,16 @@ LINES_SQL = {source: f"""SELECT ti.episode, ti.line_offset, ti.line_bytes FROM t
              for source, episodes in _EPISODES.items()}
 
 
+#: The runs of the selection numbered in export order (``run`` 0, 1, ...).
+RUN_INDEX_SQL = """SELECT run_id, CAST(row_number() OVER (ORDER BY run_id) - 1 AS INTEGER) AS run
+                   FROM (SELECT DISTINCT run_id FROM selection)"""
+#: ``LINES_SQL`` of every run at once (``run`` from ``RUN_INDEX_SQL``): one scan instead of one per run.
+ALL_LINES_SQL = f"""SELECT r.run, ti.episode, ti.line_offset, ti.line_bytes FROM turn_index ti
+                    JOIN (SELECT DISTINCT run_id, episode, attempt FROM selection) e USING (run_id, episode, attempt)
+                    JOIN ({RUN_INDEX_SQL}) r USING (run_id)
+                    ORDER BY r.run, ti.episode, ti.line_offset"""
+
+
 @dataclass(slots=True)
 class LineRows:
     """Where the lines of one run's selected episodes are, in reading order."""
@@ -58,6 +68,14 @@ class LineRows:
 def line_rows(cursor: duckdb.DuckDBPyConnection, run_id: str, source: str = "selection") -> LineRows:
     columns = cursor.execute(LINES_SQL[source], {"run": run_id}).fetchnumpy()
     return LineRows(*(np.asarray(columns[name], dtype=np.int64) for name in ("episode", "line_offset", "line_bytes")))
+
+
+def all_line_rows(cursor: duckdb.DuckDBPyConnection, runs: int) -> list[LineRows]:
+    """``line_rows`` of runs 0..``runs``-1 of ``RUN_INDEX_SQL`` (views into one fetch)."""
+    columns = cursor.execute(ALL_LINES_SQL).fetchnumpy()
+    rows = LineRows(*(np.asarray(columns[name], dtype=np.int64) for name in ("episode", "line_offset", "line_bytes")))
+    bounds = np.searchsorted(np.asarray(columns["run"]), np.arange(runs + 1)).tolist()
+    return [rows.take(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
 def read_boundaries(rows: LineRows, block: int = READ_BYTES) -> np.ndarray:

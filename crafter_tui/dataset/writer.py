@@ -22,6 +22,7 @@ def _iov_max() -> int:
 MAX_PIECES = _iov_max()
 _FLUSH_AT = max(1, MAX_PIECES - 16)  # room for the next line's pieces: most batches are one call
 _writev = getattr(os, "writev", None)
+_pwritev = getattr(os, "pwritev", None)
 
 
 class PieceWriter:
@@ -50,3 +51,20 @@ def _write_all(fd: int, pieces: list[bytes]) -> None:
         rest = memoryview(b"".join(pieces))[written:]
         while rest:
             rest = rest[os.write(fd, rest):]
+
+
+def pwrite_pieces(fd: int, pieces: list[bytes], offset: int) -> int:
+    """Write ``pieces`` in order at ``offset`` (``pwritev``: the file position is not used, so two
+    processes can fill their own ranges of one file); returns the offset after them."""
+    for start in range(0, len(pieces), MAX_PIECES):
+        batch = pieces[start:start + MAX_PIECES]
+        total = sum(map(len, batch))
+        written = _pwritev(fd, batch, offset) if _pwritev is not None else 0
+        if written < total:  # a short write (rare on regular files), or no pwritev: the rest in plain pwrites
+            rest = memoryview(b"".join(batch))[written:]
+            at = offset + written
+            while rest:
+                n = os.pwrite(fd, rest, at)
+                rest, at = rest[n:], at + n
+        offset += total
+    return offset
