@@ -3,7 +3,10 @@
 Default: a 100k-episode store (~1M turn examples, history_turns 2, tool calls); ``--small``:
 2k episodes (~20k examples). Reports examples, seconds, examples/s and peak RSS of this
 process (store open + export: the export itself streams with constant memory), and the peak
-RSS of the forked helper that writes the second half of the runs (shared pages counted).
+RSS of the forked helper that writes every second chunk of episodes (shared pages counted).
+CPU seconds of both processes too: on a shared machine they say what the export costs when
+the wall time cannot (other sessions' processes get an equal share of the CPU whatever their
+nice value while the kernel groups processes by session: ``/proc/sys/kernel/sched_autogroup_enabled``).
 
     python benchmarks/bench_export.py [--small] [--store DIR]
 """

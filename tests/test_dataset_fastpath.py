@@ -16,6 +16,7 @@ import pytest
 from crafter_tui.agents.prompting import interact_message
 from crafter_tui.dataset import export as export_module
 from crafter_tui.dataset.export import export_selection, validation_path
+from crafter_tui.dataset import helper as helper_module
 from crafter_tui.dataset.helper import plan_chunks
 from crafter_tui.dataset import writer as writer_module
 from crafter_tui.dataset.lines import all_run_rows, composition_holds, encode_text, encode_value
@@ -83,6 +84,11 @@ def test_fast_and_parallel_paths_write_the_reference_bytes(store: TraceStore, sp
     assert _outputs(tmp_path / "fast.jsonl") == expected
     both = export_selection(store, spec, tmp_path / "two.jsonl", parallel=True)
     assert _outputs(tmp_path / "two.jsonl") == expected
+    with monkeypatch.context() as patch:  # many chunks: the helper writes every second one into the same files
+        patch.setattr(helper_module, "CHUNK_ROWS", 2)
+        many = export_selection(store, spec, tmp_path / "many.jsonl", parallel=True)
+    assert _outputs(tmp_path / "many.jsonl") == expected
+    assert (many.train, many.valid) == (both.train, both.valid)
     assert fast.examples == both.examples == examples
     assert (both.train, both.valid) == (fast.train, fast.valid)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
@@ -100,8 +106,6 @@ def test_parquet_from_the_fast_path_equals_the_reference(store: TraceStore, tmp_
 def test_a_helper_failure_fails_the_export_and_leaves_no_files(store: TraceStore, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import os
-
-    from crafter_tui.dataset import helper as helper_module
 
     parent, real = os.getpid(), helper_module.lines_of_run
 
@@ -155,6 +159,7 @@ def test_chunks_cut_runs_at_episode_boundaries_and_cover_every_row(store: TraceS
                 last_start = max(i for i in range(c.start, c.stop) if run.episode[i - 1] != run.episode[i] or i == 0)
                 assert last_start - c.start < size  # only the chunk's last episode may take it past ``size``
     assert len(plan_chunks(rows, 1)) == sum(len(set(r.episode.tolist())) for r in rows)
+    assert len(plan_chunks(rows, 2)) > 2 * len(rows)  # the parallel tests above really share the work
 
 
 @pytest.mark.parametrize("value", [

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from crafter_tui.dataset import export as export_module
+from crafter_tui.dataset import helper as helper_module
 from crafter_tui.dataset.export import export_selection, validation_path
 from crafter_tui.dataset.source import LineRows, read_boundaries, read_lines
 from crafter_tui.dataset.spec import FilterSpec
@@ -78,6 +79,7 @@ def _export(store: TraceStore, spec: FilterSpec, path: Path, path_kind: str,
     with monkeypatch.context() as patch:
         if path_kind == "reference":
             patch.setattr(export_module, "composition_holds", lambda: False)
+        patch.setattr(helper_module, "CHUNK_ROWS", 3)  # parallel: the two processes alternate chunks
         export_selection(store, spec, path, parallel=path_kind == "parallel")
     valid = validation_path(path)
     return [path.read_bytes()] + ([valid.read_bytes()] if valid.exists() else [])

@@ -61,8 +61,9 @@ class Chunk:
     lines: slice
 
 
-def plan_chunks(rows: list[RunRows], size: int = CHUNK_ROWS) -> list[Chunk]:
-    """Cut every run at episode boundaries into chunks of about ``size`` kept turns (export order)."""
+def plan_chunks(rows: list[RunRows], size: int | None = None) -> list[Chunk]:
+    """Cut every run at episode boundaries into chunks of about ``size`` (default ``CHUNK_ROWS``) kept turns."""
+    size = CHUNK_ROWS if size is None else size
     chunks: list[Chunk] = []
     for index, run in enumerate(rows):
         count = len(run.turn)
