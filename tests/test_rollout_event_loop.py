@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,3 +94,48 @@ async def test_an_agent_that_awaits_io_asks_again_before_others_are_served(tmp_p
         gates[name].set_result(None)
     summaries = await asyncio.gather(*episodes)
     assert [s.turns for s in summaries] == [2, 2]
+
+
+class _CountingSink:
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, int]] = []
+
+    def started(self, job: Any) -> None:
+        pass
+
+    def step(self, record: dict[str, Any]) -> None:
+        self.steps.append((record["episode"], record["step"]))
+
+    def turn(self, record: dict[str, Any]) -> None:
+        pass
+
+    def progress(self, *args: int) -> None:
+        pass
+
+    def episode(self, summary: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+async def test_episodes_keep_the_event_loop_served_whether_they_play_alone_or_interleaved(lanes):
+    """An episode alone (one lane) yields only every ALONE_YIELD_INTERVAL_S, interleaved ones every turn."""
+    from crafter_tui.config import AppConfig
+    from crafter_tui.rollout.episode import play_jobs
+
+    spec = RolloutSpec(agent="scripted", episodes=2, max_steps=200, out_dir=Path("unused"))
+    sink, ticks = _CountingSink(), []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(len(sink.steps))
+            await asyncio.sleep(0)
+
+    side = asyncio.create_task(ticker())
+    await play_jobs(spec, AppConfig(), [EpisodeJob(0, 0), EpisodeJob(1, 1)], "run", sink, lanes)
+    side.cancel()
+    assert len({n for n in ticks if 0 < n < len(sink.steps)}) >= 2  # served while the episodes played
+    episodes_in_order = [episode for episode, _ in sink.steps]
+    if lanes == 1:  # one after the other
+        assert episodes_in_order == sorted(episodes_in_order)
+    else:  # turn by turn: the second episode's first steps follow the first one's first turn (<= 5 actions)
+        assert episodes_in_order.index(1) <= 5

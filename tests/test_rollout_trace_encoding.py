@@ -4,6 +4,10 @@ The trace writer encodes with orjson where that provably gives the same bytes an
 ``json`` otherwise; these tests pin the equality on real records, on random nested plain
 values (hypothesis) and on each value where the two libraries differ (non-ASCII text, NaN,
 tiny and huge floats, enums, numpy scalars, dates, non-string keys, big ints, subclasses).
+
+Step records of the embedded world skip the walk over their values (``PlainRecord``): the
+world's exact value types are pinned here, and records whose floats orjson would write
+differently must not be vouched for (a shortcut that vouched for them fails these tests).
 """
 
 from __future__ import annotations
@@ -16,11 +20,21 @@ import struct
 import math
 from pathlib import Path
 
+import asyncio
+import dataclasses
+import pickle
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crafter_tui.traces.jsonl import JsonlAppender, encode_json_line, iter_jsonl
+from crafter_tui.config import AppConfig
+from crafter_tui.rollout.episode import EpisodeJob, step_record
+from crafter_tui.rollout.spec import RolloutSpec
+from crafter_tui.services.rollouts import run_rollout
+from crafter_tui.traces.jsonl import JsonlAppender, PlainRecord, encode_json_line, iter_jsonl
+from crafter_tui.world.env import CrafterWorld, StepOutcome
+from crafter_tui.world.rules import ACTIONS, ITEMS
 
 
 def reference(record: dict) -> bytes:
@@ -99,3 +113,93 @@ def test_an_appender_reopening_a_torn_file_starts_on_a_fresh_line(tmp_path: Path
     appender.close()
     assert path.read_bytes() == b'{"a":1}\n{"b":\n{"c":2}\n'
     assert [r for r in iter_jsonl(path)] == [{"a": 1}, {"c": 2}]
+
+
+#: Floats orjson writes differently from ``json`` (NaN/Infinity, exponents) and their neighbours.
+AWKWARD_FLOATS = [float("nan"), float("inf"), -float("inf"), 1e-5, -1e-7, 5e-324, 1e16, 1e300, 9.99e-5]
+
+
+def test_plain_records_encode_exactly_as_json() -> None:
+    records = [
+        PlainRecord(a=1, b="x", c=[1, 2, (3, 4)], d={"k": [0.5, None, True]}, e=0.0, f=-0.0, g=1e-4),
+        PlainRecord(text="caf\u00e9 \x7f tab\t", n=2**64, nested={"deep": [{"x": "\u2603"}]}),  # json's path
+        PlainRecord(),
+    ]
+    for record in records:
+        assert encode_json_line(record) == reference(record)
+        copy = pickle.loads(pickle.dumps(record))  # worker processes ship records pickled
+        assert type(copy) is PlainRecord and copy == record
+
+
+def _played_outcomes() -> list[tuple[StepOutcome, int]]:
+    """(outcome, action) of every step of episodes that sleep, fight, craft, die and run out of steps."""
+    rng = random.Random(3)
+    played = []
+    for seed, difficulty, steps in ((0, "normal", 400), (1, "hard", 400), (2, "peaceful", 150), (4, "easy", 300)):
+        world = CrafterWorld(difficulty, max_steps=steps)
+        world.reset(seed)
+        world.player.inventory.update(wood=9, stone=9, coal=9, iron=9, sapling=9)
+        while not world.done:
+            action = rng.randrange(len(ACTIONS))
+            played.append((world.step(action), action))
+    return played
+
+
+PLAYED = _played_outcomes()
+
+
+def test_the_embedded_world_hands_step_records_exactly_the_types_they_are_vouched_for_by() -> None:
+    """``step_record(typed=True)`` skips the value walk on the strength of these exact types."""
+    assert any(o.done for o, _ in PLAYED) and any(o.new_achievements for o, _ in PLAYED)
+    assert any(o.state.sleeping for o, _ in PLAYED) and any(o.reward for o, _ in PLAYED)
+    for outcome, _ in PLAYED:
+        state = outcome.state
+        assert type(outcome.reward) is float and type(outcome.done) is bool
+        assert type(outcome.new_achievements) is list and all(type(n) is str for n in outcome.new_achievements)
+        assert type(state.step) is int and type(state.sleeping) is bool and type(state.daylight) is float
+        for pair in (state.position, state.facing):
+            assert type(pair) is tuple and [type(v) for v in pair] == [int, int]
+        assert all(type(state.inventory[name]) is int for name in ITEMS)
+
+
+def test_vouched_step_records_encode_exactly_as_json() -> None:
+    job = EpisodeJob(3, 17, 1)
+    for outcome, action in PLAYED:
+        record = step_record(job, 5, action, outcome, typed=True)
+        assert type(record) is PlainRecord
+        assert record == step_record(job, 5, action, outcome)  # the same content as the unvouched record
+        assert encode_json_line(record) == reference(record)
+
+
+def test_step_records_whose_floats_orjson_writes_differently_are_not_vouched_for() -> None:
+    outcome, action = PLAYED[10]
+    job = EpisodeJob(0, 0, 0)
+    for value in AWKWARD_FLOATS:
+        record = step_record(job, 0, action, dataclasses.replace(outcome, reward=value), typed=True)
+        assert type(record) is dict, value  # the reward is written as it is
+        assert encode_json_line(record) == reference(record), value
+        state = dataclasses.replace(outcome.state, daylight=value)
+        record = step_record(job, 0, action, dataclasses.replace(outcome, state=state), typed=True)
+        rounded = record["daylight"]  # tiny values round to 0.0, which both write alike
+        assert (type(record) is PlainRecord) == (rounded == 0.0 or 1e-4 <= abs(rounded) < 1e16), value
+        assert encode_json_line(record) == reference(record), value
+    numpy_reward = dataclasses.replace(outcome, reward=np.float64(0.5))  # a float subclass: json's path
+    assert type(step_record(job, 0, action, numpy_reward, typed=True)) is dict
+
+
+def test_a_vouched_record_with_such_a_float_would_be_written_differently() -> None:
+    """Why the float checks matter: the vouched path writes orjson's bytes as they are."""
+    assert any(encode_json_line(PlainRecord(x=v)) != reference({"x": v}) for v in AWKWARD_FLOATS)
+
+
+def test_every_line_of_a_real_run_is_what_json_writes(tmp_path: Path) -> None:
+    """Each line equals ``json``'s encoding of what it holds (json's output round-trips exactly)."""
+    for agent, observation in (("scripted", "full"), ("random", "compact")):
+        spec = RolloutSpec(agent=agent, model=agent, episodes=2, max_steps=60, concurrency=2,
+                           observation=observation, out_dir=tmp_path, run_id=f"{agent}-run")
+        asyncio.run(run_rollout(spec, AppConfig()))
+        for name in ("steps.jsonl", "turns.jsonl", "episodes.jsonl"):
+            lines = (tmp_path / f"{agent}-run" / name).read_bytes().splitlines(keepends=True)
+            assert lines
+            for line in lines:
+                assert line == reference(json.loads(line))

@@ -200,6 +200,10 @@ def test_every_format_is_byte_identical_to_the_reference(name: str) -> None:
         for turn, max_steps in ((index % 50, 300), (index, 10_000)):
             assert fast(state, turn=turn, max_steps=max_steps) == reference(state, turn=turn, max_steps=max_steps), \
                 f"{name} differs at state {index}"
+        # The rollout loop hands over the view's ids it converted for the step record.
+        cells = text_obs.view_cells(state)
+        assert fast(state, turn=7, max_steps=300, cells=cells) == reference(state, turn=7, max_steps=300), \
+            f"{name} differs at state {index} given its cells"
 
 
 def test_the_pieces_equal_the_reference() -> None:
@@ -210,6 +214,14 @@ def test_the_pieces_equal_the_reference() -> None:
     for dx in range(-5, 6):
         for dy in range(-5, 6):
             assert text_obs.offset_text(dx, dy) == _Reference.offset_text(dx, dy)
+
+
+def test_the_view_ids_and_symbols_are_converted_together() -> None:
+    for state in STATES:
+        cells, symbols = text_obs.view_cells_and_symbols(state)
+        assert list(cells) == [sid for row in state.local_view for sid in row]
+        assert symbols == "".join(SYMBOLS[SEMANTIC_NAMES[sid]] for sid in cells)
+        assert (text_obs.view_cells(state), text_obs.view_symbols(state)) == (cells, symbols)
 
 
 def test_the_symbols_are_unchanged() -> None:
@@ -230,3 +242,5 @@ def test_a_view_with_an_id_that_is_no_kind_is_refused(name: str) -> None:
             text_obs.OBSERVATION_FORMATS[name](dataclasses.replace(state, local_view=bad_view), turn=0, max_steps=9)
         with pytest.raises(ValueError):
             text_obs.view_symbols(dataclasses.replace(state, local_view=bad_view))
+        with pytest.raises(ValueError):
+            text_obs.view_cells_and_symbols(dataclasses.replace(state, local_view=bad_view))

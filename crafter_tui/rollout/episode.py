@@ -17,14 +17,18 @@ from typing import Any, Protocol
 from crafter_tui.agents.base import Agent, AgentDecision, HistoryTurn, TurnObservation
 from crafter_tui.agents.prompting import SYSTEM_PROMPTS, tool_result_text
 from crafter_tui.config import AppConfig
-from crafter_tui.rollout.envs import EpisodeEnv
+from crafter_tui.rollout.envs import EpisodeEnv, LocalEnv
 from crafter_tui.rollout.spec import RolloutSpec
+from crafter_tui.traces.jsonl import PlainRecord, fast_float
 from crafter_tui.traces.schema import EpisodeSummary, Termination
-from crafter_tui.world.env import WorldState
+from crafter_tui.world.env import StepOutcome, WorldState
 from crafter_tui.world.rules import ACHIEVEMENTS, ACTION_IDS, ITEMS
-from crafter_tui.world.text_obs import OBSERVATION_FORMATS, view_symbols
+from crafter_tui.world.text_obs import OBSERVATION_FORMATS, view_cells_and_symbols, view_symbols
 
 PROGRESS_INTERVAL_S = 0.1
+#: An episode that plays alone (one lane) yields to the event loop at most this often: nothing
+#: else's order depends on its turns, and a yield per turn was ~5% of the loop's time.
+ALONE_YIELD_INTERVAL_S = 0.02
 _INVENTORY_COUNTS = itemgetter(*ITEMS)
 
 
@@ -94,6 +98,7 @@ async def play_jobs(spec: RolloutSpec, config: AppConfig, jobs: list[EpisodeJob]
     from crafter_tui.rollout.runner import make_env
 
     gate = asyncio.Semaphore(max(1, lanes))
+    alone = lanes <= 1 or len(jobs) <= 1  # episodes play one after another: no interleaving to keep
 
     async def one(job: EpisodeJob) -> None:
         async with gate:
@@ -101,7 +106,7 @@ async def play_jobs(spec: RolloutSpec, config: AppConfig, jobs: list[EpisodeJob]
             env = make_env(spec, config)
             agent = build_agent(spec, config)
             try:
-                summary = await play_episode(spec, job, env, agent, sink, run_id)
+                summary = await play_episode(spec, job, env, agent, sink, run_id, alone=alone)
             finally:
                 await agent.aclose()
                 await env.close()
@@ -115,16 +120,38 @@ def view_string(state: WorldState) -> str:
     return view_symbols(state)
 
 
-def step_record(job: EpisodeJob, turn: int, action: int, outcome) -> dict[str, Any]:
+def step_record(job: EpisodeJob, turn: int, action: int, outcome: StepOutcome,
+                view: str | None = None, *, typed: bool = False) -> dict[str, Any]:
+    """The step record of ``outcome`` (``view``: its state's ``view_string`` if the caller has it).
+
+    ``typed``: the caller vouches that ``job``'s fields, ``turn`` and ``action`` are ints and
+    that ``outcome`` comes from the embedded world, whose states and outcomes hold exactly
+    int/bool/float/str values, tuples and lists (``CrafterWorld`` converts every field;
+    ``tests/test_rollout_trace_encoding.py`` pins it). The record is then a ``PlainRecord``
+    (the writer skips its walk over the values) once its two floats, which no type proves,
+    are in the range where orjson and ``json`` agree.
+    """
     state = outcome.state
+    reward, daylight = outcome.reward, round(state.daylight, 4)
+    if typed and fast_float(reward) and fast_float(daylight):
+        return PlainRecord(
+            episode=job.episode, seed=job.seed, attempt=job.attempt,
+            step=state.step, turn=turn, action=action, action_name=_ACTION_NAMES[action],
+            reward=reward, done=outcome.done,
+            pos=state.position, facing=state.facing, sleeping=state.sleeping,
+            daylight=daylight,
+            inventory=[*_INVENTORY_COUNTS(state.inventory)],
+            view=view_string(state) if view is None else view,
+            new_achievements=outcome.new_achievements,
+        )
     return {
         "episode": job.episode, "seed": job.seed, "attempt": job.attempt,
         "step": state.step, "turn": turn, "action": action, "action_name": _ACTION_NAMES[action],
-        "reward": outcome.reward, "done": outcome.done,
+        "reward": reward, "done": outcome.done,
         "pos": state.position, "facing": state.facing, "sleeping": state.sleeping,
-        "daylight": round(state.daylight, 4),
+        "daylight": daylight,
         "inventory": [*_INVENTORY_COUNTS(state.inventory)],
-        "view": view_string(state),
+        "view": view_string(state) if view is None else view,
         "new_achievements": outcome.new_achievements,
     }
 
@@ -133,17 +160,23 @@ _ACTION_NAMES = list(ACTION_IDS)
 
 
 async def play_episode(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agent,
-                       sink: RecordSink, run_id: str) -> EpisodeSummary:
-    """Play ``job`` to the end (death, step/turn limit, agent stop, timeout or failure)."""
+                       sink: RecordSink, run_id: str, *, alone: bool = False) -> EpisodeSummary:
+    """Play ``job`` to the end (death, step/turn limit, agent stop, timeout or failure).
+
+    ``alone``: no other episode plays in this loop meanwhile, so the episode need not yield
+    after every turn to keep the episodes' turns interleaved (and the trace lines in order);
+    it still yields every ``ALONE_YIELD_INTERVAL_S`` so event consumers, timeouts and
+    cancellation are served.
+    """
     tally = _Tally()
     started_at = datetime.now(timezone.utc)
     clock = time.perf_counter()
     try:
         if spec.episode_timeout is not None:
             async with asyncio.timeout(spec.episode_timeout):
-                await _play(spec, job, env, agent, sink, tally)
+                await _play(spec, job, env, agent, sink, tally, alone)
         else:
-            await _play(spec, job, env, agent, sink, tally)
+            await _play(spec, job, env, agent, sink, tally, alone)
     except TimeoutError:
         tally.termination, tally.error = "timeout", f"episode exceeded {spec.episode_timeout:g} s"
     except EnvFailure as exc:
@@ -170,22 +203,41 @@ async def _env_call(coro):
         raise EnvFailure(f"{exc.__class__.__name__}: {exc}") from exc
 
 
+def _world_call(call, *args):
+    """A call into the embedded world, failures raised as ``EnvFailure`` as ``_env_call`` does.
+
+    ``LocalEnv`` only wraps the world's calls in coroutines that never suspend; the loop calls
+    the world directly instead (two coroutines per step were a measurable part of its time).
+    """
+    try:
+        return call(*args)
+    except Exception as exc:  # noqa: BLE001 - any env failure ends this episode, not the run
+        raise EnvFailure(f"{exc.__class__.__name__}: {exc}") from exc
+
+
 async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agent,
-                sink: RecordSink, tally: _Tally) -> None:
+                sink: RecordSink, tally: _Tally, alone: bool = False) -> None:
     await agent.start_episode(job.seed)
     state = await _env_call(env.reset(job.seed))
+    cells = None  # the view ids of ``state`` when its step record converted them already
+    world = env.world if type(env) is LocalEnv else None  # the embedded world (not a stand-in subclass)
+    typed = world is not None and type(job.episode) is int and type(job.seed) is int and type(job.attempt) is int
     history: list[HistoryTurn] = []
     render = OBSERVATION_FORMATS[spec.observation]
+    sink_step, sink_turn = sink.step, sink.turn
     # An agent whose every act() waits on I/O (an LLM call) already lets the other episodes run;
     # yielding again would hold its next request back behind every episode that is ready.
     yields_in_act = getattr(agent, "act_awaits_io", False)
-    last_progress = 0.0
+    last_progress, last_yield = 0.0, time.monotonic()
     while True:
         if tally.turns >= spec.turn_limit:
             tally.termination = "max_turns"
             return
-        semantic = await _env_call(env.semantic_map()) if agent.needs_semantic_map else None
-        text = render(state, turn=tally.turns, max_steps=spec.max_steps)
+        semantic = None
+        if agent.needs_semantic_map:
+            semantic = (_world_call(world.semantic_map) if world is not None
+                        else await _env_call(env.semantic_map()))
+        text = render(state, turn=tally.turns, max_steps=spec.max_steps, cells=cells)
         obs = TurnObservation(state=state, text=text, turn=tally.turns, max_steps=spec.max_steps,
                               semantic_map=semantic)
         try:
@@ -205,22 +257,24 @@ async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agen
             tally.invalid += 1
         for name in decision.actions if decision.valid and not decision.terminate else []:
             action = ACTION_IDS[name]
-            outcome = await _env_call(env.step(action))
+            outcome = _world_call(world.step, action) if world is not None else await _env_call(env.step(action))
             tally.steps += 1
             tally.reward += outcome.reward
             turn_reward += outcome.reward
-            tally.unlocked.update(outcome.new_achievements)
-            turn_new.extend(outcome.new_achievements)
-            sink.step(step_record(job, turn, action, outcome))
+            if outcome.new_achievements:
+                tally.unlocked.update(outcome.new_achievements)
+                turn_new.extend(outcome.new_achievements)
             state = outcome.state
+            cells, view = view_cells_and_symbols(state)
+            sink_step(step_record(job, turn, action, outcome, view, typed=typed))
             if outcome.done:
                 done = True
                 tally.termination = "death" if outcome.terminated else "max_steps"
                 break
         result = _tool_result(decision, turn_new, done)
         agent.record_result(decision, result)
-        sink.turn(_turn_record(job, turn, step_before, obs.text, decision, result, turn_reward, turn_new))
-        history.append(HistoryTurn(observation=obs.text, assistant=decision.assistant_message,
+        sink_turn(_turn_record(job, turn, step_before, text, decision, result, turn_reward, turn_new))
+        history.append(HistoryTurn(observation=text, assistant=decision.assistant_message,
                                    tool_result=result))
         now = time.monotonic()
         if done or now - last_progress >= PROGRESS_INTERVAL_S:
@@ -231,8 +285,13 @@ async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agen
             return
         if done:
             return
-        if not yields_in_act:
+        if yields_in_act:
+            continue
+        if not alone:
             await asyncio.sleep(0)  # let other episodes and the event consumer run
+        elif now - last_yield >= ALONE_YIELD_INTERVAL_S:
+            last_yield = now
+            await asyncio.sleep(0)  # let the event consumer, timeouts and cancellation in
 
 
 def _tool_result(decision: AgentDecision, new: list[str], done: bool) -> str:

@@ -72,18 +72,29 @@ def _report(problems: list[LineProblem] | None, problem: LineProblem) -> None:
 #: orjson options under which every value it accepts without ``default`` is a plain JSON type
 #: (str/int/float/bool/None, dict, list, tuple): subclasses, dates and dataclasses are refused.
 _ORJSON_PLAIN = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+#: For a ``PlainRecord`` (itself a dict subclass, which the options above would refuse).
+_ORJSON_VOUCHED = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def _refuse(value: Any) -> Any:
     raise TypeError(f"not a plain JSON value: {type(value).__name__}")
 
 
-def _plain(values: Any) -> bool:
-    """Whether ``values`` (and everything inside) are types orjson writes exactly as ``json`` does.
+def fast_float(value: Any) -> bool:
+    """Whether ``value`` is a float that orjson and ``json`` both write as ``repr(value)``.
 
     Floats only in [1e-4, 1e16) or zero: there both write ``repr(x)`` (checked over millions of
     values in tests); ``json`` writes NaN/Infinity and ``1e-05`` where orjson writes ``null`` and
-    ``0.00001``. Enums are the one other type orjson accepts natively: they are refused here.
+    ``0.00001``.
+    """
+    return type(value) is float and (value == 0.0 or 1e-4 <= abs(value) < 1e16)
+
+
+def _plain(values: Any) -> bool:
+    """Whether ``values`` (and everything inside) are types orjson writes exactly as ``json`` does.
+
+    Floats as ``fast_float`` says. Enums are the one other type orjson accepts natively: they
+    are refused here.
     """
     for value in values:
         kind = type(value)
@@ -104,18 +115,35 @@ def _plain(values: Any) -> bool:
     return True
 
 
+class PlainRecord(dict):
+    """A record whose builder vouches that every value inside is plain, so encoding skips the walk.
+
+    Plain: str, int, bool, None, floats for which ``fast_float`` holds, and lists, tuples and
+    string-keyed dicts of these (no enums, subclasses or other types). Walking a step record's
+    values to prove that cost more than encoding it; the builder knows its values' types (the
+    rollout loop's step records from the embedded world: ``rollout.episode.step_record``).
+    Anything orjson refuses, and output that is not printable ASCII, still goes through ``json``,
+    and a ``PlainRecord`` is a dict to everything else (it pickles to worker processes as one).
+    """
+
+    __slots__ = ()
+
+
 def encode_json_line(record: dict[str, Any]) -> bytes:
     """``record`` as one JSONL line: exactly ``json.dumps(record, separators=(",", ":"), default=str)``.
 
     Encoding was most of the trace writer's per-step cost (~10 us a step record with ``json``,
     under 1 us with orjson). orjson is used where its bytes provably equal ``json``'s: plain
-    types (see ``_plain``), string keys, 64-bit ints, output in printable ASCII (``json`` escapes
-    non-ASCII and DEL as ``\\uXXXX``; its escapes of control characters are orjson's). Anything else
-    goes through ``json``.
+    types (see ``_plain``; a ``PlainRecord``'s builder vouches for them instead), string keys,
+    64-bit ints, output in printable ASCII (``json`` escapes non-ASCII and DEL as ``\\uXXXX``;
+    its escapes of control characters are orjson's). Anything else goes through ``json``.
     """
-    if type(record) is dict and _plain(record.values()):
+    kind = type(record)
+    if kind is PlainRecord or (kind is dict and _plain(record.values())):
         try:
-            line = orjson.dumps(record, default=_refuse, option=_ORJSON_PLAIN | orjson.OPT_APPEND_NEWLINE)
+            line = orjson.dumps(record, default=_refuse,
+                                option=(_ORJSON_VOUCHED if kind is PlainRecord else _ORJSON_PLAIN)
+                                | orjson.OPT_APPEND_NEWLINE)
         except TypeError:  # non-string keys, ints beyond 64 bits, anything refused
             pass
         else:
@@ -155,7 +183,10 @@ class JsonlAppender:
                 view = view[self._file.write(view):]
 
     def write(self, record: dict[str, Any]) -> None:
-        self._write(encode_json_line(record))
+        data = encode_json_line(record)
+        written = self._file.write(data)  # the common case, inline: one call per line less
+        if written != len(data):
+            self._write(data[written:])
 
     def close(self) -> None:
         self._file.close()

@@ -8,15 +8,17 @@ function of the world state, so the same seed always yields the same prompt text
 
 Why it is written with tables: it is rendered on every agent turn (and every env-service
 step), so its cost is part of every rollout's per-step overhead. The view's 63 semantic
-ids become one ``bytes`` object; symbols come from one ``bytes.translate``, the nearest cell
-of each kind from one pass over the cells pre-sorted by distance, and every per-kind,
-per-offset phrase is precomputed. ``tests/test_world_textobs_equivalence.py`` keeps the
-original per-cell implementation and checks every format byte for byte against it.
+ids become one ``bytes`` object (a caller that already has it, as the rollout loop has from
+the step record's ``view``, passes it as ``cells``); symbols come from one ``bytes.translate``
+and the spaced grid from one slice assignment into a template; the cells are reordered
+nearest first once (one ``itemgetter``), so the nearest cell of each visible kind is one
+``bytes.index``; every per-kind, per-distance-rank phrase and sort key is precomputed.
+``tests/test_world_textobs_equivalence.py`` keeps the original per-cell implementation and
+checks every format byte for byte against it.
 """
 
 from __future__ import annotations
 
-from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
@@ -71,70 +73,83 @@ _DIST = [abs(dx) + abs(dy) for dx, dy in _OFFSETS]
 #: the original scan kept the first of equally near cells it met.
 _BY_DISTANCE = sorted((cell for cell in range(_CELLS) if cell != _CENTER_CELL), key=lambda c: (_DIST[c], c))
 _CELLS_BY_DISTANCE = itemgetter(*_BY_DISTANCE)
-_FARTHEST_FIRST = _BY_DISTANCE[::-1]
 _NAME_RANK = {sid: rank for rank, sid in enumerate(sorted(range(_KINDS), key=SEMANTIC_NAMES.__getitem__))}
-#: Sort key of (kind, cell): nearest first, then by kind name (the original's order).
-_RANK = [[_DIST[cell] * 64 + _NAME_RANK[sid] for cell in range(_CELLS)] for sid in range(_KINDS)]
-_SHORT_PHRASE = [[f"{SEMANTIC_NAMES[sid]}:{_short_offset(*_OFFSETS[cell])}" for cell in range(_CELLS)]
+#: Per kind, per position in ``_BY_DISTANCE``: the sort key (nearest first, then by kind name:
+#: the original's order) and the short and long phrases of that kind at that cell.
+_RANK = [[_DIST[cell] * 64 + _NAME_RANK[sid] for cell in _BY_DISTANCE] for sid in range(_KINDS)]
+_SHORT_PHRASE = [[f"{SEMANTIC_NAMES[sid]}:{_short_offset(*_OFFSETS[cell])}" for cell in _BY_DISTANCE]
                  for sid in range(_KINDS)]
-_LONG_PHRASE = [[f"{SEMANTIC_NAMES[sid]} {offset_text(*_OFFSETS[cell])}" for cell in range(_CELLS)]
+_LONG_PHRASE = [[f"{SEMANTIC_NAMES[sid]} {offset_text(*_OFFSETS[cell])}" for cell in _BY_DISTANCE]
                 for sid in range(_KINDS)]
 _LEGEND_PIECE = [f"{SYMBOLS[SEMANTIC_NAMES[sid]]} {SEMANTIC_NAMES[sid]}" for sid in range(_KINDS)]
-_ROW_SPANS = [(row * (2 * _W), row * (2 * _W) + 2 * _W - 1) for row in range(_H)]
+#: The spaced grid's separators: symbols go to the even bytes, a space between the cells of a
+#: row and a newline between rows at the odd ones.
+_GRID_TEMPLATE = bytes(b"\n"[0] if i % (2 * _W) == 2 * _W - 1 else 32 for i in range(2 * _CELLS - 1))
+_CENTER_BYTE = 2 * _CENTER_CELL
 _NEIGHBOUR_CELLS = (("n", _CENTER_CELL - _W), ("s", _CENTER_CELL + _W), ("w", _CENTER_CELL - 1),
                     ("e", _CENTER_CELL + 1))
 _OTHER_ITEMS = [name for name in ITEMS if name not in VITALS]
 _VITAL_PREFIX = [(name, name[:2]) for name in VITALS]
-_VITAL_MAX = [(name, MAX_ITEM[name]) for name in VITALS]
+#: "health {}/9, food {}/9, ...": the full form's vitals, filled with one ``str.format``.
+_VITALS_FORMAT = ", ".join([f"{name} {{}}/{MAX_ITEM[name]}" for name in VITALS])
+#: Legend text by the set of kinds in view (few distinct sets occur; the cache is bounded).
+_LEGENDS: dict[frozenset[int], str] = {}
+_LEGENDS_MAX = 4096
 
 
-def _view_bytes(state: WorldState) -> bytes:
-    """The view's semantic ids, row-major, one byte each (raises on an id that is not a kind)."""
+def view_cells_and_symbols(state: WorldState) -> tuple[bytes, str]:
+    """``view_cells(state)`` and ``view_symbols(state)`` with one conversion (the rollout loop needs both)."""
     cells = b"".join(map(bytes, state.local_view))
-    if len(cells) != _CELLS or b"\0" in cells.translate(_SYMBOL_TABLE):  # ids past the kinds translate to 0
+    symbols = cells.translate(_SYMBOL_TABLE)
+    if len(cells) != _CELLS or b"\0" in symbols:  # ids past the kinds translate to 0
         raise ValueError(f"local view is not {_W}x{_H} semantic ids below {_KINDS}")
-    return cells
+    return cells, symbols.decode("ascii")
+
+
+def view_cells(state: WorldState) -> bytes:
+    """The view's semantic ids, row-major, one byte each (raises on an id that is not a kind).
+
+    Renderers take it as ``cells`` so that a caller that needs the view for something else
+    too (the rollout loop's step record) converts it once.
+    """
+    return view_cells_and_symbols(state)[0]
 
 
 def view_symbols(state: WorldState) -> str:
     """The local view as its 63 map symbols, rows north to south (the step record's ``view``)."""
-    cells = b"".join(map(bytes, state.local_view))
-    symbols = cells.translate(_SYMBOL_TABLE)
-    if len(cells) != _CELLS or b"\0" in symbols:
-        raise ValueError(f"local view is not {_W}x{_H} semantic ids below {_KINDS}")
-    return symbols.decode("ascii")
+    return view_cells_and_symbols(state)[1]
 
 
-def _spaced_grid(cells: bytes) -> str:
-    """The symbols with '@' at the player's cell, one space between cells (rows not yet split)."""
-    symbols = bytearray(cells.translate(_SYMBOL_TABLE))
-    symbols[_CENTER_CELL] = 64  # '@'
-    return " ".join(symbols.decode("ascii"))
+def _grid_text(cells: bytes) -> str:
+    """The grid's rows joined by newlines: symbols spaced, '@' at the player's cell."""
+    grid = bytearray(_GRID_TEMPLATE)
+    grid[::2] = cells.translate(_SYMBOL_TABLE)
+    grid[_CENTER_BYTE] = 64  # '@'
+    return grid.decode("ascii")
 
 
 def _grid_rows(cells: bytes) -> list[str]:
-    spaced = _spaced_grid(cells)
-    return [spaced[start:end] for start, end in _ROW_SPANS]
+    return _grid_text(cells).split("\n")
 
 
 def _nearest(cells: bytes) -> list[tuple[int, int, int]]:
-    """(sort rank, kind id, cell) of the nearest cell of each visible kind, nearest first."""
-    ordered = _CELLS_BY_DISTANCE(cells)
-    # Later pairs overwrite earlier ones, so reversing leaves each kind's nearest cell.
-    first = dict(zip(reversed(ordered), _FARTHEST_FIRST))
-    first.pop(_UNKNOWN_ID, None)
-    first.pop(_PLAYER_ID, None)
-    return sorted([(_RANK[sid][cell], sid, cell) for sid, cell in first.items()])
+    """(sort rank, kind id, position in ``_BY_DISTANCE``) of each visible kind's nearest cell, nearest first."""
+    ordered = bytes(_CELLS_BY_DISTANCE(cells))
+    kinds = set(ordered)
+    kinds.discard(_UNKNOWN_ID)
+    kinds.discard(_PLAYER_ID)
+    find = ordered.index  # the first, so the nearest; equally near cells in row-major order
+    return sorted([(_RANK[sid][at], sid, at) for sid in kinds for at in (find(sid),)])
 
 
 def map_grid(state: WorldState) -> list[str]:
     """The local view as text rows, north at the top, '@' at the player's cell."""
-    return _grid_rows(_view_bytes(state))
+    return _grid_rows(view_cells(state))
 
 
 def nearest_objects(state: WorldState) -> list[tuple[str, int, int]]:
     """(kind, dx, dy) of the nearest visible cell of each kind, nearest first."""
-    return [(SEMANTIC_NAMES[sid], *_OFFSETS[cell]) for _, sid, cell in _nearest(_view_bytes(state))]
+    return [(SEMANTIC_NAMES[sid], *_OFFSETS[_BY_DISTANCE[at]]) for _, sid, at in _nearest(view_cells(state))]
 
 
 def _vitals_and_items(state: WorldState) -> tuple[str, str]:
@@ -148,8 +163,8 @@ def _vitals_and_items(state: WorldState) -> tuple[str, str]:
 def _short_lines(state: WorldState, cells: bytes | None = None) -> dict[str, str]:
     """The ``near``, ``face``, vitals and ``inv`` lines shared by the compact and brief formats."""
     if cells is None:
-        cells = _view_bytes(state)
-    near = " ".join([_SHORT_PHRASE[sid][cell] for _, sid, cell in _nearest(cells) if sid != _GRASS_ID])
+        cells = view_cells(state)
+    near = " ".join([_SHORT_PHRASE[sid][at] for _, sid, at in _nearest(cells) if sid != _GRASS_ID])
     facing = f"{SEMANTIC_NAMES[state.facing_id]}:{DIRECTIONS.get(state.facing, '?')[0]}"
     vitals, items = _vitals_and_items(state)
     night = "" if state.daylight > 0.5 else " night"
@@ -157,15 +172,17 @@ def _short_lines(state: WorldState, cells: bytes | None = None) -> dict[str, str
             "vitals": f"{vitals}{night}", "inv": f"inv {items or '-'}"}
 
 
-def render_compact_observation(state: WorldState, *, turn: int, max_steps: int) -> str:
+def render_compact_observation(state: WorldState, *, turn: int, max_steps: int, cells: bytes | None = None) -> str:
     """A short form of the same facts for small models (~3x fewer tokens than ``full``).
 
     Same grid and symbols; the legend is left to the system prompt, offsets are written as
-    ``2n1e`` (2 north, 1 east), vitals and inventory as ``name count`` pairs.
+    ``2n1e`` (2 north, 1 east), vitals and inventory as ``name count`` pairs. ``cells``:
+    ``view_cells(state)`` when the caller has it already.
     """
-    cells = _view_bytes(state)
+    if cells is None:
+        cells = view_cells(state)
     short = _short_lines(state, cells)
-    return "\n".join([*_grid_rows(cells), short["near"], short["face"], short["vitals"], short["inv"]])
+    return "\n".join([_grid_text(cells), short["near"], short["face"], short["vitals"], short["inv"]])
 
 
 def neighbour_names(state: WorldState) -> list[tuple[str, str]]:
@@ -176,48 +193,57 @@ def neighbour_names(state: WorldState) -> list[tuple[str, str]]:
     return [(letter, SEMANTIC_NAMES[sid]) for letter, sid in cells]
 
 
-def render_brief_observation(state: WorldState, *, turn: int, max_steps: int) -> str:
+def render_brief_observation(state: WorldState, *, turn: int, max_steps: int, cells: bytes | None = None) -> str:
     """The facts a tiny model can learn a policy from in minutes of CPU training (~45 tokens).
 
     No grid: the four neighbouring cells say what blocks a move, the nearest-of-each-kind
     offsets say where to go, and the faced cell comes last, next to the reply, because it
     decides the most frequent action (``do``) and short-range dependencies are what a small
-    transformer learns first.
+    transformer learns first. ``cells``: ``view_cells(state)`` when the caller has it already.
     """
-    cells = _view_bytes(state)
+    if cells is None:
+        cells = view_cells(state)
     short = _short_lines(state, cells)
     around = "around " + " ".join([f"{letter}:{SEMANTIC_NAMES[cells[cell]]}" for letter, cell in _NEIGHBOUR_CELLS])
     return "\n".join([short["near"], around, short["vitals"], short["inv"], short["face"]])
 
 
-def render_text_observation(state: WorldState, *, turn: int, max_steps: int) -> str:
-    """The full text observation for one agent turn."""
-    cells = _view_bytes(state)
-    present = set(cells)
-    present.discard(_PLAYER_ID)
-    legend = ", ".join([_LEGEND_PIECE[sid] for sid in sorted(present, key=_NAME_RANK.__getitem__)])
-    seen = "; ".join([_LONG_PHRASE[sid][cell] for _, sid, cell in _nearest(cells)])
-    facing_dir = DIRECTIONS.get(state.facing, "?")
+def _legend(cells: bytes) -> str:
+    """The legend's kinds (all in view but the player), by name."""
+    key = frozenset(cells)
+    legend = _LEGENDS.get(key)
+    if legend is None:
+        present = set(key)
+        present.discard(_PLAYER_ID)
+        legend = ", ".join([_LEGEND_PIECE[sid] for sid in sorted(present, key=_NAME_RANK.__getitem__)])
+        if len(_LEGENDS) >= _LEGENDS_MAX:
+            _LEGENDS.clear()
+        _LEGENDS[key] = legend
+    return legend
+
+
+def render_text_observation(state: WorldState, *, turn: int, max_steps: int, cells: bytes | None = None) -> str:
+    """The full text observation for one agent turn (``cells``: ``view_cells(state)`` if the caller has it)."""
+    if cells is None:
+        cells = view_cells(state)
+    seen = "; ".join([_LONG_PHRASE[sid][at] for _, sid, at in _nearest(cells)])
     inventory = state.inventory
     get = inventory.get
-    vitals = ", ".join([f"{name} {get(name, 0)}/{top}" for name, top in _VITAL_MAX])
     items = [f"{name} {inventory[name]}" for name in _OTHER_ITEMS if get(name, 0) > 0]
     achieved = state.achievements.get
     unlocked = [name for name in ACHIEVEMENTS if achieved(name, 0) > 0]
-    time_of_day = "day" if state.daylight > 0.5 else "night"
-    lines = [
-        f"Step {state.step}/{max_steps}, turn {turn}, {time_of_day}.",
+    return "\n".join([
+        f"Step {state.step}/{max_steps}, turn {turn}, {'day' if state.daylight > 0.5 else 'night'}.",
         "Map (north is up; @ is you):",
-        *_grid_rows(cells),
-        f"Legend: @ you, {legend}",
+        _grid_text(cells),
+        f"Legend: @ you, {_legend(cells)}",
         f"You see: {seen or 'nothing'}.",
-        f"You face {SEMANTIC_NAMES[state.facing_id]} ({facing_dir})"
+        f"You face {SEMANTIC_NAMES[state.facing_id]} ({DIRECTIONS.get(state.facing, '?')})"
         + (", asleep." if state.sleeping else "."),
-        f"Status: {vitals}.",
+        f"Status: {_VITALS_FORMAT.format(*[get(name, 0) for name in VITALS])}.",
         f"Inventory: {', '.join(items) if items else 'empty'}.",
         f"Achievements ({len(unlocked)}/{len(ACHIEVEMENTS)}): {', '.join(unlocked) if unlocked else 'none'}.",
-    ]
-    return "\n".join(lines)
+    ])
 
 
 #: Observation formats by name (recorded in run records; the agent's system prompt matches).
