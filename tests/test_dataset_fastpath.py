@@ -184,3 +184,21 @@ def test_short_writes_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             out.add(pieces)
         out.flush()
     assert (tmp_path / "out").read_bytes() == b"".join(b"".join(p) for p in lines)
+
+
+def test_positioned_short_writes_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    def half_pwritev(fd: int, pieces: list[bytes], offset: int) -> int:
+        data = b"".join(pieces)
+        return os.pwrite(fd, data[: max(1, len(data) // 2)], offset)
+
+    monkeypatch.setattr(writer_module, "_pwritev", half_pwritev)
+    first = [b"line %d\n" % i for i in range(1500)]
+    second = [b"more %d\n" % i for i in range(1500)]
+    path = tmp_path / "out"
+    with path.open("wb") as handle:  # the second range first, as the other process may write it
+        end = writer_module.pwrite_pieces(handle.fileno(), second, sum(map(len, first)))
+        assert writer_module.pwrite_pieces(handle.fileno(), first, 0) == sum(map(len, first))
+    assert end == path.stat().st_size
+    assert path.read_bytes() == b"".join(first + second)
