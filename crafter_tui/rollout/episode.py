@@ -194,25 +194,17 @@ async def play_episode(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agen
     )
 
 
+def _env_failure(exc: Exception) -> EnvFailure:
+    return EnvFailure(f"{exc.__class__.__name__}: {exc}")
+
+
 async def _env_call(coro):
     try:
         return await coro
     except (asyncio.CancelledError, TimeoutError):
         raise
     except Exception as exc:  # noqa: BLE001 - any env failure ends this episode, not the run
-        raise EnvFailure(f"{exc.__class__.__name__}: {exc}") from exc
-
-
-def _world_call(call, *args):
-    """A call into the embedded world, failures raised as ``EnvFailure`` as ``_env_call`` does.
-
-    ``LocalEnv`` only wraps the world's calls in coroutines that never suspend; the loop calls
-    the world directly instead (two coroutines per step were a measurable part of its time).
-    """
-    try:
-        return call(*args)
-    except Exception as exc:  # noqa: BLE001 - any env failure ends this episode, not the run
-        raise EnvFailure(f"{exc.__class__.__name__}: {exc}") from exc
+        raise _env_failure(exc) from exc
 
 
 async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agent,
@@ -220,7 +212,9 @@ async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agen
     await agent.start_episode(job.seed)
     state = await _env_call(env.reset(job.seed))
     cells = None  # the view ids of ``state`` when its step record converted them already
-    world = env.world if type(env) is LocalEnv else None  # the embedded world (not a stand-in subclass)
+    # The embedded world (not a stand-in subclass) is called directly: ``LocalEnv`` only wraps its
+    # calls in coroutines that never suspend, and those were a measurable part of the loop.
+    world = env.world if type(env) is LocalEnv else None
     typed = world is not None and type(job.episode) is int and type(job.seed) is int and type(job.attempt) is int
     history: list[HistoryTurn] = []
     render = OBSERVATION_FORMATS[spec.observation]
@@ -235,8 +229,13 @@ async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agen
             return
         semantic = None
         if agent.needs_semantic_map:
-            semantic = (_world_call(world.semantic_map) if world is not None
-                        else await _env_call(env.semantic_map()))
+            if world is None:
+                semantic = await _env_call(env.semantic_map())
+            else:
+                try:
+                    semantic = world.semantic_map()
+                except Exception as exc:  # noqa: BLE001 - as _env_call
+                    raise _env_failure(exc) from exc
         text = render(state, turn=tally.turns, max_steps=spec.max_steps, cells=cells)
         obs = TurnObservation(state=state, text=text, turn=tally.turns, max_steps=spec.max_steps,
                               semantic_map=semantic)
@@ -257,7 +256,13 @@ async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agen
             tally.invalid += 1
         for name in decision.actions if decision.valid and not decision.terminate else []:
             action = ACTION_IDS[name]
-            outcome = _world_call(world.step, action) if world is not None else await _env_call(env.step(action))
+            if world is None:
+                outcome = await _env_call(env.step(action))
+            else:
+                try:
+                    outcome = world.step(action)
+                except Exception as exc:  # noqa: BLE001 - as _env_call
+                    raise _env_failure(exc) from exc
             tally.steps += 1
             tally.reward += outcome.reward
             turn_reward += outcome.reward

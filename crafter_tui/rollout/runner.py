@@ -51,6 +51,9 @@ class RunSink:
         self.writer = writer
         self._emit = emit
         self.summaries: list[EpisodeSummary] = []
+        # Step and turn records go straight to the writer (no event): its own methods, one call each.
+        self.step: Callable[[dict[str, Any]], None] = writer.step
+        self.turn: Callable[[dict[str, Any]], None] = writer.turn
 
     @property
     def run_id(self) -> str:
@@ -58,12 +61,6 @@ class RunSink:
 
     def started(self, job: EpisodeJob) -> None:
         self._emit(EpisodeStarted(run_id=self.run_id, episode=job.episode, seed=job.seed, attempt=job.attempt))
-
-    def step(self, record: dict[str, Any]) -> None:
-        self.writer.step(record)
-
-    def turn(self, record: dict[str, Any]) -> None:
-        self.writer.turn(record)
 
     def progress(self, episode: int, seed: int, step: int, turn: int, achievements: int) -> None:
         self._emit(EpisodeProgress(run_id=self.run_id, episode=episode, seed=seed, step=step,
