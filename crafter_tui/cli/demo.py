@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="the closed loop offline: expert rollouts -> SFT data -> local fine-tune -> eval -> report",
         description="Plays scripted-expert episodes, exports them as chat SFT data, trains a built-in model "
-        "through the local fine-tune service, evaluates it on held-out seeds next to the random baseline and "
+        "through the local fine-tune service, lets that model play while the expert labels the states it reaches "
+        "(DAgger) and trains again on both, evaluates it on held-out seeds next to the random baseline and "
         "the expert, and writes the comparison report. Resumes if run again in the same folder.")
     parser.add_argument("--quick", action="store_true", help="a ~2.5-minute version (fewer data episodes, 8 shorter evaluation episodes)")
     parser.add_argument("--workdir", default=None, help="folder for everything (default: demo or demo-quick)")
