@@ -1,5 +1,10 @@
 """The whole loop as one resumable pipeline: rollouts -> filter/export -> fine-tune -> eval -> compare.
 
+With ``dagger_rounds`` each tuned model then goes through DAgger rounds before its evaluation:
+the model plays ``dagger_episodes`` episodes on seeds of its own (``agents.dagger``: the scripted
+expert labels every state the model reaches), the expert's runs and every labelled run so far are
+exported together, and the base model is trained again from scratch on that aggregate.
+
 Each stage records what it produced in ``<workdir>/pipeline.json`` as soon as it finishes, so
 running the same pipeline again skips finished stages, resumes an interrupted rollout from
 its unfinished episodes and re-attaches to a fine-tune job that is still running. The stages
