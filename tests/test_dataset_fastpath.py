@@ -20,7 +20,6 @@ from crafter_tui.dataset import helper as helper_module
 from crafter_tui.dataset.helper import plan_chunks
 from crafter_tui.dataset import writer as writer_module
 from crafter_tui.dataset.lines import all_run_rows, composition_holds, encode_text, encode_value
-from crafter_tui.dataset.source import line_rows
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.traces.store import TraceStore
 from tests.trace_builders import Episode, Turn, small_store, write_run
@@ -141,9 +140,11 @@ def test_chunks_cut_runs_at_episode_boundaries_and_cover_every_row(store: TraceS
     build_selection(cursor, FilterSpec())
     rows = all_run_rows(cursor)
     assert [run.run_id for run in rows] == sorted(store.runs)
-    for run in rows:  # each run's slice of the one fetch is what the one-run query returns
-        alone = line_rows(cursor, run.run_id)
-        assert all((getattr(run.lines, name) == getattr(alone, name)).all() for name in ("episode", "offset", "size"))
+    for run in rows:  # each run's slice of the one fetch: every line of its selected episodes' attempts
+        expected = cursor.execute("""SELECT ti.episode, ti.line_offset, ti.line_bytes FROM turn_index ti
+            JOIN (SELECT DISTINCT run_id, episode, attempt FROM selection) USING (run_id, episode, attempt)
+            WHERE ti.run_id = ? ORDER BY ti.episode, ti.line_offset""", [run.run_id]).fetchall()
+        assert list(zip(run.lines.episode.tolist(), run.lines.offset.tolist(), run.lines.size.tolist())) == expected
         assert set(run.lines.episode.tolist()) == set(run.episode.tolist())
     for size in (1, 3, 4, 1000):
         chunks = plan_chunks(rows, size)

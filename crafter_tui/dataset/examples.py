@@ -23,7 +23,7 @@ import duckdb
 
 from crafter_tui.agents.base import HistoryTurn
 from crafter_tui.agents.prompting import SYSTEM_PROMPT, TOOLS, build_messages
-from crafter_tui.dataset.source import line_rows, read_lines
+from crafter_tui.dataset.source import all_line_rows, read_lines, run_order
 from crafter_tui.traces.schema import TURNS_FILE, RunRecord
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
@@ -158,12 +158,6 @@ PLAN_SQL = {
                        FROM selection s JOIN token_sample USING (example_key)
                        WHERE s.run_id = ? GROUP BY s.episode ORDER BY s.episode""",
 }
-RUNS_SQL = {
-    "selection": "SELECT DISTINCT run_id FROM selection ORDER BY run_id",
-    "token_sample": "SELECT DISTINCT s.run_id FROM selection s JOIN token_sample USING (example_key) ORDER BY 1",
-}
-
-
 def _plans(cursor: duckdb.DuckDBPyConnection, run_id: str, source: str) -> dict[int, _EpisodePlan]:
     plans: dict[int, _EpisodePlan] = {}
     for episode, attempt, turns, keys, is_valid in cursor.execute(PLAN_SQL[source], [run_id]).fetchall():
@@ -182,11 +176,11 @@ def iter_examples(cursor: duckdb.DuckDBPyConnection, runs: dict[str, tuple[Path,
                   source: str = "selection") -> Iterator[Example]:
     """Every example of the materialised selection in (run_id, episode, turn) order (``source``:
     a function of the data, not of the order parallel workers appended the lines in)."""
-    run_ids = [row[0] for row in cursor.execute(RUNS_SQL[source]).fetchall()]
-    for run_id in run_ids:
+    lines_by_run = all_line_rows(cursor, source)
+    for run_id in run_order(cursor, source):
         path, record = runs[run_id]
         plans = _plans(cursor, run_id, source)
-        lines = read_lines(path / TURNS_FILE, line_rows(cursor, run_id, source))
+        lines = read_lines(path / TURNS_FILE, lines_by_run[run_id])
         yield from _run_examples(run_id, lines, record, plans, mode=mode, text_actions=text_actions,
                                  drop_reasoning=drop_reasoning)
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from crafter_tui.agents.base import HistoryTurn
 from crafter_tui.agents.prompting import SYSTEM_PROMPT, build_messages
-from crafter_tui.dataset.source import RUN_INDEX_SQL, LineRows, all_line_rows, read_lines
+from crafter_tui.dataset.source import RUN_INDEX_SQL, LineRows, all_line_rows, read_lines, run_order
 from crafter_tui.dataset.examples import (
     TOOLS_JSON, _encode_message, dumps, text_action_message, without_reasoning,
 )
@@ -209,20 +209,21 @@ class RunRows:
 
 
 ALL_ROWS_SQL = f"""SELECT r.run, s.episode, s.attempt, s.turn, s.example_key, s.is_valid
-                   FROM selection s JOIN ({RUN_INDEX_SQL}) r USING (run_id) ORDER BY r.run, s.episode, s.turn"""
+                   FROM selection s JOIN ({RUN_INDEX_SQL["selection"]}) r USING (run_id)
+                   ORDER BY r.run, s.episode, s.turn"""
 _COLUMNS = ("episode", "attempt", "turn", "example_key", "is_valid")
 
 
 def all_run_rows(cursor: duckdb.DuckDBPyConnection) -> list[RunRows]:
     """``run_rows`` of every run of the selection, in export order, as views into two fetches (a query
     per run scanned the whole selection and turn index once per run: ~2.4 CPU s for 100 runs)."""
-    run_ids = [run_id for run_id, _ in sorted(cursor.execute(RUN_INDEX_SQL).fetchall(), key=lambda row: row[1])]
+    run_ids = run_order(cursor)
     columns = cursor.execute(ALL_ROWS_SQL).fetchnumpy()
     bounds = np.searchsorted(np.asarray(columns["run"]), np.arange(len(run_ids) + 1)).tolist()
     arrays = [np.asarray(columns[name]) for name in _COLUMNS]
-    lines = all_line_rows(cursor, len(run_ids))
-    return [RunRows(run_id, *(array[start:stop] for array in arrays), lines[index])
-            for index, (run_id, start, stop) in enumerate(zip(run_ids, bounds[:-1], bounds[1:]))]
+    lines = all_line_rows(cursor)
+    return [RunRows(run_id, *(array[start:stop] for array in arrays), lines[run_id])
+            for run_id, start, stop in zip(run_ids, bounds[:-1], bounds[1:])]
 
 
 def run_plans(rows: RunRows) -> dict[int, _Episode]:

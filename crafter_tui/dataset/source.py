@@ -28,26 +28,28 @@ import numpy as np
 #: Bytes read at once (consecutive lines share a read).
 READ_BYTES = 4 * 1024 * 1024
 
+#: The selected episodes (with their summarised attempt) of each source of examples.
 _EPISODES = {
-    "selection": "SELECT DISTINCT episode, attempt FROM selection WHERE run_id = $run",
-    "token_sample": """SELECT DISTINCT s.episode, s.attempt FROM selection s JOIN token_sample USING (example_key)
-                       WHERE s.run_id = $run""",
+    "selection": "SELECT DISTINCT run_id, episode, attempt FROM selection",
+    "token_sample": """SELECT DISTINCT s.run_id, s.episode, s.attempt FROM selection s
+                       JOIN token_sample USING (example_key)""",
 }
-#: Every line of the selected attempt of each selected episode of one run; constant SQL, bound values.
-LINES_SQL = {source: f"""SELECT ti.episode, ti.line_offset, ti.line_bytes FROM turn_index ti
-                          JOIN ({episodes}) e USING (episode, attempt)
-                          WHERE ti.run_id = $run ORDER BY ti.episode, ti.line_offset"""
-             for source, episodes in _EPISODES.items()}
 
 
-#: The runs of the selection numbered in export order (``run`` 0, 1, ...).
-RUN_INDEX_SQL = """SELECT run_id, CAST(row_number() OVER (ORDER BY run_id) - 1 AS INTEGER) AS run
-                   FROM (SELECT DISTINCT run_id FROM selection)"""
-#: ``LINES_SQL`` of every run at once (``run`` from ``RUN_INDEX_SQL``): one scan instead of one per run.
-ALL_LINES_SQL = f"""SELECT r.run, ti.episode, ti.line_offset, ti.line_bytes FROM turn_index ti
-                    JOIN (SELECT DISTINCT run_id, episode, attempt FROM selection) e USING (run_id, episode, attempt)
-                    JOIN ({RUN_INDEX_SQL}) r USING (run_id)
-                    ORDER BY r.run, ti.episode, ti.line_offset"""
+def _run_index(episodes: str) -> str:
+    return f"""SELECT run_id, CAST(row_number() OVER (ORDER BY run_id) - 1 AS INTEGER) AS run
+               FROM (SELECT DISTINCT run_id FROM ({episodes}))"""
+
+
+#: The runs of a source numbered in export order (``run`` 0, 1, ...).
+RUN_INDEX_SQL = {source: _run_index(episodes) for source, episodes in _EPISODES.items()}
+#: Every line of the selected attempt of each selected episode, in reading order, every run at once (one
+#: scan; a query per run scanned the whole turn index once per run). Constant SQL, no values.
+ALL_LINES_SQL = {source: f"""SELECT r.run, ti.episode, ti.line_offset, ti.line_bytes FROM turn_index ti
+                             JOIN ({episodes}) e USING (run_id, episode, attempt)
+                             JOIN ({RUN_INDEX_SQL[source]}) r USING (run_id)
+                             ORDER BY r.run, ti.episode, ti.line_offset"""
+                 for source, episodes in _EPISODES.items()}
 
 
 @dataclass(slots=True)
@@ -65,17 +67,18 @@ class LineRows:
         return LineRows(self.episode[start:stop], self.offset[start:stop], self.size[start:stop])
 
 
-def line_rows(cursor: duckdb.DuckDBPyConnection, run_id: str, source: str = "selection") -> LineRows:
-    columns = cursor.execute(LINES_SQL[source], {"run": run_id}).fetchnumpy()
-    return LineRows(*(np.asarray(columns[name], dtype=np.int64) for name in ("episode", "line_offset", "line_bytes")))
+def run_order(cursor: duckdb.DuckDBPyConnection, source: str = "selection") -> list[str]:
+    """The run ids of ``RUN_INDEX_SQL[source]``, by their number."""
+    return [run_id for run_id, _ in sorted(cursor.execute(RUN_INDEX_SQL[source]).fetchall(), key=lambda row: row[1])]
 
 
-def all_line_rows(cursor: duckdb.DuckDBPyConnection, runs: int) -> list[LineRows]:
-    """``line_rows`` of runs 0..``runs``-1 of ``RUN_INDEX_SQL`` (views into one fetch)."""
-    columns = cursor.execute(ALL_LINES_SQL).fetchnumpy()
+def all_line_rows(cursor: duckdb.DuckDBPyConnection, source: str = "selection") -> dict[str, LineRows]:
+    """Where the lines of every run's selected episodes are (views into one fetch), by run id."""
+    run_ids = run_order(cursor, source)
+    columns = cursor.execute(ALL_LINES_SQL[source]).fetchnumpy()
     rows = LineRows(*(np.asarray(columns[name], dtype=np.int64) for name in ("episode", "line_offset", "line_bytes")))
-    bounds = np.searchsorted(np.asarray(columns["run"]), np.arange(runs + 1)).tolist()
-    return [rows.take(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+    bounds = np.searchsorted(np.asarray(columns["run"]), np.arange(len(run_ids) + 1)).tolist()
+    return {run_id: rows.take(start, stop) for run_id, start, stop in zip(run_ids, bounds[:-1], bounds[1:])}
 
 
 def read_boundaries(rows: LineRows, block: int = READ_BYTES) -> np.ndarray:
