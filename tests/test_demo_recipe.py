@@ -1,0 +1,26 @@
+"""The demo's recipes as pipeline specs: the student's DAgger seeds never touch the data, validation or held-out seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from crafter_tui.services.demo import FULL, QUICK, demo_spec
+
+VALIDATION_SEEDS = range(100, 120)  # where recipes are chosen
+
+
+def _seeds(start: int, count: int) -> set[int]:
+    return set(range(start, start + count))
+
+
+def test_the_full_demo_runs_a_dagger_round_on_seeds_of_its_own():
+    spec = demo_spec(Path("demo"), FULL)
+    assert spec.dagger_rounds >= 1 and spec.eval_seed == 0
+    student = _seeds(spec.dagger_seed, spec.dagger_rounds * spec.dagger_episodes)
+    for other in (_seeds(spec.data_seed, spec.data_episodes), _seeds(spec.eval_seed, spec.eval_episodes),
+                  set(VALIDATION_SEEDS)):
+        assert not student & other
+
+
+def test_the_quick_demo_stays_plain_behaviour_cloning():
+    assert demo_spec(Path("demo-quick"), QUICK).dagger_rounds == 0  # CI's ~2-minute run: one training only
