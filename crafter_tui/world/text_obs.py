@@ -19,7 +19,8 @@ checks every format byte for byte against it.
 
 from __future__ import annotations
 
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import gt, itemgetter
 from typing import TYPE_CHECKING
 
 from crafter_tui.world.rules import ACHIEVEMENTS, DIRECTIONS, ITEMS, LOCAL_VIEW, MAX_ITEM, SEMANTIC_NAMES, VITALS
@@ -81,6 +82,8 @@ _SHORT_PHRASE = [[f"{SEMANTIC_NAMES[sid]}:{_short_offset(*_OFFSETS[cell])}" for 
                  for sid in range(_KINDS)]
 _LONG_PHRASE = [[f"{SEMANTIC_NAMES[sid]} {offset_text(*_OFFSETS[cell])}" for cell in _BY_DISTANCE]
                 for sid in range(_KINDS)]
+#: (sort key, long phrase) pairs: the full form sorts these directly (the keys are unique per kind).
+_LONG_KEYED = [list(zip(ranks, phrases)) for ranks, phrases in zip(_RANK, _LONG_PHRASE)]
 _LEGEND_PIECE = [f"{SYMBOLS[SEMANTIC_NAMES[sid]]} {SEMANTIC_NAMES[sid]}" for sid in range(_KINDS)]
 #: The spaced grid's separators: symbols go to the even bytes, a space between the cells of a
 #: row and a newline between rows at the odd ones.
@@ -90,6 +93,14 @@ _NEIGHBOUR_CELLS = (("n", _CENTER_CELL - _W), ("s", _CENTER_CELL + _W), ("w", _C
                     ("e", _CENTER_CELL + 1))
 _OTHER_ITEMS = [name for name in ITEMS if name not in VITALS]
 _VITAL_PREFIX = [(name, name[:2]) for name in VITALS]
+#: Counts in a fixed order, each in one C call (a missing key raises KeyError: the slow path).
+_OTHER_COUNTS = itemgetter(*_OTHER_ITEMS)
+_VITAL_COUNTS = itemgetter(*VITALS)
+_ACHIEVEMENT_COUNTS = itemgetter(*ACHIEVEMENTS)
+_ZEROS = repeat(0)  # endless: ``map(gt, counts, _ZEROS)`` is ``count > 0`` for each count
+#: The achievements line by which achievements have a count above 0 (one byte each, 0 or 1):
+#: few such sets occur, as achievements unlock in a few orders. The cache is bounded.
+_ACHIEVEMENT_LINES: dict[bytes, str] = {}
 #: "health {}/9, food {}/9, ...": the full form's vitals, filled with one ``str.format``.
 _VITALS_FORMAT = ", ".join([f"{name} {{}}/{MAX_ITEM[name]}" for name in VITALS])
 #: Legend text by the set of kinds in view (few distinct sets occur; the cache is bounded).
@@ -152,6 +163,16 @@ def _nearest(cells: bytes) -> list[tuple[int, int, int]]:
     kinds.discard(_PLAYER_ID)
     find = ordered.index  # the first, so the nearest; equally near cells in row-major order
     return sorted([(_RANK[sid][at], sid, at) for sid in kinds for at in (find(sid),)])
+
+
+def _seen(cells: bytes) -> list[tuple[int, str]]:
+    """``_nearest`` as (sort key, long phrase) pairs, nearest first (the full form's ``You see``)."""
+    ordered = bytes(_CELLS_BY_DISTANCE(cells))
+    kinds = set(ordered)
+    kinds.discard(_UNKNOWN_ID)
+    kinds.discard(_PLAYER_ID)
+    find = ordered.index
+    return sorted([_LONG_KEYED[sid][find(sid)] for sid in kinds])
 
 
 def map_grid(state: WorldState) -> list[str]:
@@ -234,16 +255,45 @@ def _legend(cells: bytes) -> str:
     return legend
 
 
+def _full_inventory(inventory: dict[str, int]) -> tuple[str, list[str]]:
+    """The full form's vitals text and its other items' ``name count`` pieces."""
+    try:
+        vitals, counts = _VITAL_COUNTS(inventory), _OTHER_COUNTS(inventory)
+    except KeyError:  # a partial inventory: missing items count as 0
+        get = inventory.get
+        return (_VITALS_FORMAT.format(*[get(name, 0) for name in VITALS]),
+                [f"{name} {inventory[name]}" for name in _OTHER_ITEMS if get(name, 0) > 0])
+    held = compress(zip(_OTHER_ITEMS, counts), map(gt, counts, _ZEROS))
+    return _VITALS_FORMAT.format(*vitals), [f"{name} {count}" for name, count in held]
+
+
+def _achievements_line(achievements: dict[str, int]) -> str:
+    """``Achievements (n/22): ...``: those with a count above 0, in Crafter's order."""
+    try:
+        counts = _ACHIEVEMENT_COUNTS(achievements)
+    except KeyError:  # a partial dict: missing achievements count as 0
+        achieved = achievements.get
+        return _unlocked_line([name for name in ACHIEVEMENTS if achieved(name, 0) > 0])
+    above = bytes(map(gt, counts, _ZEROS))
+    line = _ACHIEVEMENT_LINES.get(above)
+    if line is None:
+        line = _unlocked_line(list(compress(ACHIEVEMENTS, above)))
+        if len(_ACHIEVEMENT_LINES) >= _LEGENDS_MAX:
+            _ACHIEVEMENT_LINES.clear()
+        _ACHIEVEMENT_LINES[above] = line
+    return line
+
+
+def _unlocked_line(unlocked: list[str]) -> str:
+    return f"Achievements ({len(unlocked)}/{len(ACHIEVEMENTS)}): {', '.join(unlocked) if unlocked else 'none'}."
+
+
 def render_text_observation(state: WorldState, *, turn: int, max_steps: int, cells: bytes | None = None) -> str:
     """The full text observation for one agent turn (``cells``: ``view_cells(state)`` if the caller has it)."""
     if cells is None:
         cells = view_cells(state)
-    seen = "; ".join([_LONG_PHRASE[sid][at] for _, sid, at in _nearest(cells)])
-    inventory = state.inventory
-    get = inventory.get
-    items = [f"{name} {inventory[name]}" for name in _OTHER_ITEMS if get(name, 0) > 0]
-    achieved = state.achievements.get
-    unlocked = [name for name in ACHIEVEMENTS if achieved(name, 0) > 0]
+    seen = "; ".join([phrase for _, phrase in _seen(cells)])
+    vitals, items = _full_inventory(state.inventory)
     return "\n".join([
         f"Step {state.step}/{max_steps}, turn {turn}, {'day' if state.daylight > 0.5 else 'night'}.",
         "Map (north is up; @ is you):",
@@ -252,9 +302,9 @@ def render_text_observation(state: WorldState, *, turn: int, max_steps: int, cel
         f"You see: {seen or 'nothing'}.",
         f"You face {SEMANTIC_NAMES[state.facing_id]} ({DIRECTIONS.get(state.facing, '?')})"
         + (", asleep." if state.sleeping else "."),
-        f"Status: {_VITALS_FORMAT.format(*[get(name, 0) for name in VITALS])}.",
+        f"Status: {vitals}.",
         f"Inventory: {', '.join(items) if items else 'empty'}.",
-        f"Achievements ({len(unlocked)}/{len(ACHIEVEMENTS)}): {', '.join(unlocked) if unlocked else 'none'}.",
+        _achievements_line(state.achievements),
     ])
 
 
