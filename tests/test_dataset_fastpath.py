@@ -203,3 +203,29 @@ def test_positioned_short_writes_are_completed(tmp_path: Path, monkeypatch: pyte
         assert writer_module.pwrite_pieces(handle.fileno(), first, 0) == sum(map(len, first))
     assert end == path.stat().st_size
     assert path.read_bytes() == b"".join(first + second)
+
+
+def test_run_batches_keep_runs_whole_and_fetches_small() -> None:
+    from crafter_tui.dataset.lines import run_batches
+
+    assert run_batches([5, 5, 5, 5], 10) == [(0, 1), (2, 3)]
+    assert run_batches([5, 20, 5], 10) == [(0, 0), (1, 1), (2, 2)]  # a run bigger than the limit alone
+    assert run_batches([3, 3, 3], 100) == [(0, 2)]
+    assert run_batches([], 10) == []
+
+
+def test_all_run_rows_in_small_fetches_equals_one_fetch(store: TraceStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crafter_tui.dataset import lines as lines_module
+    from crafter_tui.dataset.select import build_selection
+
+    cursor = store.cursor()
+    build_selection(cursor, FilterSpec(validation_split=0.3))
+    whole = lines_module.all_run_rows(cursor)
+    monkeypatch.setattr(lines_module, "FETCH_ROWS", 1)
+    pieces = lines_module.all_run_rows(cursor)
+    assert [r.run_id for r in pieces] == [r.run_id for r in whole] == sorted(store.runs)
+    for a, b in zip(whole, pieces):
+        for name in ("episode", "attempt", "turn", "key", "is_valid"):
+            assert getattr(a, name).tolist() == getattr(b, name).tolist()
+        for name in ("episode", "offset", "size"):
+            assert getattr(a.lines, name).tolist() == getattr(b.lines, name).tolist()

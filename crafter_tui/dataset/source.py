@@ -43,13 +43,15 @@ def _run_index(episodes: str) -> str:
 
 #: The runs of a source numbered in export order (``run`` 0, 1, ...).
 RUN_INDEX_SQL = {source: _run_index(episodes) for source, episodes in _EPISODES.items()}
-#: Every line of the selected attempt of each selected episode, in reading order, every run at once (one
-#: scan; a query per run scanned the whole turn index once per run). Constant SQL, no values.
-ALL_LINES_SQL = {source: f"""SELECT r.run, ti.episode, ti.line_offset, ti.line_bytes FROM turn_index ti
-                             JOIN ({episodes}) e USING (run_id, episode, attempt)
-                             JOIN ({RUN_INDEX_SQL[source]}) r USING (run_id)
-                             ORDER BY r.run, ti.episode, ti.line_offset"""
-                 for source, episodes in _EPISODES.items()}
+#: Every line of the selected attempt of each selected episode of runs ``$first``..``$last`` (numbers of
+#: ``RUN_INDEX_SQL``), in reading order: many runs per query (a query per run scanned the whole turn index
+#: once per run), not necessarily all (one sort of a million rows held ~100 MB more at once).
+LINES_SQL = {source: f"""SELECT r.run, ti.episode, ti.line_offset, ti.line_bytes FROM turn_index ti
+                         JOIN ({episodes}) e USING (run_id, episode, attempt)
+                         JOIN ({RUN_INDEX_SQL[source]}) r USING (run_id)
+                         WHERE r.run BETWEEN $first AND $last
+                         ORDER BY r.run, ti.episode, ti.line_offset"""
+             for source, episodes in _EPISODES.items()}
 
 
 @dataclass(slots=True)
@@ -72,13 +74,18 @@ def run_order(cursor: duckdb.DuckDBPyConnection, source: str = "selection") -> l
     return [run_id for run_id, _ in sorted(cursor.execute(RUN_INDEX_SQL[source]).fetchall(), key=lambda row: row[1])]
 
 
-def all_line_rows(cursor: duckdb.DuckDBPyConnection, source: str = "selection") -> dict[str, LineRows]:
-    """Where the lines of every run's selected episodes are (views into one fetch), by run id."""
-    run_ids = run_order(cursor, source)
-    columns = cursor.execute(ALL_LINES_SQL[source]).fetchnumpy()
+def line_rows(cursor: duckdb.DuckDBPyConnection, first: int, last: int, source: str = "selection") -> list[LineRows]:
+    """Where the lines of runs ``first``..``last`` (their numbers) are: views into one fetch, one per run."""
+    columns = cursor.execute(LINES_SQL[source], {"first": first, "last": last}).fetchnumpy()
     rows = LineRows(*(np.asarray(columns[name], dtype=np.int64) for name in ("episode", "line_offset", "line_bytes")))
-    bounds = np.searchsorted(np.asarray(columns["run"]), np.arange(len(run_ids) + 1)).tolist()
-    return {run_id: rows.take(start, stop) for run_id, start, stop in zip(run_ids, bounds[:-1], bounds[1:])}
+    bounds = np.searchsorted(np.asarray(columns["run"]), np.arange(first, last + 2)).tolist()
+    return [rows.take(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def all_line_rows(cursor: duckdb.DuckDBPyConnection, source: str = "selection") -> dict[str, LineRows]:
+    """``line_rows`` of every run of ``source``, by run id."""
+    run_ids = run_order(cursor, source)
+    return dict(zip(run_ids, line_rows(cursor, 0, len(run_ids) - 1, source))) if run_ids else {}
 
 
 def read_boundaries(rows: LineRows, block: int = READ_BYTES) -> np.ndarray:
