@@ -237,8 +237,7 @@ async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agen
                 except Exception as exc:  # noqa: BLE001 - as _env_call
                     raise _env_failure(exc) from exc
         text = render(state, turn=tally.turns, max_steps=spec.max_steps, cells=cells)
-        obs = TurnObservation(state=state, text=text, turn=tally.turns, max_steps=spec.max_steps,
-                              semantic_map=semantic)
+        obs = TurnObservation(state, text, tally.turns, spec.max_steps, semantic)
         try:
             decision = await agent.act(obs, history)
         except (asyncio.CancelledError, TimeoutError):
@@ -279,8 +278,7 @@ async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agen
         result = _tool_result(decision, turn_new, done)
         agent.record_result(decision, result)
         sink_turn(_turn_record(job, turn, step_before, text, decision, result, turn_reward, turn_new))
-        history.append(HistoryTurn(observation=text, assistant=decision.assistant_message,
-                                   tool_result=result))
+        history.append(HistoryTurn(text, decision.assistant_message, result))
         now = time.monotonic()
         if done or now - last_progress >= PROGRESS_INTERVAL_S:
             last_progress = now

@@ -8,6 +8,7 @@ executor, and every record the executor produces goes through the run's single
 from __future__ import annotations
 
 import asyncio
+import functools
 import platform
 import re
 import secrets
@@ -91,7 +92,10 @@ class InProcessExecutor:
         await play_jobs(spec, config, jobs, run_id, sink, spec.concurrency)
 
 
+@functools.cache
 def _git_commit() -> str | None:
+    """The checkout's commit, looked up once per process: the code a process runs is what it
+    loaded, and a ``git`` subprocess per run was ~1% of a short run's wall time."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).resolve().parent)
@@ -101,8 +105,13 @@ def _git_commit() -> str | None:
 
 
 def versions() -> Versions:
-    return Versions(crafter=version("crafter"), crafter_tui=__version__,
+    return Versions(crafter=_crafter_version(), crafter_tui=__version__,
                     python=platform.python_version(), git_commit=_git_commit())
+
+
+@functools.cache
+def _crafter_version() -> str:
+    return version("crafter")
 
 
 def new_run_id(spec: RolloutSpec) -> str:
