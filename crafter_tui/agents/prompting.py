@@ -123,7 +123,9 @@ def build_messages(
     assistant called a tool, the tool result with the matching ``tool_call_id``.
     """
     messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
-    window = list(history)[-history_turns:] if history_turns > 0 else []
+    # by index, not list(history)[-n:]: copying the whole history every turn is quadratic over a long episode
+    first = max(0, len(history) - history_turns) if history_turns > 0 else len(history)
+    window = [history[i] for i in range(first, len(history))]
     for past in window:
         messages.append({"role": "user", "content": past.observation})
         messages.append(past.assistant)
