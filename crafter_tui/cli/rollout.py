@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from crafter_tui.cli.common import add_config_flag, config_from_args, positive_int, print_json
 from crafter_tui.cli.progress import RolloutProgress
-from crafter_tui.config import ObservationFormat
+from crafter_tui.config import AgentKind, ObservationFormat
 from crafter_tui.errors import UserError, first_validation_error
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.services.rollouts import RunResult, run_rollout
@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by ``rollout`` and ``eval``."""
-    parser.add_argument("--agent", choices=["scripted", "random", "openai"], default=None)
+    parser.add_argument("--agent", choices=get_args(AgentKind), default=None,
+                        help="dagger: the --model at --base-url plays while the scripted expert labels every turn "
+                        "(it executes a turn with probability [eval] expert_beta)")
     parser.add_argument("--model", default=None, help="model name (opaque; sent as is to the endpoint)")
     parser.add_argument("--episodes", type=positive_int, default=None)
     parser.add_argument("--max-turns", type=positive_int, default=None, help="agent decisions per episode")
@@ -84,6 +86,9 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RolloutSpec, Any]:
         config.eval.model_name = {"scripted": "scripted-expert", "random": "random"}[agent]
     if config.eval.agent == "openai" and config.eval.model_name == "scripted-expert":
         raise UserError("the openai agent needs a model name", where="--model")
+    if config.eval.agent == "dagger" and config.eval.model_name in NON_LLM_MODELS:
+        raise UserError("the dagger agent needs the served model that plays (the scripted expert labels its "
+                        "turns)", where="--model")
     try:
         spec = RolloutSpec.from_config(
             config, run_id=args.run_id, resume=args.resume, env=args.env,
