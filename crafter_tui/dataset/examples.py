@@ -104,6 +104,13 @@ def without_reasoning(assistant: dict[str, Any]) -> dict[str, Any]:
     return {**assistant, "tool_calls": rewritten}
 
 
+def exported_reply(assistant: dict[str, Any], *, drop_reasoning: bool, text_actions: bool) -> dict[str, Any]:
+    """The assistant message as an example carries it (both export paths shape replies here)."""
+    if drop_reasoning:
+        assistant = without_reasoning(assistant)
+    return text_action_message(assistant) if text_actions else assistant
+
+
 class MessageEncoder:
     """JSON-encodes message dicts once per episode (keyed by object identity of their parts)."""
 
@@ -201,10 +208,7 @@ def _run_examples(run_id: str, lines: Iterable[bytes], record: RunRecord, plans:
             observation, assistant, turn = line["observation"], line["assistant"], line["turn"]
         except (ValueError, KeyError, TypeError):
             continue  # reported when the store loaded the file
-        if drop_reasoning:
-            assistant = without_reasoning(assistant)
-        if text_actions:
-            assistant = text_action_message(assistant)
+        assistant = exported_reply(assistant, drop_reasoning=drop_reasoning, text_actions=text_actions)
         tool_result = None if text_actions else line.get("tool_result")
         group = plan.groups.get(turn)
         if group is not None:

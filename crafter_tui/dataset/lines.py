@@ -36,7 +36,7 @@ from crafter_tui.agents.base import HistoryTurn
 from crafter_tui.agents.prompting import SYSTEM_PROMPT, build_messages
 from crafter_tui.dataset.source import RUN_INDEX_SQL, LineRows, line_rows, read_lines
 from crafter_tui.dataset.examples import (
-    TOOLS_JSON, _encode_message, dumps, text_action_message, without_reasoning,
+    TOOLS_JSON, _encode_message, dumps, exported_reply,
 )
 from crafter_tui.traces.schema import TURNS_FILE, RunRecord
 
@@ -325,10 +325,7 @@ def run_lines(run_id: str, lines: Iterable[bytes], record: RunRecord, episodes: 
             observation, assistant = line["observation"], line["assistant"]
         except (ValueError, KeyError, TypeError):
             continue  # reported when the store loaded the file
-        if drop_reasoning:
-            assistant = without_reasoning(assistant)
-        if text_actions:
-            assistant = text_action_message(assistant)
+        assistant = exported_reply(assistant, drop_reasoning=drop_reasoning, text_actions=text_actions)
         segment, head = turn_pieces(observation, assistant, None if text_actions else line.get("tool_result"),
                                     orjson_ok)
         group = episode.groups.get(turn)
