@@ -29,12 +29,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crafter_tui.config import AppConfig
-from crafter_tui.rollout.episode import EpisodeJob, step_record
+from crafter_tui.agents.base import AgentDecision
+from crafter_tui.agents.prompting import interact_message
+from crafter_tui.rollout.episode import EpisodeJob, _turn_record, step_record
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.services.rollouts import run_rollout
-from crafter_tui.traces.jsonl import JsonlAppender, PlainRecord, encode_json_line, iter_jsonl
+from crafter_tui.traces.jsonl import AsciiPlainRecord, JsonlAppender, PlainRecord, encode_json_line, iter_jsonl
 from crafter_tui.world.env import CrafterWorld, StepOutcome
-from crafter_tui.world.rules import ACTIONS, ITEMS
+from crafter_tui.world.rules import ACHIEVEMENTS, ACTIONS, ITEMS
 
 
 def reference(record: dict) -> bytes:
@@ -166,7 +168,7 @@ def test_vouched_step_records_encode_exactly_as_json() -> None:
     job = EpisodeJob(3, 17, 1)
     for outcome, action in PLAYED:
         record = step_record(job, 5, action, outcome, typed=True)
-        assert type(record) is PlainRecord
+        assert type(record) is AsciiPlainRecord
         assert record == step_record(job, 5, action, outcome)  # the same content as the unvouched record
         assert encode_json_line(record) == reference(record)
 
@@ -181,10 +183,72 @@ def test_step_records_whose_floats_orjson_writes_differently_are_not_vouched_for
         state = dataclasses.replace(outcome.state, daylight=value)
         record = step_record(job, 0, action, dataclasses.replace(outcome, state=state), typed=True)
         rounded = record["daylight"]  # tiny values round to 0.0, which both write alike
-        assert (type(record) is PlainRecord) == (rounded == 0.0 or 1e-4 <= abs(rounded) < 1e16), value
+        assert (type(record) is AsciiPlainRecord) == (rounded == 0.0 or 1e-4 <= abs(rounded) < 1e16), value
         assert encode_json_line(record) == reference(record), value
     numpy_reward = dataclasses.replace(outcome, reward=np.float64(0.5))  # a float subclass: json's path
     assert type(step_record(job, 0, action, numpy_reward, typed=True)) is dict
+
+
+def _strings(value) -> list[str]:
+    if type(value) is str:
+        return [value]
+    if type(value) is dict:
+        return [*value] + [s for v in value.values() for s in _strings(v)]
+    if type(value) in (list, tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def test_the_strings_of_vouched_step_records_are_printable_ascii() -> None:
+    """``AsciiPlainRecord`` skips the output check on the strength of this: names and map symbols only."""
+    job = EpisodeJob(0, 0, 0)
+    assert all(set(o.new_achievements) <= set(ACHIEVEMENTS) for o, _ in PLAYED)
+    names = [*ACTIONS, *ACHIEVEMENTS]
+    assert all(name.isascii() and name.isprintable() for name in names)
+    for outcome, action in PLAYED:
+        record = step_record(job, 0, action, outcome, typed=True)
+        strings = _strings(dict(record))
+        assert strings and all(s.isascii() and s.isprintable() for s in strings), record
+
+
+def test_an_ascii_vouched_record_with_other_text_would_be_written_differently() -> None:
+    """Why the vouching matters: an ``AsciiPlainRecord``'s orjson line is written unchecked."""
+    for text in ("caf\u00e9", "del \x7f", "\u2603"):
+        assert encode_json_line(AsciiPlainRecord(x=text)) != reference({"x": text})
+        assert encode_json_line(PlainRecord(x=text)) == reference({"x": text})
+    refused = AsciiPlainRecord(k={1: 2}, n=2**64)  # what orjson refuses still goes through json
+    assert encode_json_line(refused) == reference(refused)
+
+
+def _decision(**changes) -> AgentDecision:
+    base = AgentDecision(actions=["do", "noop"], reasoning="I face the tree.",
+                         assistant_message=interact_message(["do", "noop"], "I face the tree.", "call_1_2"),
+                         latency_ms=12.5, prompt_tokens=3, completion_tokens=4, extra={"goal": "wood"})
+    return dataclasses.replace(base, **changes)
+
+
+def test_vouched_turn_records_walk_the_agent_parts() -> None:
+    """The loop's own fields are vouched for; whatever the agent hands over is still checked."""
+    job, text = EpisodeJob(2, 9, 0), "Step 5/300, turn 5, day.\nMap:\n. . @"
+    plain = _turn_record(job, 5, 7, text, _decision(), "ok", 1.0, ["collect_wood"], True)
+    assert type(plain) is PlainRecord
+    assert plain == _turn_record(job, 5, 7, text, _decision(), "ok", 1.0, ["collect_wood"])
+    assert encode_json_line(plain) == reference(plain)
+    awkward = [
+        _decision(extra={"goal": Colour.RED}), _decision(extra={"score": 1e-5}), _decision(raw=Name("raw")),
+        _decision(reasoning="caf\u00e9"), _decision(latency_ms=float("nan")), _decision(latency_ms=np.float64(2.0)),
+        _decision(prompt_tokens=np.int64(3)), _decision(actions=["do", Name("noop")]), _decision(error=Colour.RED),
+        _decision(assistant_message={"role": "assistant", "content": float("inf")}),
+    ]
+    for decision in awkward:
+        record = _turn_record(job, 5, 7, text, decision, "ok", 1.0, [], True)
+        if decision.reasoning == "I face the tree.":
+            assert type(record) is dict, decision  # not vouched for: the agent's part is not plain
+        assert encode_json_line(record) == reference(record), decision
+    for reward in AWKWARD_FLOATS:
+        record = _turn_record(job, 5, 7, text, _decision(), "ok", reward, [], True)
+        assert encode_json_line(record) == reference(record), reward
+    assert type(_turn_record(job, 5, 7, Name(text), _decision(), "ok", 1.0, [], True)) is dict
 
 
 def test_a_vouched_record_with_such_a_float_would_be_written_differently() -> None:

@@ -244,3 +244,16 @@ def test_a_view_with_an_id_that_is_no_kind_is_refused(name: str) -> None:
             text_obs.view_symbols(dataclasses.replace(state, local_view=bad_view))
         with pytest.raises(ValueError):
             text_obs.view_cells_and_symbols(dataclasses.replace(state, local_view=bad_view))
+
+
+def test_inventory_texts_kept_by_counts_follow_every_count() -> None:
+    """The full form keeps its vitals and inventory texts by the counts: a key that missed one
+    item, or took ``True``/``1.0`` for ``1``, would hand a state the text of another."""
+    state = STATES[3]
+    base = {name: 1 for name in ITEMS}
+    for name in ITEMS:
+        for count in (0, 2, 1, True, 1.0, 0):
+            changed = dataclasses.replace(state, inventory={**base, name: count})
+            for _ in range(2):  # the second render is served from what the first one kept
+                assert text_obs.render_text_observation(changed, turn=1, max_steps=300) == \
+                    _Reference.full(changed, turn=1, max_steps=300), (name, count)

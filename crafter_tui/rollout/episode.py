@@ -19,7 +19,7 @@ from crafter_tui.agents.prompting import SYSTEM_PROMPTS, tool_result_text
 from crafter_tui.config import AppConfig
 from crafter_tui.rollout.envs import EpisodeEnv, LocalEnv
 from crafter_tui.rollout.spec import RolloutSpec
-from crafter_tui.traces.jsonl import PlainRecord, fast_float
+from crafter_tui.traces.jsonl import AsciiPlainRecord, PlainRecord, fast_float, plain_values
 from crafter_tui.traces.schema import EpisodeSummary, Termination
 from crafter_tui.world.env import StepOutcome, WorldState
 from crafter_tui.world.rules import ACHIEVEMENTS, ACTION_IDS, ITEMS
@@ -129,12 +129,13 @@ def step_record(job: EpisodeJob, turn: int, action: int, outcome: StepOutcome,
     int/bool/float/str values, tuples and lists (``CrafterWorld`` converts every field;
     ``tests/test_rollout_trace_encoding.py`` pins it). The record is then a ``PlainRecord``
     (the writer skips its walk over the values) once its two floats, which no type proves,
-    are in the range where orjson and ``json`` agree.
+    are in the range where orjson and ``json`` agree; an ``AsciiPlainRecord``, as its strings
+    are action and achievement names and map symbols, all printable ASCII (pinned by tests).
     """
     state = outcome.state
     reward, daylight = outcome.reward, round(state.daylight, 4)
     if typed and fast_float(reward) and fast_float(daylight):
-        return PlainRecord(
+        return AsciiPlainRecord(
             episode=job.episode, seed=job.seed, attempt=job.attempt,
             step=state.step, turn=turn, action=action, action_name=_ACTION_NAMES[action],
             reward=reward, done=outcome.done,
@@ -277,7 +278,7 @@ async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agen
                 break
         result = _tool_result(decision, turn_new, done)
         agent.record_result(decision, result)
-        sink_turn(_turn_record(job, turn, step_before, text, decision, result, turn_reward, turn_new))
+        sink_turn(_turn_record(job, turn, step_before, text, decision, result, turn_reward, turn_new, typed))
         history.append(HistoryTurn(text, decision.assistant_message, result))
         now = time.monotonic()
         if done or now - last_progress >= PROGRESS_INTERVAL_S:
@@ -306,9 +307,15 @@ def _tool_result(decision: AgentDecision, new: list[str], done: bool) -> str:
 
 
 def _turn_record(job: EpisodeJob, turn: int, step: int, observation: str, decision: AgentDecision,
-                 result: str, reward: float, new: list[str]) -> dict[str, Any]:
+                 result: str, reward: float, new: list[str], typed: bool = False) -> dict[str, Any]:
+    """The turn record (``typed``: as ``step_record``'s; ``new`` holds the world's achievement names).
+
+    When typed, the loop's own fields are plain by construction (ints, the observation and
+    result strings, the world's names), so only the agent's parts are walked and the record
+    is a ``PlainRecord``; its two floats are checked as the step record's are.
+    """
     has_call = bool(decision.assistant_message.get("tool_calls"))
-    return {
+    record = {
         "episode": job.episode, "seed": job.seed, "attempt": job.attempt, "turn": turn, "step": step,
         "observation": observation, "assistant": decision.assistant_message,
         "tool_result": result if has_call else None,
@@ -319,3 +326,10 @@ def _turn_record(job: EpisodeJob, turn: int, step: int, observation: str, decisi
         "latency_ms": round(decision.latency_ms, 3),
         **({"extra": decision.extra} if decision.extra else {}),
     }
+    if (typed and type(observation) is str and type(result) is str and type(step) is int
+            and fast_float(record["reward"]) and fast_float(record["latency_ms"])
+            and plain_values((record["assistant"], record["actions"], decision.reasoning, decision.valid,
+                              decision.error, decision.raw, decision.terminate, decision.prompt_tokens,
+                              decision.completion_tokens, decision.extra))):
+        return PlainRecord(record)
+    return record

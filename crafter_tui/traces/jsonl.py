@@ -115,6 +115,11 @@ def _plain(values: Any) -> bool:
     return True
 
 
+def plain_values(values: Any) -> bool:
+    """Whether every one of ``values`` is plain as ``PlainRecord`` means it (the walk ``_plain`` does)."""
+    return _plain(values)
+
+
 class PlainRecord(dict):
     """A record whose builder vouches that every value inside is plain, so encoding skips the walk.
 
@@ -124,6 +129,18 @@ class PlainRecord(dict):
     rollout loop's step records from the embedded world: ``rollout.episode.step_record``).
     Anything orjson refuses, and output that is not printable ASCII, still goes through ``json``,
     and a ``PlainRecord`` is a dict to everything else (it pickles to worker processes as one).
+    """
+
+    __slots__ = ()
+
+
+class AsciiPlainRecord(PlainRecord):
+    """A ``PlainRecord`` whose builder also vouches that every string in it is printable ASCII.
+
+    Such a record's orjson line is written as it is: the check of the encoded line for non-ASCII
+    bytes and DEL (which ``json`` escapes and orjson does not) is skipped. The rollout loop's
+    step records from the embedded world qualify: their strings are action and achievement names
+    and map symbols (``tests/test_rollout_trace_encoding.py`` pins all three).
     """
 
     __slots__ = ()
@@ -139,6 +156,12 @@ def encode_json_line(record: dict[str, Any]) -> bytes:
     its escapes of control characters are orjson's). Anything else goes through ``json``.
     """
     kind = type(record)
+    if kind is AsciiPlainRecord:
+        try:
+            return orjson.dumps(record, default=_refuse, option=_ORJSON_VOUCHED | orjson.OPT_APPEND_NEWLINE)
+        except TypeError:  # as below: non-string keys, ints beyond 64 bits, anything refused
+            pass
+        return (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("utf-8")
     if kind is PlainRecord or (kind is dict and _plain(record.values())):
         try:
             line = orjson.dumps(record, default=_refuse,
