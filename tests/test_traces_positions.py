@@ -45,4 +45,6 @@ def test_a_snapshot_keeps_positions_and_one_without_them_is_read_from_the_jsonl(
     del manifest["format"]  # as written before the positions existed
     manifest_path.write_text(json.dumps(manifest))
     (run_dir / COMPACT_DIR / "turns.parquet").write_bytes(b"not parquet")  # would fail if it were read
-    assert _positions_point_at_their_lines(TraceStore.open(tmp_path, turns=True), run_dir) == 2
+    store = TraceStore.open(tmp_path, turns=True)
+    assert _positions_point_at_their_lines(store, run_dir) == 2
+    assert any("traces compact" in problem.reason and problem.path == manifest_path for problem in store.problems)

@@ -326,7 +326,9 @@ class TraceStore:
             if kind_name not in kinds or kind_name not in ("episodes", "turns"):
                 continue
             if kind_name == "turns" and manifest.get("format", 1) < SNAPSHOT_FORMAT:
-                log.info("%s: turn snapshot predates line positions; reading the JSONL (compact again)", folder)
+                # a notice, not only a log line: the user sees why this open is slow and how to fix it
+                self._problem(LineProblem(folder / MANIFEST, 0, "turn snapshot predates line positions; turns read "
+                                          "from the JSONL until `crafter-tui traces compact` runs again"))
                 continue
             source = state.path / file_name
             if not source.is_file() or source.stat().st_size < int(entry["offset"]):
