@@ -21,7 +21,7 @@ from crafter_tui.rollout.envs import EpisodeEnv, LocalEnv
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.traces.jsonl import AsciiPlainRecord, PlainRecord, fast_float, plain_values
 from crafter_tui.traces.schema import EpisodeSummary, Termination
-from crafter_tui.world.env import StepOutcome, WorldState
+from crafter_tui.world.env import StepOutcome
 from crafter_tui.world.rules import ACHIEVEMENTS, ACTION_IDS, ITEMS
 from crafter_tui.world.text_obs import OBSERVATION_FORMATS, view_cells_and_symbols, view_symbols
 
@@ -115,14 +115,9 @@ async def play_jobs(spec: RolloutSpec, config: AppConfig, jobs: list[EpisodeJob]
     await asyncio.gather(*(one(job) for job in jobs))
 
 
-def view_string(state: WorldState) -> str:
-    """The local view as 63 map symbols, rows north to south (the step record's ``view``)."""
-    return view_symbols(state)
-
-
 def step_record(job: EpisodeJob, turn: int, action: int, outcome: StepOutcome,
                 view: str | None = None, *, typed: bool = False) -> dict[str, Any]:
-    """The step record of ``outcome`` (``view``: its state's ``view_string`` if the caller has it).
+    """The step record of ``outcome`` (``view``: its state's ``view_symbols`` if the caller has it).
 
     ``typed``: the caller vouches that ``job``'s fields, ``turn`` and ``action`` are ints and
     that ``outcome`` comes from the embedded world, whose states and outcomes hold exactly
@@ -134,27 +129,17 @@ def step_record(job: EpisodeJob, turn: int, action: int, outcome: StepOutcome,
     """
     state = outcome.state
     reward, daylight = outcome.reward, round(state.daylight, 4)
-    if typed and fast_float(reward) and fast_float(daylight):
-        return AsciiPlainRecord(
-            episode=job.episode, seed=job.seed, attempt=job.attempt,
-            step=state.step, turn=turn, action=action, action_name=_ACTION_NAMES[action],
-            reward=reward, done=outcome.done,
-            pos=state.position, facing=state.facing, sleeping=state.sleeping,
-            daylight=daylight,
-            inventory=[*_INVENTORY_COUNTS(state.inventory)],
-            view=view_string(state) if view is None else view,
-            new_achievements=outcome.new_achievements,
-        )
-    return {
-        "episode": job.episode, "seed": job.seed, "attempt": job.attempt,
-        "step": state.step, "turn": turn, "action": action, "action_name": _ACTION_NAMES[action],
-        "reward": reward, "done": outcome.done,
-        "pos": state.position, "facing": state.facing, "sleeping": state.sleeping,
-        "daylight": daylight,
-        "inventory": [*_INVENTORY_COUNTS(state.inventory)],
-        "view": view_string(state) if view is None else view,
-        "new_achievements": outcome.new_achievements,
-    }
+    kind = AsciiPlainRecord if typed and fast_float(reward) and fast_float(daylight) else dict
+    return kind(
+        episode=job.episode, seed=job.seed, attempt=job.attempt,
+        step=state.step, turn=turn, action=action, action_name=_ACTION_NAMES[action],
+        reward=reward, done=outcome.done,
+        pos=state.position, facing=state.facing, sleeping=state.sleeping,
+        daylight=daylight,
+        inventory=[*_INVENTORY_COUNTS(state.inventory)],
+        view=view_symbols(state) if view is None else view,
+        new_achievements=outcome.new_achievements,
+    )
 
 
 _ACTION_NAMES = list(ACTION_IDS)
@@ -199,6 +184,14 @@ def _env_failure(exc: Exception) -> EnvFailure:
     return EnvFailure(f"{exc.__class__.__name__}: {exc}")
 
 
+def _world_call(method, *args):
+    """``method(*args)`` on the embedded world, failures ended as ``_env_call`` ends them."""
+    try:
+        return method(*args)
+    except Exception as exc:  # noqa: BLE001 - any env failure ends this episode, not the run
+        raise _env_failure(exc) from exc
+
+
 async def _env_call(coro):
     try:
         return await coro
@@ -233,10 +226,7 @@ async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agen
             if world is None:
                 semantic = await _env_call(env.semantic_map())
             else:
-                try:
-                    semantic = world.semantic_map()
-                except Exception as exc:  # noqa: BLE001 - as _env_call
-                    raise _env_failure(exc) from exc
+                semantic = _world_call(world.semantic_map)
         text = render(state, turn=tally.turns, max_steps=spec.max_steps, cells=cells)
         obs = TurnObservation(state, text, tally.turns, spec.max_steps, semantic)
         try:
@@ -259,10 +249,7 @@ async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agen
             if world is None:
                 outcome = await _env_call(env.step(action))
             else:
-                try:
-                    outcome = world.step(action)
-                except Exception as exc:  # noqa: BLE001 - as _env_call
-                    raise _env_failure(exc) from exc
+                outcome = _world_call(world.step, action)
             tally.steps += 1
             tally.reward += outcome.reward
             turn_reward += outcome.reward

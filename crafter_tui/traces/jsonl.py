@@ -90,7 +90,7 @@ def fast_float(value: Any) -> bool:
     return type(value) is float and (value == 0.0 or 1e-4 <= abs(value) < 1e16)
 
 
-def _plain(values: Any) -> bool:
+def plain_values(values: Any) -> bool:
     """Whether ``values`` (and everything inside) are types orjson writes exactly as ``json`` does.
 
     Floats as ``fast_float`` says. Enums are the one other type orjson accepts natively: they
@@ -105,19 +105,14 @@ def _plain(values: Any) -> bool:
                 continue
             return False
         if kind is dict:
-            if not _plain(value.values()):
+            if not plain_values(value.values()):
                 return False
         elif kind is list or kind is tuple:
-            if not _plain(value):
+            if not plain_values(value):
                 return False
         else:
             return False
     return True
-
-
-def plain_values(values: Any) -> bool:
-    """Whether every one of ``values`` is plain as ``PlainRecord`` means it (the walk ``_plain`` does)."""
-    return _plain(values)
 
 
 class PlainRecord(dict):
@@ -151,7 +146,7 @@ def encode_json_line(record: dict[str, Any]) -> bytes:
 
     Encoding was most of the trace writer's per-step cost (~10 us a step record with ``json``,
     under 1 us with orjson). orjson is used where its bytes provably equal ``json``'s: plain
-    types (see ``_plain``; a ``PlainRecord``'s builder vouches for them instead), string keys,
+    types (see ``plain_values``; a ``PlainRecord``'s builder vouches for them instead), string keys,
     64-bit ints, output in printable ASCII (``json`` escapes non-ASCII and DEL as ``\\uXXXX``;
     its escapes of control characters are orjson's). Anything else goes through ``json``.
     """
@@ -160,9 +155,8 @@ def encode_json_line(record: dict[str, Any]) -> bytes:
         try:
             return orjson.dumps(record, default=_refuse, option=_ORJSON_VOUCHED | orjson.OPT_APPEND_NEWLINE)
         except TypeError:  # as below: non-string keys, ints beyond 64 bits, anything refused
-            pass
-        return (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("utf-8")
-    if kind is PlainRecord or (kind is dict and _plain(record.values())):
+            return _json_line(record)
+    if kind is PlainRecord or (kind is dict and plain_values(record.values())):
         try:
             line = orjson.dumps(record, default=_refuse,
                                 option=(_ORJSON_VOUCHED if kind is PlainRecord else _ORJSON_PLAIN)
@@ -172,6 +166,10 @@ def encode_json_line(record: dict[str, Any]) -> bytes:
         else:
             if line.isascii() and b"\x7f" not in line:  # json escapes DEL too; orjson does not
                 return line
+    return _json_line(record)
+
+
+def _json_line(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("utf-8")
 
 
