@@ -2,6 +2,7 @@
 
     python benchmarks/bench_trainer.py [--small] [--model crafter-tiny] [--threads 1]
     python benchmarks/bench_trainer.py --shape qwen2.5-0.5b --data train.jsonl   # on a GPU host
+    python benchmarks/bench_trainer.py --ab-shared-prefix [--reps 5]   # lean forward, prefix once vs per row
 
 Data: scripted Crafter turns with the real system prompt (the shape of exported SFT data),
 or ``--data FILE`` (an exported JSONL; lets a GPU host without Crafter installed run it).
@@ -13,6 +14,10 @@ activation checkpointing, TRL's SFTTrainer) on a model with Qwen2.5's exact dime
 vocabulary but random weights, saved to a folder and loaded like downloaded weights:
 throughput depends on the shapes, not the values, and the GPU hosts we measure on cannot
 download. With real weights, pass ``--model PATH`` instead.
+
+``--ab-shared-prefix`` times the lean forward + backward of crafter-tiny on the same batches
+with and without computing the rows' shared prefix (tools line + system prompt) once per
+batch, alternating in one process (A/B then B/A per batch) so other load hits both alike.
 
 Arithmetic to read a CPU result by: training costs ~6 x parameters FLOP per token plus
 attention (~12 x length x hidden x layers); one AVX2 core of this machine does ~20-60 GFLOP/s.
@@ -85,6 +90,73 @@ def _tokens_per_cpu_second(points: list[dict], clocks: list[tuple[float, float]]
     return tokens / cpu if cpu > 0 else 0.0
 
 
+def _demo_batches(args: argparse.Namespace, folder: Path) -> tuple[list[dict], torch.nn.Module]:
+    """Collated batches of the training rows and a crafter-tiny model, as the trainer builds them."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from crafter_tui.finetune.trainer.data import load_chat_jsonl, tokenize_examples
+    from crafter_tui.finetune.trainer.models import BUILTIN_SIZES, build_model
+    from crafter_tui.finetune.trainer.tokenizer import message_texts, train_tokenizer
+
+    examples = load_chat_jsonl(_training_file(args, folder))
+    size = BUILTIN_SIZES["crafter-tiny"]
+    tokenizer = train_tokenizer([text for e in examples for text in message_texts(e.messages)], size.vocab_size)
+    rows, _ = tokenize_examples(tokenizer, examples, 1024)
+    collate = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0)).tolist()
+    batches = [collate([{"input_ids": rows[i].input_ids, "labels": rows[i].labels}
+                        for i in order[start:start + args.batch_size]])
+               for start in range(0, len(order) - args.batch_size + 1, args.batch_size)]
+    return batches, build_model(size, tokenizer, seed=0).train()
+
+
+def _lean_step_seconds(model: torch.nn.Module, batch: dict, share_prefix: bool) -> float:
+    """Wall seconds of one lean forward + cross-entropy + backward."""
+    from crafter_tui.finetune.trainer.lean_forward import supervised_logits
+
+    started = time.perf_counter()
+    logits, targets = supervised_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                        share_prefix=share_prefix)
+    torch.nn.functional.cross_entropy(logits.float(), targets).backward()
+    elapsed = time.perf_counter() - started
+    model.zero_grad(set_to_none=True)
+    return elapsed
+
+
+def _ab_shared_prefix(args: argparse.Namespace) -> list[dict]:
+    """Median step time of the lean forward per row (A) and with the shared prefix once (B)."""
+    from statistics import median
+
+    from crafter_tui.finetune.trainer.lean_forward import shared_prefix_length, token_layout
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        batches, model = _demo_batches(args, Path(tmp))
+    for batch in batches[:2]:  # warm-up
+        _lean_step_seconds(model, batch, False), _lean_step_seconds(model, batch, True)
+    per_row, shared = [], []
+    for rep in range(args.reps):
+        for index, batch in enumerate(batches):
+            first = (rep + index) % 2 == 0  # A/B, then B/A: neither always runs first
+            for share in (False, True) if first else (True, False):
+                (shared if share else per_row).append(_lean_step_seconds(model, batch, share))
+    prefixes = [shared_prefix_length(b["input_ids"], token_layout(b["attention_mask"], b["labels"]))
+                for b in batches]
+    ratios = [a / b for a, b in zip(per_row, shared)]
+    real_tokens = float(sum(batch["attention_mask"].sum() for batch in batches))
+    note = f"crafter-tiny, {args.observation} rows, batch {args.batch_size}, {len(batches)} batches x {args.reps}"
+    return [
+        {"metric": "lean_step_ms_per_row_prefix", "value": round(median(per_row) * 1e3, 2), "unit": "ms",
+         "goal": "informational", "data": note},
+        {"metric": "lean_step_ms_shared_prefix", "value": round(median(shared) * 1e3, 2), "unit": "ms",
+         "goal": "below per_row"},
+        {"metric": "lean_step_speedup_shared_prefix", "value": round(median(ratios), 3), "unit": "x",
+         "goal": "> 1 (median of per-batch A/B ratios)"},
+        {"metric": "shared_prefix_tokens", "value": round(sum(prefixes) / len(prefixes), 1), "unit": "tokens",
+         "goal": "informational", "tokens_per_row": round(real_tokens / (len(batches) * args.batch_size), 1)},
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="a short run for CI (< 60 s)")
@@ -97,7 +169,16 @@ def main() -> int:
     parser.add_argument("--observation", choices=["full", "compact", "brief"], default="brief",
                         help="row shape: the demo's brief, or full (~800 tokens with one history turn)")
     parser.add_argument("--history-turns", type=int, default=0)
+    parser.add_argument("--ab-shared-prefix", action="store_true",
+                        help="time the lean forward+backward with the shared prefix once vs per row, alternating")
+    parser.add_argument("--reps", type=int, default=5, help="passes over the batches for --ab-shared-prefix")
     args = parser.parse_args()
+    if args.ab_shared_prefix:
+        if args.small:
+            args.rows, args.reps = args.rows or 48, min(args.reps, 2)
+        for line in _ab_shared_prefix(args):
+            print(json.dumps(line))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         data = _training_file(args, Path(tmp))
         model = str(_random_weights_folder(args.shape, data, Path(tmp))) if args.shape else args.model
