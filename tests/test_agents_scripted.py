@@ -19,7 +19,7 @@ from crafter_tui.agents.random_agent import RandomAgent
 from crafter_tui.agents.scripted import ScriptedAgent
 from crafter_tui.errors import UserError
 from crafter_tui.world.env import CrafterWorld, WorldState
-from crafter_tui.world.rules import ACTION_IDS, ACTIONS, SEMANTIC_IDS
+from crafter_tui.world.rules import ACTION_IDS, ACTIONS, SEMANTIC_IDS, SEMANTIC_NAMES
 from crafter_tui.world.text_obs import render_text_observation
 
 SEEDS = range(10)
@@ -226,3 +226,36 @@ async def test_semantic_map_as_nested_lists_gives_the_same_decision():
         await agent.start_episode(4)
         decisions.append(await agent.act(TurnObservation(state, text, 0, 50, semantic), []))
     assert decisions[0].assistant_message == decisions[1].assistant_message
+
+
+#: Goals that walk to a kind of cell, and that kind.
+GOAL_TARGETS = {"wood": "tree", "drink": "water", "eat": "cow", "stone": "stone", "coal": "coal", "iron": "iron"}
+
+
+async def test_expert_walks_only_to_targets_in_view():
+    """A teacher's move toward something out of sight cannot be learned from the student's observation:
+    every walk to a tree, water, a cow or ore starts with that kind in the 9x7 view."""
+    world = CrafterWorld("normal", max_steps=MAX_STEPS)
+    checked = 0
+    for seed in range(3):
+        state = world.reset(seed)
+        agent = ScriptedAgent()
+        await agent.start_episode(seed)
+        for turn in range(400):
+            text = render_text_observation(state, turn=turn, max_steps=MAX_STEPS)
+            decision = await agent.act(TurnObservation(state, text, turn, MAX_STEPS, world.semantic_map()), [])
+            target = GOAL_TARGETS.get(decision.extra.get("goal"))
+            if target is not None and decision.actions[0].startswith("move_"):
+                in_view = {SEMANTIC_NAMES[sid] for row in state.local_view for sid in row}
+                assert target in in_view, (seed, turn, decision.reasoning)
+                checked += 1
+            done = False
+            for name in decision.actions:
+                outcome = world.step(ACTION_IDS[name])
+                state, done = outcome.state, outcome.done
+                if done:
+                    break
+            agent.record_result(decision, "")
+            if done:
+                break
+    assert checked > 50, checked

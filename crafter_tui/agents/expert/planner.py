@@ -27,8 +27,8 @@ Cell = tuple[int, int]
 WALKABLE_SET = ids_of(*WALKABLE_NAMES)
 TOOLS_IN_ORDER = ("wood_pickaxe", "wood_sword", "stone_pickaxe", "stone_sword", "iron_pickaxe", "iron_sword")
 MAX_ACTIONS = 3
-VIEW_LIMIT = 24  # path steps we accept to reach a target seen in the view before looking further
-FAR_LIMIT = 120
+VIEW_LIMIT = 24  # path steps we accept to reach a target in the view
+FAR_LIMIT = 120  # path steps toward remembered places (shelter, planted sapling) and unexplored ground
 STALL_TURNS = 40  # turns a goal may run without new items or achievements before it is banned
 BAN_TURNS = 60
 WOOD_TOOLS_BEFORE_TABLE = 3  # pickaxe, sword, stone pickaxe
@@ -234,21 +234,20 @@ class Planner:
 
     # -- shared moves ----------------------------------------------------------------
     def _go_use(self, ctx: Context, names: tuple[str, ...], use: list[str], goal: str, why: str,
-                label: str | None = None, visible_only: bool = False, limit: int = FAR_LIMIT,
-                walk_only: bool = False) -> Plan | None:
-        """Walk next to the nearest cell of ``names`` (seen ones first), face it, run ``use``.
+                label: str | None = None, limit: int = VIEW_LIMIT, walk_only: bool = False) -> Plan | None:
+        """Walk next to the nearest cell of ``names`` in the view, face it, run ``use``.
 
-        ``walk_only`` forbids tunnelling (for creatures: never dig out of a shelter to chase one).
+        Only targets in the 9x7 view: the expert is a teacher, and a move toward water or a cow
+        out of sight cannot be learned from the observation a student gets (the same expert
+        scores as well: it explores until the target comes into view). ``walk_only`` forbids
+        tunnelling (for creatures: never dig out of a shelter to chase one).
         """
-        targets = mask_of(ctx.sem, names)
+        targets = mask_of(ctx.sem, names) & ctx.view
         if not targets.any():
             return None
         label = label or names[0]
         passable = ctx.walk if walk_only else ctx.passable
-        goals_seen = neighbours(targets & ctx.view) & passable
-        path = shortest_path(passable, ctx.pos, goals_seen, min(VIEW_LIMIT, limit)) if goals_seen.any() else None
-        if path is None and not visible_only:
-            path = shortest_path(passable, ctx.pos, neighbours(targets) & passable, limit)
+        path = shortest_path(passable, ctx.pos, neighbours(targets) & passable, limit)
         if path is None:
             return None
         end = path[-1] if path else ctx.pos
@@ -340,8 +339,7 @@ class Planner:
         why = f"My drink is {drink}/{full}, so I drink until I am full."
         if ctx.dusk and not urgent:
             why = f"It is getting dark and my drink is {drink}/{full}; I drink before I shelter for the night."
-        return self._go_use(ctx, ("water",), ["do"] * sips, "drink", why,
-                            visible_only=not urgent and ctx.done("collect_drink") and not ctx.dusk)
+        return self._go_use(ctx, ("water",), ["do"] * sips, "drink", why)
 
     def _eat(self, ctx: Context, urgent: bool) -> Plan | None:
         """Hunt a cow when hungry (urgent), when one is close, or for the achievement."""
@@ -354,9 +352,7 @@ class Planner:
         if not urgent and ctx.done("eat_cow") and food > 6:
             return None
         why = f"My food is {food}/{full}, so I hunt the cow for food."
-        seen_only = not urgent and not ctx.dusk and ctx.state.step < 120
-        return self._go_use(ctx, ("cow",), ["do", "do"], "eat", why, visible_only=seen_only,
-                            walk_only=self._enclosed(ctx) and not urgent)
+        return self._go_use(ctx, ("cow",), ["do", "do"], "eat", why, walk_only=self._enclosed(ctx) and not urgent)
 
     def _low_mark(self, ctx: Context) -> int:
         """Food or drink at or below this sends us out: later when walled in at night or hurt,
@@ -581,19 +577,8 @@ class Planner:
         wood, need = ctx.inv["wood"], self._wood_needed(ctx)
         if wood >= need:
             return None
-        seen_only = ctx.done("place_table") and not self._blocked_on(ctx, "wood")
         why = f"I have {wood} wood and want {need} for a table and tools, so I collect wood."
-        return self._go_use(ctx, ("tree",), ["do"] * min(MAX_ACTIONS, need - wood), "wood", why,
-                            visible_only=seen_only)
-
-    def _blocked_on(self, ctx: Context, item: str) -> bool:
-        """Whether some missing tool lacks only ``item`` to be made."""
-        for tool in self._pending_tools(ctx):
-            uses = MAKE_RULES[tool]["uses"]
-            others = {k: v for k, v in uses.items() if k != item}
-            if item in uses and ctx.inv.get(item, 0) < uses[item] and ctx.has(others):
-                return True
-        return False
+        return self._go_use(ctx, ("tree",), ["do"] * min(MAX_ACTIONS, need - wood), "wood", why)
 
     def _table(self, ctx: Context) -> Plan | None:
         cost = PLACE_RULES["table"]["uses"]
@@ -706,14 +691,13 @@ class Planner:
         if material != "diamond" and have >= uses:
             return None
         why = f"I can mine {material} with my pickaxe" + (f" and need {uses} for iron tools." if uses else ".")
-        return self._go_use(ctx, (material,), ["do"], material, why, limit=FAR_LIMIT)
+        return self._go_use(ctx, (material,), ["do"], material, why)
 
     def _hunt_zombie(self, ctx: Context) -> Plan | None:
         if ctx.done("defeat_zombie") or ctx.inv["health"] < 6 or not ctx.near(("zombie",), 4):
             return None
         return self._go_use(ctx, ("zombie",), ["do", "do"], "zombie",
-                            "I am healthy, so I fight it to defeat a zombie.", visible_only=True, limit=8,
-                            walk_only=True)
+                            "I am healthy, so I fight it to defeat a zombie.", limit=8, walk_only=True)
 
     def _eat_plant(self, ctx: Context) -> Plan | None:
         planted = self.memory.plant
