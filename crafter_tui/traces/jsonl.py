@@ -151,20 +151,16 @@ def encode_json_line(record: dict[str, Any]) -> bytes:
     its escapes of control characters are orjson's). Anything else goes through ``json``.
     """
     kind = type(record)
-    if kind is AsciiPlainRecord:
-        try:
-            return orjson.dumps(record, default=_refuse, option=_ORJSON_VOUCHED | orjson.OPT_APPEND_NEWLINE)
-        except TypeError:  # as below: non-string keys, ints beyond 64 bits, anything refused
-            return _json_line(record)
-    if kind is PlainRecord or (kind is dict and plain_values(record.values())):
+    vouched = kind is PlainRecord or kind is AsciiPlainRecord
+    if vouched or (kind is dict and plain_values(record.values())):
         try:
             line = orjson.dumps(record, default=_refuse,
-                                option=(_ORJSON_VOUCHED if kind is PlainRecord else _ORJSON_PLAIN)
-                                | orjson.OPT_APPEND_NEWLINE)
+                                option=(_ORJSON_VOUCHED if vouched else _ORJSON_PLAIN) | orjson.OPT_APPEND_NEWLINE)
         except TypeError:  # non-string keys, ints beyond 64 bits, anything refused
             pass
         else:
-            if line.isascii() and b"\x7f" not in line:  # json escapes DEL too; orjson does not
+            # json escapes non-ASCII and DEL; orjson does not (an AsciiPlainRecord's builder vouches for it)
+            if kind is AsciiPlainRecord or (line.isascii() and b"\x7f" not in line):
                 return line
     return _json_line(record)
 

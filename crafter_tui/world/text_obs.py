@@ -103,9 +103,10 @@ _ZEROS = repeat(0)  # endless: ``map(gt, counts, _ZEROS)`` is ``count > 0`` for 
 _ACHIEVEMENT_LINES: dict[bytes, str] = {}
 #: "health {}/9, food {}/9, ...": the full form's vitals, filled with one ``str.format``.
 _VITALS_FORMAT = ", ".join([f"{name} {{}}/{MAX_ITEM[name]}" for name in VITALS])
-#: Legend text by the set of kinds in view (few distinct sets occur; the cache is bounded).
+#: Each text cache below (and the achievements lines above) holds at most this many entries.
+_TEXT_CACHE_MAX = 4096
+#: Legend text by the set of kinds in view (few distinct sets occur).
 _LEGENDS: dict[frozenset[int], str] = {}
-_LEGENDS_MAX = 4096
 #: Vitals and inventory texts of the full form by the counts (vitals, then other items), bounded.
 _INVENTORY_TEXTS: dict[tuple[int, ...], tuple[str, str]] = {}
 _VITAL_COUNT = len(VITALS)
@@ -253,7 +254,7 @@ def _legend(cells: bytes) -> str:
         present = set(key)
         present.discard(_PLAYER_ID)
         legend = ", ".join([_LEGEND_PIECE[sid] for sid in sorted(present, key=_NAME_RANK.__getitem__)])
-        if len(_LEGENDS) >= _LEGENDS_MAX:
+        if len(_LEGENDS) >= _TEXT_CACHE_MAX:
             _LEGENDS.clear()
         _LEGENDS[key] = legend
     return legend
@@ -271,13 +272,14 @@ def _full_inventory(inventory: dict[str, int]) -> tuple[str, str]:
         get = inventory.get
         items = [f"{name} {inventory[name]}" for name in _OTHER_ITEMS if get(name, 0) > 0]
         return (_VITALS_FORMAT.format(*[get(name, 0) for name in VITALS]), ", ".join(items) if items else "empty")
-    texts = _INVENTORY_TEXTS.get(counts)
-    if texts is None or not _INT.issuperset(map(type, counts)):
+    ints = _INT.issuperset(map(type, counts))
+    texts = _INVENTORY_TEXTS.get(counts) if ints else None
+    if texts is None:
         vitals, others = counts[:_VITAL_COUNT], counts[_VITAL_COUNT:]
         held = [f"{name} {count}" for name, count in compress(zip(_OTHER_ITEMS, others), map(gt, others, _ZEROS))]
         texts = _VITALS_FORMAT.format(*vitals), ", ".join(held) if held else "empty"
-        if _INT.issuperset(map(type, counts)):
-            if len(_INVENTORY_TEXTS) >= _LEGENDS_MAX:
+        if ints:
+            if len(_INVENTORY_TEXTS) >= _TEXT_CACHE_MAX:
                 _INVENTORY_TEXTS.clear()
             _INVENTORY_TEXTS[counts] = texts
     return texts
@@ -294,7 +296,7 @@ def _achievements_line(achievements: dict[str, int]) -> str:
     line = _ACHIEVEMENT_LINES.get(above)
     if line is None:
         line = _unlocked_line(list(compress(ACHIEVEMENTS, above)))
-        if len(_ACHIEVEMENT_LINES) >= _LEGENDS_MAX:
+        if len(_ACHIEVEMENT_LINES) >= _TEXT_CACHE_MAX:
             _ACHIEVEMENT_LINES.clear()
         _ACHIEVEMENT_LINES[above] = line
     return line
