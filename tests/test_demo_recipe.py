@@ -6,7 +6,7 @@ from pathlib import Path
 
 from crafter_tui.services.demo import FULL, QUICK, demo_spec
 
-VALIDATION_SEEDS = range(100, 120)  # where recipes are chosen
+VALIDATION_SEEDS = range(100, 140)  # where recipes are chosen (40 episodes)
 
 
 def _seeds(start: int, count: int) -> set[int]:
