@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import pytest
 from pydantic import SecretStr
@@ -145,6 +146,44 @@ def test_registry_keeps_model_names_whole(tmp_path):
     (tmp_path / "jobs" / "broken.json").write_text("{")
     entries, problems = registry.all_with_problems()
     assert len(entries) == 2 and "broken.json" in problems[0]
+
+
+def test_registry_entry_survives_threads_saving_it_at_once(tmp_path):
+    """The jobs screen's follow and its list poll refresh one job in two threads; each saves the
+    entry. With one temporary file name per process, a rename could publish the other thread's
+    half-written bytes and the job vanished from the registry (seen in CI)."""
+    registry = JobRegistry(tmp_path / "jobs")
+    registry.save(JobEntry(job_id="ftjob-race", host="local", model="crafter-tiny"))
+    barrier = threading.Barrier(9)
+    failures: list[str] = []
+    seen: list[tuple[int, list[str]]] = []
+
+    def save_many(worker: int) -> None:
+        barrier.wait()
+        for i in range(150):  # entries of different lengths, so an overwrite leaves a broken tail
+            try:
+                registry.save(JobEntry(job_id="ftjob-race", host="local", model="crafter-tiny",
+                                       error="x" * ((worker * 37 + i * 11) % 400) or None))
+            except OSError as exc:
+                failures.append(repr(exc))
+
+    def read_many() -> None:
+        barrier.wait()
+        for _ in range(300):
+            entries, problems = registry.all_with_problems()
+            seen.append((len(entries), problems))
+
+    threads = [threading.Thread(target=save_many, args=(w,)) for w in range(8)]
+    threads.append(threading.Thread(target=read_many))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert all(count == 1 and not problems for count, problems in seen), [s for s in seen if s[0] != 1][:3]
+    entries, problems = registry.all_with_problems()
+    assert problems == [] and [e.job_id for e in entries] == ["ftjob-race"]
+    assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == [p.name for p in (tmp_path / "jobs").glob("*.json")]
 
 
 async def test_a_flag_the_host_does_not_take_is_refused_before_upload(host_double, tmp_path):

@@ -35,6 +35,7 @@ from crafter_tui.agents.prompting import TOOLS
 from crafter_tui.errors import UserError
 from crafter_tui.traces.memory import release_freed_memory
 from crafter_tui.traces.store import TraceStore
+from crafter_tui.traces.jsonl import temp_sibling
 
 ExportFormat = Literal["jsonl", "parquet"]
 PROGRESS_EVERY = 5_000
@@ -145,7 +146,7 @@ class _JsonlSink:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.tmp = temp_sibling(path)
         self.fd: int | None = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         self.writer = PieceWriter(self.fd)
 
@@ -185,7 +186,7 @@ class _ParquetSink:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.tmp = temp_sibling(path)
         self.writer = pq.ParquetWriter(self.tmp, PARQUET_SCHEMA)
         self.rows: list[dict[str, Any]] = []
 

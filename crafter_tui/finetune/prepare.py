@@ -22,6 +22,7 @@ from crafter_tui.finetune.hosts import (
     LOCAL_TOKENS_PER_SECOND,
     model_size_key,
 )
+from crafter_tui.traces.jsonl import write_bytes_atomic
 
 MAX_ERRORS_SHOWN = 10
 LOCAL_STARTUP_S = 15.0  # worker process, torch/transformers import, tokenizer training (measured, 2 cores)
@@ -74,9 +75,7 @@ def _read_lines(path: Path) -> list[bytes]:
 
 
 def _write_lines(path: Path, lines: list[bytes]) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(b"".join(lines))
-    tmp.replace(path)
+    write_bytes_atomic(path, b"".join(lines))
     return path
 
 

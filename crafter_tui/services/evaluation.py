@@ -30,6 +30,7 @@ from crafter_tui.evaluation.experiments import (
 )
 from crafter_tui.rollout.events import RolloutEvent
 from crafter_tui.rollout.spec import RolloutSpec
+from crafter_tui.traces.jsonl import write_bytes_atomic
 
 ReportFormat = Literal["html", "md", "json"]
 
@@ -121,9 +122,7 @@ def write_report(comparison: Comparison, path: Path, fmt: ReportFormat) -> Path:
     """Write the report; the folder is created, an existing file replaced whole."""
     text = render_report(comparison, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_bytes_atomic(path, text.encode("utf-8"))
     return path
 
 

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ValidationError
 
 from crafter_tui.errors import UserError
 from crafter_tui.traces import sql
-from crafter_tui.traces.jsonl import LineProblem
+from crafter_tui.traces.jsonl import LineProblem, temp_sibling, write_bytes_atomic
 from crafter_tui.traces.loader import EPISODES, STEPS, TURNS, FileCursor, RecordKind, read_new
 from crafter_tui.traces.memory import release_freed_memory
 from crafter_tui.traces.schema import EPISODES_FILE, RUN_FILE, STEPS_FILE, TURNS_FILE, RunRecord
@@ -304,14 +304,15 @@ class TraceStore:
             _, file_name, table = _KIND_FILES[kind_name]
             data = self.cursor().sql(sql.SELECT_RUN_ROWS[table], params=[state.run_id]).to_arrow_table()
             target = folder / f"{kind_name}.parquet"
-            tmp = folder / f".{kind_name}.{os.getpid()}.tmp"
-            pq.write_table(data, tmp)
-            os.replace(tmp, target)
+            tmp = temp_sibling(target)
+            try:
+                pq.write_table(data, tmp)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
             cursor = state.cursors[kind_name]
             manifest["files"][file_name] = {"kind": kind_name, "offset": cursor.offset, "lines": cursor.lines}
-        tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        os.replace(tmp, folder / MANIFEST)
+        write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=2).encode("utf-8"))
         return folder
 
     def _load_compacted(self, state: RunState, kinds: tuple[str, ...]) -> None:
