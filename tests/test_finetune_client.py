@@ -146,6 +146,8 @@ def test_registry_keeps_model_names_whole(tmp_path):
     (tmp_path / "jobs" / "broken.json").write_text("{")
     entries, problems = registry.all_with_problems()
     assert len(entries) == 2 and "broken.json" in problems[0]
+    with pytest.raises(UserError, match=r"1 unreadable: .*broken.json: unreadable job entry"):
+        registry.find("nope")
 
 
 def test_registry_entry_survives_threads_saving_it_at_once(tmp_path):

@@ -80,7 +80,7 @@ class JobRegistry:
 
     def find(self, job_id: str) -> JobEntry:
         """The entry for ``job_id`` (exact match; a unique prefix also works)."""
-        entries = self.all()
+        entries, problems = self.all_with_problems()
         exact = [e for e in entries if e.job_id == job_id]
         if exact:
             return exact[0]
@@ -88,7 +88,8 @@ class JobRegistry:
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            raise UserError(f"no job {job_id!r} in the job registry ({self.root}); "
+            unreadable = f"; {len(problems)} unreadable: {'; '.join(problems[:3])}" if problems else ""
+            raise UserError(f"no job {job_id!r} in the job registry ({self.root}{unreadable}); "
                             "see 'crafter-tui jobs list'", where="JOB_ID")
         raise UserError(f"{job_id!r} matches {len(matches)} jobs; give more of the id", where="JOB_ID")
 
