@@ -165,7 +165,7 @@ async def test_request_shape_and_keep_alive(openai_double, monkeypatch):
 
 
 async def test_concurrent_requests_each_get_a_connection_and_reuse_it(openai_double):
-    openai_double.set_script(lambda request: interact("do", delay_ms=100))
+    openai_double.set_script(lambda request: interact("do", delay_ms=250))
     client = client_for(openai_double.base_url)
     try:
         started = time.perf_counter()
@@ -174,7 +174,7 @@ async def test_concurrent_requests_each_get_a_connection_and_reuse_it(openai_dou
         await asyncio.gather(*(client.chat_completions(BODY) for _ in range(8)))
     finally:
         await client.close()
-    assert elapsed < 0.6  # concurrent, not 8 x 100 ms one after another
+    assert elapsed < 1.0  # concurrent, not 8 x 250 ms one after another (room for a loaded machine)
     connections = [r.connection for r in openai_double.chat_requests]
     assert len(set(connections[:8])) == 8 and set(connections[8:]) == set(connections[:8])
 
