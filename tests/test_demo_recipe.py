@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crafter_tui.services.demo import FULL, QUICK, demo_spec
+from crafter_tui.config import AppConfig
+from crafter_tui.services.demo import FULL, QUICK, demo_config, demo_spec, free_port
 
 VALIDATION_SEEDS = range(100, 140)  # where recipes are chosen (40 episodes)
 
@@ -24,3 +25,15 @@ def test_the_full_demo_runs_a_dagger_round_on_seeds_of_its_own():
 
 def test_the_quick_demo_stays_plain_behaviour_cloning():
     assert demo_spec(Path("demo-quick"), QUICK).dagger_rounds == 0  # CI's ~2-minute run: one training only
+
+
+def test_the_recipe_names_the_trainer_threads_and_the_demo_service_gets_them(tmp_path):
+    """The figures were measured with the recipe's threads (they set the float summation order), so the
+    demo's service trains with them whatever the user's config says; without them the config stands."""
+    user = AppConfig()
+    user.finetune.threads = 7
+    assert FULL.trainer_threads is not None
+    assert demo_config(user, tmp_path, free_port(), trainer_threads=FULL.trainer_threads).finetune.threads \
+        == FULL.trainer_threads
+    assert demo_config(user, tmp_path, free_port(), trainer_threads=QUICK.trainer_threads).finetune.threads == 7
+    assert user.finetune.threads == 7  # the caller's config is not changed
