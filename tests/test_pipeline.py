@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from crafter_tui.config import AppConfig
 from crafter_tui.dataset.spec import FilterSpec
+from crafter_tui.errors import UserError
 from crafter_tui.services.demo import demo_config, free_port, local_service
 from crafter_tui.services.pipeline import (
-    PipelineFinished, PipelineService, PipelineSpec, StageFinished, StageStarted,
+    PipelineFinished, PipelineService, PipelineSpec, PipelineState, StageFinished, StageStarted,
 )
 
 STAGES = ["rollout", "export", "eval:random", "finetune:crafter-tiny", "eval:crafter-tiny", "compare"]
@@ -40,12 +43,27 @@ async def test_pipeline_runs_every_stage_and_a_rerun_redoes_none(tmp_path):
         assert skipped == STAGES[:-1]  # only the comparison is recomputed
         assert not [e for e in again if isinstance(e, StageStarted) and e.stage != "compare"]
 
+        before = (workdir / "pipeline.json").read_text()
+        changed = spec.model_copy(update={"data_episodes": 3, "filter": FilterSpec(mode="turn")})
+        with pytest.raises(UserError, match=r"other settings \(data_episodes: 2 -> 3; "
+                                            r"filter\.drop_reasoning: True -> False\)"):
+            [event async for event in PipelineService(config).run(changed)]
+        assert (workdir / "pipeline.json").read_text() == before  # the finished run is kept as it was
+
+
+def test_a_folder_from_before_settings_were_recorded_is_refused_not_resumed(tmp_path):
+    legacy = {"stages": {"rollout": {"finished": True, "run_dir": str(tmp_path / "traces" / "x")}}}
+    (tmp_path / "pipeline.json").write_text(json.dumps(legacy))
+    with pytest.raises(UserError, match="did not record its settings"):
+        PipelineState(tmp_path).adopt(PipelineSpec(workdir=tmp_path))
+    assert json.loads((tmp_path / "pipeline.json").read_text()) == legacy
+    fresh = PipelineState(tmp_path / "new")
+    (tmp_path / "new").mkdir()
+    fresh.adopt(PipelineSpec(workdir=tmp_path / "new", data_episodes=5))
+    assert PipelineState(tmp_path / "new").settings["data_episodes"] == 5
+
 
 async def test_a_data_rollout_where_every_episode_fails_stops_at_the_rollout_stage(tmp_path):
-    import pytest
-
-    from crafter_tui.errors import UserError
-
     workdir = tmp_path / "work"
     config = demo_config(AppConfig(), workdir, free_port())
     config.openai.base_url, config.openai.api_key = "http://127.0.0.1:9/v1", "k"

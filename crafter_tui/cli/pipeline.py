@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "pipeline", help="rollouts -> filter -> fine-tune (one or more models) -> eval -> compare",
         description="Run the whole loop. Each finished stage is recorded in WORKDIR/pipeline.json; running the "
-        "same command again resumes where it stopped.")
+        "same command again resumes where it stopped (with other settings it is refused, naming what differs: "
+        "the folder's results belong to the settings that made them).")
     parser.add_argument("--workdir", default="pipeline", help="folder for data, state and the report")
     parser.add_argument("--agent", choices=["scripted", "random", "openai"], default="scripted",
                         help="agent that plays the training episodes")

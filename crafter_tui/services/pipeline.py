@@ -147,17 +147,37 @@ def _slug(text: str) -> str:
 
 
 class PipelineState:
-    """What each finished stage produced, persisted after every stage."""
+    """What each finished stage produced and the settings that produced it, persisted after every stage."""
 
     def __init__(self, workdir: Path) -> None:
         self.path = workdir / STATE_FILE
         self.stages: dict[str, dict[str, Any]] = {}
+        self.settings: dict[str, Any] | None = None
         if self.path.is_file():
             try:
-                self.stages = json.loads(self.path.read_text(encoding="utf-8")).get("stages", {})
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                self.stages = data.get("stages", {})
+                self.settings = data.get("spec")
             except (json.JSONDecodeError, AttributeError) as exc:
                 raise UserError(f"pipeline state is corrupt ({exc}); remove it to start over",
                                 where=str(self.path)) from None
+
+    def adopt(self, spec: PipelineSpec) -> None:
+        """Resume only what these settings made: finished stages of other settings would be reported as
+        this spec's results, so a folder holding them is refused, naming what differs."""
+        settings = spec.model_dump(mode="json", exclude={"workdir"})
+        if self.stages:
+            if self.settings is None:
+                raise UserError("this folder holds a pipeline run from an earlier version that did not record its "
+                                "settings, so it cannot be resumed safely; use another --workdir, or remove the "
+                                "folder to start over", where=str(self.path))
+            changes = settings_changes(self.settings, settings)
+            if changes:
+                raise UserError(f"this folder holds a pipeline run with other settings ({'; '.join(changes)}); "
+                                "run it with the same settings to resume, or use another --workdir (or remove the "
+                                "folder) to start over", where=str(self.path))
+        self.settings = settings
+        self._write()
 
     def done(self, stage: str) -> dict[str, Any] | None:
         entry = self.stages.get(stage)
@@ -165,7 +185,22 @@ class PipelineState:
 
     def save(self, stage: str, **values: Any) -> None:
         self.stages[stage] = {**self.stages.get(stage, {}), **values}
-        write_json_atomic(self.path, {"stages": self.stages})
+        self._write()
+
+    def _write(self) -> None:
+        write_json_atomic(self.path, {"spec": self.settings, "stages": self.stages})
+
+
+def settings_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``name: old -> new`` for every setting that differs (nested settings as ``filter.name``)."""
+    changes = []
+    for key in sorted(old.keys() | new.keys()):
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            changes += settings_changes(before, after, f"{prefix}{key}.")
+        elif before != after:
+            changes.append(f"{prefix}{key}: {before!r} -> {after!r}")
+    return changes
 
 
 class PipelineService:
@@ -177,6 +212,7 @@ class PipelineService:
     async def run(self, spec: PipelineSpec) -> AsyncIterator[PipelineEvent]:
         spec.workdir.mkdir(parents=True, exist_ok=True)
         state = PipelineState(spec.workdir)
+        state.adopt(spec)
         async for event in self._rollout(spec, state):
             yield event
         run_dir = Path(state.stages["rollout"]["run_dir"])
