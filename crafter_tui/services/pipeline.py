@@ -173,7 +173,8 @@ class PipelineState:
                                 "folder to start over", where=str(self.path))
             changes = settings_changes(self.settings, settings)
             if changes:
-                raise UserError(f"this folder holds a pipeline run with other settings ({'; '.join(changes)}); "
+                named = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
+                raise UserError(f"this folder holds a pipeline run with other settings ({named}); "
                                 "run it with the same settings to resume, or use another --workdir (or remove the "
                                 "folder) to start over", where=str(self.path))
         self.settings = settings
