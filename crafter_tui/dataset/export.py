@@ -33,9 +33,9 @@ from crafter_tui.dataset.tokens import (
 )
 from crafter_tui.agents.prompting import TOOLS
 from crafter_tui.errors import UserError
+from crafter_tui.traces.jsonl import temp_sibling
 from crafter_tui.traces.memory import release_freed_memory
 from crafter_tui.traces.store import TraceStore
-from crafter_tui.traces.jsonl import temp_sibling
 
 ExportFormat = Literal["jsonl", "parquet"]
 PROGRESS_EVERY = 5_000
