@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from crafter_tui.config import AppConfig
-from crafter_tui.services.demo import FULL, QUICK, demo_config, demo_spec, free_port
+from crafter_tui.errors import UserError
+from crafter_tui.services.demo import FULL, QUICK, demo_config, demo_spec, free_port, run_demo
+from crafter_tui.services.pipeline import PipelineState
 
 VALIDATION_SEEDS = range(100, 140)  # where recipes are chosen (40 episodes)
 
@@ -37,3 +41,14 @@ def test_the_recipe_names_the_trainer_threads_and_the_demo_service_gets_them(tmp
         == FULL.trainer_threads
     assert demo_config(user, tmp_path, free_port(), trainer_threads=QUICK.trainer_threads).finetune.threads == 7
     assert user.finetune.threads == 7  # the caller's config is not changed
+
+
+async def test_a_demo_folder_of_another_recipe_is_refused_before_anything_starts(tmp_path):
+    """Resuming it would report the other recipe's results as this one's; nothing in it is touched."""
+    state = PipelineState(tmp_path)
+    state.adopt(demo_spec(tmp_path, QUICK))
+    state.save("rollout", finished=True)
+    before = sorted(p.name for p in tmp_path.iterdir()), (tmp_path / "pipeline.json").read_text()
+    with pytest.raises(UserError, match=r"other settings \(.*data_episodes: 60 -> 150"):
+        await run_demo(AppConfig(), tmp_path, FULL)
+    assert (sorted(p.name for p in tmp_path.iterdir()), (tmp_path / "pipeline.json").read_text()) == before

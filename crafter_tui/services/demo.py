@@ -199,10 +199,11 @@ async def run_demo(config: AppConfig, workdir: Path, recipe: Recipe,
                    on_event=lambda event: None) -> Headline:
     """Run (or resume) the demo in ``workdir`` and return its headline numbers."""
     workdir.mkdir(parents=True, exist_ok=True)
+    spec = demo_spec(workdir, recipe)
+    PipelineState(workdir).adopt(spec)  # a folder of other settings is refused before anything starts
     port = _saved_port(workdir) or free_port()
     (workdir / "service.port").write_text(str(port))
     config = demo_config(config, workdir, port, trainer_threads=recipe.trainer_threads)
-    spec = demo_spec(workdir, recipe)
     final: PipelineFinished | None = None
     async with local_service(config):
         event: PipelineEvent
