@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,15 +218,23 @@ def temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so readers never see a half-written file (the last writer wins)."""
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A fresh temporary path to write; when the block ends without error it replaces ``path`` whole
+    (readers never see a half-written file, the last writer wins), otherwise it is removed."""
     tmp = temp_sibling(path)
     try:
-        tmp.write_bytes(data)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` (see ``replacing``)."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json_atomic(path: Path, value: Any) -> None:

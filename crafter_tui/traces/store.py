@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from pydantic import BaseModel, ValidationError
 
 from crafter_tui.errors import UserError
 from crafter_tui.traces import sql
-from crafter_tui.traces.jsonl import LineProblem, temp_sibling, write_bytes_atomic
+from crafter_tui.traces.jsonl import LineProblem, replacing, write_bytes_atomic
 from crafter_tui.traces.loader import EPISODES, STEPS, TURNS, FileCursor, RecordKind, read_new
 from crafter_tui.traces.memory import release_freed_memory
 from crafter_tui.traces.schema import EPISODES_FILE, RUN_FILE, STEPS_FILE, TURNS_FILE, RunRecord
@@ -304,12 +303,8 @@ class TraceStore:
             _, file_name, table = _KIND_FILES[kind_name]
             data = self.cursor().sql(sql.SELECT_RUN_ROWS[table], params=[state.run_id]).to_arrow_table()
             target = folder / f"{kind_name}.parquet"
-            tmp = temp_sibling(target)
-            try:
+            with replacing(target) as tmp:
                 pq.write_table(data, tmp)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
             cursor = state.cursors[kind_name]
             manifest["files"][file_name] = {"kind": kind_name, "offset": cursor.offset, "lines": cursor.lines}
         write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=2).encode("utf-8"))
