@@ -177,8 +177,9 @@ class PipelineState:
                 raise UserError(f"this folder holds a pipeline run with other settings ({named}); "
                                 "run it with the same settings to resume, or use another --workdir (or remove the "
                                 "folder) to start over", where=str(self.path))
-        self.settings = settings
-        self._write()
+        if settings != self.settings:  # a resume with the same settings has nothing to write
+            self.settings = settings
+            self._write()
 
     def done(self, stage: str) -> dict[str, Any] | None:
         entry = self.stages.get(stage)
