@@ -22,12 +22,12 @@ from tests.trainer_support import short_rows, small_job
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
 
 
-def _train(tmp_path, rows, monkeypatch, on_cpu: bool):
+def _train(tmp_path, rows, on_cpu: bool):
     """Train crafter-tiny to fit ``rows``; the CPU run hides the card the way a CPU-only machine would."""
     events = []
     job = small_job(tmp_path, rows, n_epochs=24, batch_size=2, learning_rate=3e-3, logging_steps=1)
     torch.cuda.reset_peak_memory_stats()  # outside the patch: these calls need the card visible
-    with monkeypatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch:
         if on_cpu:
             patch.setattr(torch.cuda, "is_available", lambda: False)
         result = run_training(job, events.append)
@@ -40,17 +40,13 @@ def _train(tmp_path, rows, monkeypatch, on_cpu: bool):
 def both(tmp_path_factory):
     """The same job (seed, data, hyperparameters) trained on the CPU and on the GPU."""
     rows = short_rows(8, seed=3)
-    patch = pytest.MonkeyPatch()
-    try:
-        cpu = _train(tmp_path_factory.mktemp("cpu"), rows, patch, on_cpu=True)
-        gpu = _train(tmp_path_factory.mktemp("gpu"), rows, patch, on_cpu=False)
-    finally:
-        patch.undo()
+    cpu = _train(tmp_path_factory.mktemp("cpu"), rows, on_cpu=True)
+    gpu = _train(tmp_path_factory.mktemp("gpu"), rows, on_cpu=False)
     return rows, cpu, gpu
 
 
 def test_training_on_the_gpu_follows_the_cpu_run(both):
-    _, (cpu_losses, cpu_result, cpu_used_gpu), (gpu_losses, gpu_result, gpu_used_gpu) = both
+    _, (cpu_losses, _, cpu_used_gpu), (gpu_losses, gpu_result, gpu_used_gpu) = both
     assert not cpu_used_gpu and gpu_used_gpu
     assert len(cpu_losses) == len(gpu_losses) == 96
     # same initial weights and batches: the first steps agree to float rounding (later ones drift apart slowly)
