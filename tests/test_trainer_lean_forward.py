@@ -43,8 +43,8 @@ def batch_and_tokenizer(tmp_path_factory):
     return batch, tokenizer
 
 
-def _model(tokenizer, layers: int, seed: int = 0):
-    size = dataclasses.replace(BUILTIN_SIZES["crafter-tiny"], num_layers=layers)
+def _model(tokenizer, layers: int, seed: int = 0, shape: str = "crafter-tiny"):
+    size = dataclasses.replace(BUILTIN_SIZES[shape], num_layers=layers)
     model = build_model(size, tokenizer, seed=seed).train()
     with torch.no_grad():  # non-trivial norms and biases, so a skipped term would show
         for name, parameter in model.named_parameters():
@@ -91,6 +91,13 @@ def test_lean_forward_equals_the_full_forward(batch_and_tokenizer, layers, share
     batch, tokenizer = batch_and_tokenizer
     assert _shared_length(batch) >= MIN_SHARED_PREFIX, "the tools line and system prompt are shared"
     _assert_lean_equals_full(_model(tokenizer, layers), batch, share_prefix)
+
+
+@pytest.mark.parametrize("shape", sorted(BUILTIN_SIZES))
+def test_lean_forward_equals_the_full_forward_for_every_builtin_shape(batch_and_tokenizer, shape):
+    """Widths, head counts and grouped or plain attention of each size (crafter-small has no GQA), two layers deep."""
+    batch, tokenizer = batch_and_tokenizer
+    _assert_lean_equals_full(_model(tokenizer, 2, shape=shape), batch)
 
 
 def _synthetic_batch(rows: list[tuple[list[int], list[tuple[int, int]]]], width: int | None = None) -> dict:
