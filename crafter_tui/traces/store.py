@@ -41,7 +41,7 @@ from pydantic import BaseModel, ValidationError
 
 from crafter_tui.errors import UserError
 from crafter_tui.traces import sql
-from crafter_tui.traces.jsonl import LineProblem, replacing, write_bytes_atomic
+from crafter_tui.traces.jsonl import LineProblem, replacing, write_json_atomic
 from crafter_tui.traces.loader import EPISODES, STEPS, TURNS, FileCursor, RecordKind, read_new
 from crafter_tui.traces.memory import release_freed_memory
 from crafter_tui.traces.schema import EPISODES_FILE, RUN_FILE, STEPS_FILE, TURNS_FILE, RunRecord
@@ -307,7 +307,7 @@ class TraceStore:
                 pq.write_table(data, tmp)
             cursor = state.cursors[kind_name]
             manifest["files"][file_name] = {"kind": kind_name, "offset": cursor.offset, "lines": cursor.lines}
-        write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=2).encode("utf-8"))
+        write_json_atomic(folder / MANIFEST, manifest)
         return folder
 
     def _load_compacted(self, state: RunState, kinds: tuple[str, ...]) -> None:
