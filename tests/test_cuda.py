@@ -16,7 +16,6 @@ import torch
 
 from crafter_tui.finetune.inference import load_model
 from crafter_tui.finetune.trainer import run_training
-from crafter_tui.finetune.trainer.train import MODEL_DIR
 from tests.trainer_support import short_rows, small_job
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
@@ -68,7 +67,7 @@ def _replies(model, rows, **sampling) -> list[str]:
 
 def test_a_model_served_from_the_gpu_answers_as_on_the_cpu(both):
     rows, _, (_, gpu_result, _) = both
-    path = gpu_result.model_path.parent / MODEL_DIR
+    path = gpu_result.model_path
     on_gpu, on_cpu = load_model(path, device="cuda"), load_model(path, device="cpu", threads=1)
     assert on_gpu.device.type == "cuda" and next(on_gpu.model.parameters()).dtype == torch.float32
     greedy = _replies(on_gpu, rows)
