@@ -159,8 +159,10 @@ async def test_killing_a_worker_ends_only_its_episodes(tmp_path):
                     os.kill(child.pid, signal.SIGKILL)
                     killed.append(child.pid)
 
-    # long episodes: the parent sees step 10 of episode 1 well before the worker could finish it
-    spec = _spec(tmp_path, run_id="killed", episodes=4, max_steps=1000, concurrency=2, workers=2)
+    # a long episode 1: the expert survives seed 7 past 2,000 steps (~1 s of play), so the parent sees its step 10
+    # long before the worker could finish it (seed 8, the old episode 1, dies at step 363, ~0.1 s: a loaded CI
+    # machine saw that death before it saw step 10)
+    spec = _spec(tmp_path, run_id="killed", episodes=4, seed=6, max_steps=2000, concurrency=2, workers=2)
     result = await run_rollout(spec, AppConfig(), on_event)
     assert killed, "the worker was killed mid-episode"
     by_episode = {s.episode: s for s in result.summaries}
