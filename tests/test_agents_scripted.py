@@ -145,6 +145,46 @@ async def test_tired_expert_walls_itself_in_and_sleeps():
     assert first.inventory["health"] >= 5, "it got hurt while settling down"
 
 
+async def test_expert_naps_in_daylight_the_first_time_its_energy_drops():
+    """Waking up is the cheapest achievement: the expert sleeps in the open once, early on the first day."""
+    for seed in range(3):
+        episode = await play(ScriptedAgent(), seed, max_steps=120)
+        naps = [i for i, d in enumerate(episode.decisions) if d.extra["goal"] == "nap"]
+        assert naps, f"seed {seed}: no nap"
+        assert "wake_up" in episode.unlocked, f"seed {seed}"
+        assert all(d.actions == ["sleep"] for d in (episode.decisions[i] for i in naps))
+    asleep = [s for s in episode.states if s.sleeping]
+    assert asleep and min(s.daylight for s in asleep) > 0.5 and asleep[0].step < 80
+
+
+def _nap_context(sem: np.ndarray | None = None, inventory: dict[str, int] | None = None, **state) -> Context:
+    """Day 1, step 40, on open grass, energy just below full."""
+    vitals = {"health": 9, "food": 8, "drink": 8, "energy": 8} | (inventory or {})
+    fields = {"step": 40, "position": (20, 20), "facing": (0, 1), "sleeping": False, "daylight": 1.0,
+              "inventory": vitals, "achievements": {}, "local_view": [[2] * 9 for _ in range(7)], "facing_id": 2}
+    return Context(WorldState(**(fields | state)), _grass_map() if sem is None else sem)
+
+
+def test_expert_naps_only_when_it_is_safe_and_useful():
+    from crafter_tui.agents.expert.planner import Planner
+
+    def nap(ctx: Context):
+        return Planner()._nap(ctx)
+
+    plan = nap(_nap_context())
+    assert plan is not None and plan.actions == ["sleep"] and plan.goal == "nap"
+    assert nap(_nap_context(inventory={"energy": 9})) is None, "not tired at all"
+    assert nap(_nap_context(achievements={"wake_up": 1})) is None, "already woke up once"
+    assert nap(_nap_context(daylight=0.3)) is None, "never in the dark"
+    assert nap(_nap_context(inventory={"health": 5})) is None, "hurt: sleep walled in instead"
+    zombie = _grass_map()
+    zombie[23, 21] = SEMANTIC_IDS["zombie"]  # 3 east, 1 south: in the 9x7 view
+    assert nap(_nap_context(zombie)) is None, "an enemy in sight"
+    far = _grass_map()
+    far[30, 20] = SEMANTIC_IDS["zombie"]  # 10 east: out of sight
+    assert nap(_nap_context(far)) is not None
+
+
 async def test_expert_needs_the_semantic_map():
     agent = ScriptedAgent()
     world = CrafterWorld("normal", max_steps=10)

@@ -183,6 +183,7 @@ class Planner:
             ("drink_low", lambda c: self._drink(c, urgent=True)),
             ("eat_low", lambda c: self._eat(c, urgent=True)),
             ("sleep", self._sleep),
+            ("nap", self._nap),
             ("craft", self._craft),
             ("drink", lambda c: self._drink(c, urgent=False)),
             ("eat", lambda c: self._eat(c, urgent=False)),
@@ -387,6 +388,23 @@ class Planner:
         if energy <= 1:
             return Plan(["sleep"], f"{why}; I am exhausted and must sleep where I stand.", "sleep")
         return None
+
+    def _nap(self, ctx: Context) -> Plan | None:
+        """Sleep in the open the first time energy drops, in daylight with no enemy in sight.
+
+        Waking up is an achievement, and energy 8 of 9 takes ~11 steps of sleep to refill: the
+        cheapest achievement of the game, early in the first day when zombies are few. A student
+        learns it from what it sees: its vitals just below full, no zombie in the near list.
+        """
+        energy = ctx.inv["energy"]
+        if ctx.done("wake_up") or energy >= MAX_ITEM["energy"] or ctx.night or ctx.dusk:
+            return None
+        if ctx.inv["health"] < 6 or min(ctx.inv["food"], ctx.inv["drink"]) <= 2:
+            return None
+        if (mask_of(ctx.sem, ("zombie", "skeleton", "arrow")) & ctx.view).any():
+            return None
+        return Plan(["sleep"], f"My energy is {energy}/{MAX_ITEM['energy']} and no enemy is in sight, "
+                               "so I take a short nap.", "nap")
 
     def _recover(self, ctx: Context) -> Plan | None:
         """Badly hurt but fed and watered: wall in first and heal before running errands."""
