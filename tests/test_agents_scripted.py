@@ -13,7 +13,7 @@ import pytest
 from crafter_tui.agents import AGENT_KINDS, make_agent
 from crafter_tui.agents.base import Agent, AgentDecision, TurnObservation
 from crafter_tui.agents.expert.navigation import MOVE_ACTIONS, shortest_path
-from crafter_tui.agents.expert.planner import Context, path_actions, safe_prefix
+from crafter_tui.agents.expert.planner import Context, Planner, path_actions, safe_prefix
 from crafter_tui.agents.prompting import MAX_ACTIONS_PER_TURN, SYSTEM_PROMPT
 from crafter_tui.agents.random_agent import RandomAgent
 from crafter_tui.agents.scripted import ScriptedAgent
@@ -171,8 +171,6 @@ def _nap_context(sem: np.ndarray | None = None, inventory: dict[str, int] | None
 
 
 def test_expert_naps_only_when_it_is_safe_and_useful():
-    from crafter_tui.agents.expert.planner import Planner
-
     def nap(ctx: Context):
         return Planner()._nap(ctx)
 
