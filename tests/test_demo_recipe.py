@@ -25,6 +25,10 @@ def test_the_full_demo_runs_a_dagger_round_on_seeds_of_its_own():
     for other in (_seeds(spec.data_seed, spec.data_episodes), _seeds(spec.eval_seed, spec.eval_episodes),
                   set(VALIDATION_SEEDS)):
         assert not student & other
+
+
+def test_the_full_demo_scores_on_enough_held_out_seeds_that_nothing_else_uses():
+    spec = demo_spec(Path("demo"), FULL)
     held_out = _seeds(spec.eval_seed, spec.eval_episodes)
     assert len(held_out) >= 20  # the target is a mean over at least 20 held-out seeds
     assert not held_out & (set(VALIDATION_SEEDS) | _seeds(spec.data_seed, spec.data_episodes))
