@@ -106,3 +106,54 @@ def test_brief_observation_names_neighbours_targets_and_ends_with_the_faced_cell
     assert lines == ["near tree:1n water:1e cow:2s3e", "around n:tree s:grass w:grass e:water",
                      "he9 fo7 dr6 en8 night", "inv wood3 wood_pickaxe1", "face tree:n sleeping"]
     assert set(OBSERVATION_FORMATS) == set(SYSTEM_PROMPTS) == set(get_args(ObservationFormat))
+
+
+def test_brief_observation_lists_the_crafts_that_would_succeed_and_no_others():
+    from crafter_tui.world.text_obs import possible_crafts, render_brief_observation, view_cells
+
+    view = _grass_view()
+    view[2][4] = SEMANTIC_IDS["table"]  # north neighbour, inside the 3x3 square crafting looks at
+    state = _state(view, facing_id=SEMANTIC_IDS["grass"])  # wood 3, a wood pickaxe already held
+    assert possible_crafts(state, view_cells(state)) == ["place_table", "make_wood_sword"]
+    assert render_brief_observation(state, turn=0, max_steps=300).splitlines()[-2:] == [
+        "can place_table make_wood_sword", "face grass:n"]
+    view[2][4], view[0][4] = SEMANTIC_IDS["grass"], SEMANTIC_IDS["table"]  # the table 3 north: out of reach
+    far = _state(view, facing_id=SEMANTIC_IDS["tree"])
+    assert possible_crafts(far, view_cells(far)) == []
+    assert not any(line.startswith("can") for line in render_brief_observation(far, turn=0, max_steps=300).split("\n"))
+
+
+def test_the_listed_crafts_are_exactly_those_the_game_lets_through():
+    """Real play: the expert plays, and on every other step a random make_* or place_* action is
+    tried instead; it changes the inventory exactly when the observation listed it."""
+    import random
+
+    import numpy as np
+
+    from crafter_tui.agents.expert.planner import Planner
+    from crafter_tui.world.rules import MAKE_RULES, PLACE_RULES
+    from crafter_tui.world.text_obs import possible_crafts, view_cells
+
+    crafts = [f"make_{tool}" for tool in MAKE_RULES] + [f"place_{name}" for name in PLACE_RULES]
+    rng, checked, succeeded = random.Random(5), 0, 0
+    for seed in (1, 2):
+        world, planner = CrafterWorld("normal", max_steps=10_000), Planner()
+        state, queue = world.reset(seed), []
+        for _ in range(260):
+            if not queue:
+                queue = list(planner.decide(state, np.asarray(world.semantic_map())).actions)
+            action = rng.choice(crafts) if rng.random() < 0.5 else queue.pop(0)
+            listed = possible_crafts(state, view_cells(state))
+            before = dict(state.inventory)
+            outcome = world.step(ACTION_IDS[action])
+            kind, _, name = action.partition("_")
+            # a second copy of a tool is not listed, as it brings nothing
+            if action in crafts and not (kind == "make" and before.get(name, 0) > 0):
+                uses = (MAKE_RULES[name] if kind == "make" else PLACE_RULES[name])["uses"]
+                changed = any(outcome.state.inventory[item] < before[item] for item in uses)
+                assert changed == (action in listed), (action, listed, before)
+                checked, succeeded = checked + 1, succeeded + changed
+            state = outcome.state
+            if outcome.done:
+                break
+    assert checked > 100 and succeeded >= 5

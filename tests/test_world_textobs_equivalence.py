@@ -18,7 +18,7 @@ import pytest
 from crafter_tui.world import text_obs
 from crafter_tui.world.env import CrafterWorld, WorldState
 from crafter_tui.world.rules import (
-    ACHIEVEMENTS, DIRECTIONS, ITEMS, LOCAL_VIEW, MAX_ITEM, SEMANTIC_NAMES, VITALS,
+    ACHIEVEMENTS, DIRECTIONS, ITEMS, LOCAL_VIEW, MAKE_RULES, MAX_ITEM, PLACE_RULES, SEMANTIC_NAMES, VITALS,
 )
 
 _CENTER = (LOCAL_VIEW[0] // 2, LOCAL_VIEW[1] // 2)
@@ -97,11 +97,32 @@ class _Reference:
         cells = (("n", view[y - 1][x]), ("s", view[y + 1][x]), ("w", view[y][x - 1]), ("e", view[y][x + 1]))
         return [(letter, SEMANTIC_NAMES[sid]) for letter, sid in cells]
 
+    @staticmethod
+    def possible_crafts(state: WorldState) -> list[str]:
+        if state.sleeping and state.inventory.get("energy", 0) < MAX_ITEM["energy"]:
+            return []
+        x, y = _CENTER
+        square = {SEMANTIC_NAMES[state.local_view[y + dy][x + dx]] for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+
+        def affordable(uses: dict[str, int]) -> bool:
+            return all(state.inventory.get(item, 0) >= amount for item, amount in uses.items())
+
+        faced = SEMANTIC_NAMES[state.facing_id]
+        can = [f"place_{name}" for name, rule in PLACE_RULES.items()
+               if faced in rule["where"] and affordable(rule["uses"])]
+        can += [f"make_{tool}" for tool, rule in MAKE_RULES.items()
+                if state.inventory.get(tool, 0) == 0 and set(rule["nearby"]) <= square and affordable(rule["uses"])]
+        return can
+
     @classmethod
     def brief(cls, state: WorldState, *, turn: int, max_steps: int) -> str:
         short = cls._short_lines(state)
         around = "around " + " ".join(f"{letter}:{name}" for letter, name in cls.neighbour_names(state))
-        return "\n".join([short["near"], around, short["vitals"], short["inv"], short["face"]])
+        can = cls.possible_crafts(state)
+        lines = [short["near"], around, short["vitals"], short["inv"]]
+        if can:
+            lines.append("can " + " ".join(can))
+        return "\n".join([*lines, short["face"]])
 
     @classmethod
     def full(cls, state: WorldState, *, turn: int, max_steps: int) -> str:
@@ -191,6 +212,10 @@ def test_the_states_cover_night_sleep_and_full_inventories() -> None:
     assert any(s.sleeping for s in STATES)
     assert any(all(s.inventory.get(name, 0) == 9 for name in ITEMS) for s in STATES)
     assert len({tuple(map(tuple, s.local_view)) for s in STATES}) > 500
+    crafts = [_Reference.possible_crafts(s) for s in STATES]
+    assert any(any(name.startswith("make_") for name in can) for can in crafts)
+    assert any(any(name.startswith("place_") for name in can) for can in crafts)
+    assert any(not can for can in crafts)
 
 
 @pytest.mark.parametrize("name", ["full", "compact", "brief"])

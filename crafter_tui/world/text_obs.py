@@ -23,7 +23,10 @@ from itertools import compress, repeat
 from operator import gt, itemgetter
 from typing import TYPE_CHECKING
 
-from crafter_tui.world.rules import ACHIEVEMENTS, DIRECTIONS, ITEMS, LOCAL_VIEW, MAX_ITEM, SEMANTIC_NAMES, VITALS
+from crafter_tui.world.rules import (
+    ACHIEVEMENTS, DIRECTIONS, ITEMS, LOCAL_VIEW, MAKE_RULES, MAX_ITEM, PLACE_RULES, SEMANTIC_IDS, SEMANTIC_NAMES,
+    VITALS,
+)
 
 if TYPE_CHECKING:  # annotations only: prompts and the SFT export must not import the game engine
     from crafter_tui.world.env import WorldState
@@ -231,19 +234,65 @@ def neighbour_names(state: WorldState) -> list[tuple[str, str]]:
     return [(letter, SEMANTIC_NAMES[sid]) for letter, sid in cells]
 
 
+#: The 3x3 square around the player, as indices into the view: Crafter crafts with what is in it.
+_CRAFT_SQUARE = itemgetter(*[_CENTER_CELL + dy * _W + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+#: (action, cost, faced kinds it may go on) of each place_* action, in Crafter's order.
+_PLACES = [(f"place_{thing}", tuple(rule["uses"].items()), frozenset(SEMANTIC_IDS[kind] for kind in rule["where"]))
+           for thing, rule in PLACE_RULES.items()]
+#: (tool, cost, stations it needs in the square) of each make_* action, in Crafter's order.
+_MAKES = [(tool, tuple(rule["uses"].items()), frozenset(SEMANTIC_IDS[kind] for kind in rule["nearby"]))
+          for tool, rule in MAKE_RULES.items()]
+
+
+def _affordable(inventory: dict[str, int], cost: tuple[tuple[str, int], ...]) -> bool:
+    for item, amount in cost:  # a loop, not all() over a generator: this runs on every brief step
+        if inventory.get(item, 0) < amount:
+            return False
+    return True
+
+
+def possible_crafts(state: WorldState, cells: bytes | None = None) -> list[str]:
+    """The place_* actions that would succeed now, and the make_* actions that would give a tool not
+    yet held (a second copy brings nothing).
+
+    Crafter's own rules, applied to what the player can see: the inventory, the faced cell (the
+    target must be free ground of an allowed kind) and the 3x3 square around the player (where
+    make_* looks for its table and furnace). None while asleep: the game turns every action into
+    sleep until energy is full. ``cells``: ``view_cells(state)`` when the caller has it already.
+    """
+    inventory = state.inventory
+    if state.sleeping and inventory.get("energy", 0) < MAX_ITEM["energy"]:
+        return []
+    if cells is None:
+        cells = view_cells(state)
+    square = set(_CRAFT_SQUARE(cells))
+    can = [action for action, cost, where in _PLACES if state.facing_id in where and _affordable(inventory, cost)]
+    can += [f"make_{tool}" for tool, cost, stations in _MAKES
+            if stations <= square and not inventory.get(tool, 0) and _affordable(inventory, cost)]
+    return can
+
+
 def render_brief_observation(state: WorldState, *, turn: int, max_steps: int, cells: bytes | None = None) -> str:
     """The facts a tiny model can learn a policy from in minutes of CPU training (~45 tokens).
 
     No grid: the four neighbouring cells say what blocks a move, the nearest-of-each-kind
-    offsets say where to go, and the faced cell comes last, next to the reply, because it
-    decides the most frequent action (``do``) and short-range dependencies are what a small
-    transformer learns first. ``cells``: ``view_cells(state)`` when the caller has it already.
+    offsets say where to go, a ``can`` line (only when there is something) names the crafts
+    that would work now, and the faced cell comes last, next to the reply, because it decides
+    the most frequent action (``do``) and short-range dependencies are what a small transformer
+    learns first. Why ``can``: without it a tiny student copies "table next to me: craft" and
+    stands at its table with no wood, crafting in vain; the line turns the recipe book and the
+    counting into a fact it can read (what that is worth: the README's validation table).
+    ``cells``: ``view_cells(state)`` when the caller has it already.
     """
     if cells is None:
         cells = view_cells(state)
     short = _short_lines(state, cells)
     around = "around " + " ".join([f"{letter}:{SEMANTIC_NAMES[cells[cell]]}" for letter, cell in _NEIGHBOUR_CELLS])
-    return "\n".join([short["near"], around, short["vitals"], short["inv"], short["face"]])
+    can = possible_crafts(state, cells)
+    lines = [short["near"], around, short["vitals"], short["inv"]]
+    if can:
+        lines.append("can " + " ".join(can))
+    return "\n".join([*lines, short["face"]])
 
 
 def _legend(cells: bytes) -> str:
