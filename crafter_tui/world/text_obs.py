@@ -234,7 +234,7 @@ def neighbour_names(state: WorldState) -> list[tuple[str, str]]:
     return [(letter, SEMANTIC_NAMES[sid]) for letter, sid in cells]
 
 
-#: The 3x3 square around the player, as indices into the view: Crafter crafts with what is in it.
+#: Picks the 3x3 square around the player out of the view's cells: Crafter crafts with what is in it.
 _CRAFT_SQUARE = itemgetter(*[_CENTER_CELL + dy * _W + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
 #: (action, cost, faced kinds it may go on) of each place_* action, in Crafter's order.
 _PLACES = [(f"place_{thing}", tuple(rule["uses"].items()), frozenset(SEMANTIC_IDS[kind] for kind in rule["where"]))
