@@ -90,7 +90,7 @@ def test_compact_observation_keeps_the_facts_in_fewer_characters():
     assert "T tree" in COMPACT_SYSTEM_PROMPT and "2n1e = 2 north 1 east" in COMPACT_SYSTEM_PROMPT
 
 
-def test_brief_observation_names_neighbours_targets_and_ends_with_the_faced_cell():
+def test_brief_observation_puts_vitals_first_and_ends_with_neighbours_and_the_faced_cell():
     from typing import get_args
 
     from crafter_tui.agents.prompting import SYSTEM_PROMPTS
@@ -103,8 +103,8 @@ def test_brief_observation_names_neighbours_targets_and_ends_with_the_faced_cell
     view[5][7] = SEMANTIC_IDS["cow"]
     state = _state(view, daylight=0.2, sleeping=True)
     lines = render_brief_observation(state, turn=5, max_steps=300).splitlines()
-    assert lines == ["near tree:1n water:1e cow:2s3e", "around n:tree s:grass w:grass e:water",
-                     "he9 fo7 dr6 en8 night", "inv wood3 wood_pickaxe1", "face tree:n sleeping"]
+    assert lines == ["he9 fo7 dr6 en8 night", "inv wood3 wood_pickaxe1", "near tree:1n water:1e cow:2s3e",
+                     "around n:tree s:grass w:grass e:water", "face tree:n sleeping"]
     assert set(OBSERVATION_FORMATS) == set(SYSTEM_PROMPTS) == set(get_args(ObservationFormat))
 
 
@@ -115,8 +115,9 @@ def test_brief_observation_lists_the_crafts_that_would_succeed_and_no_others():
     view[2][4] = SEMANTIC_IDS["table"]  # north neighbour, inside the 3x3 square crafting looks at
     state = _state(view, facing_id=SEMANTIC_IDS["grass"])  # wood 3, a wood pickaxe already held
     assert possible_crafts(state, view_cells(state)) == ["place_table", "make_wood_sword"]
-    assert render_brief_observation(state, turn=0, max_steps=300).splitlines()[-2:] == [
-        "can place_table make_wood_sword", "face grass:n"]
+    assert render_brief_observation(state, turn=0, max_steps=300).splitlines() == [
+        "he9 fo7 dr6 en8", "inv wood3 wood_pickaxe1", "can place_table make_wood_sword", "near table:1n",
+        "around n:table s:grass w:grass e:grass", "face grass:n"]
     view[2][4], view[0][4] = SEMANTIC_IDS["grass"], SEMANTIC_IDS["table"]  # the table 3 north: out of reach
     far = _state(view, facing_id=SEMANTIC_IDS["tree"])
     assert possible_crafts(far, view_cells(far)) == []

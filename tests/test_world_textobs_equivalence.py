@@ -119,10 +119,10 @@ class _Reference:
         short = cls._short_lines(state)
         around = "around " + " ".join(f"{letter}:{name}" for letter, name in cls.neighbour_names(state))
         can = cls.possible_crafts(state)
-        lines = [short["near"], around, short["vitals"], short["inv"]]
+        lines = [short["vitals"], short["inv"]]
         if can:
             lines.append("can " + " ".join(can))
-        return "\n".join([*lines, short["face"]])
+        return "\n".join([*lines, short["near"], around, short["face"]])
 
     @classmethod
     def full(cls, state: WorldState, *, turn: int, max_steps: int) -> str:

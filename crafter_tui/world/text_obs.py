@@ -282,6 +282,9 @@ def render_brief_observation(state: WorldState, *, turn: int, max_steps: int, ce
     learns first. Why ``can``: without it a tiny student copies "table next to me: craft" and
     stands at its table with no wood, crafting in vain; the line turns the recipe book and the
     counting into a fact it can read (what that is worth: the README's validation table).
+    Why vitals and inventory first: they decide which entry of ``near`` matters (wood while
+    tools are missing, water when thirsty), and a causal model's tokens only read what came
+    before them; written first, every offset in ``near`` can already be read against them.
     ``cells``: ``view_cells(state)`` when the caller has it already.
     """
     if cells is None:
@@ -289,10 +292,10 @@ def render_brief_observation(state: WorldState, *, turn: int, max_steps: int, ce
     short = _short_lines(state, cells)
     around = "around " + " ".join([f"{letter}:{SEMANTIC_NAMES[cells[cell]]}" for letter, cell in _NEIGHBOUR_CELLS])
     can = possible_crafts(state, cells)
-    lines = [short["near"], around, short["vitals"], short["inv"]]
+    lines = [short["vitals"], short["inv"]]
     if can:
         lines.append("can " + " ".join(can))
-    return "\n".join([*lines, short["face"]])
+    return "\n".join([*lines, short["near"], around, short["face"]])
 
 
 def _legend(cells: bytes) -> str:
