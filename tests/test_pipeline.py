@@ -13,6 +13,7 @@ from crafter_tui.services.demo import demo_config, free_port, local_service
 from crafter_tui.services.pipeline import (
     PipelineFinished, PipelineService, PipelineSpec, PipelineState, StageFinished, StageStarted,
 )
+from crafter_tui.world.text_obs import OBSERVATION_REVISIONS
 
 STAGES = ["rollout", "export", "eval:random", "finetune:crafter-tiny", "eval:crafter-tiny", "compare"]
 
@@ -61,6 +62,25 @@ def test_a_folder_from_before_settings_were_recorded_is_refused_not_resumed(tmp_
     (tmp_path / "new").mkdir()
     fresh.adopt(PipelineSpec(workdir=tmp_path / "new", data_episodes=5))
     assert PipelineState(tmp_path / "new").settings["data_episodes"] == 5
+
+
+def test_a_folder_made_with_an_earlier_wording_of_the_observation_is_refused_not_resumed(tmp_path):
+    spec = PipelineSpec(workdir=tmp_path, observation="brief")
+    state = PipelineState(tmp_path)
+    state.adopt(spec)
+    state.save("rollout", finished=True, run_dir=str(tmp_path / "traces" / "x"))
+    assert PipelineState(tmp_path).settings["observation_revision"] == OBSERVATION_REVISIONS["brief"]
+    PipelineState(tmp_path).adopt(spec)  # the same wording resumes
+    recorded = json.loads((tmp_path / "pipeline.json").read_text())
+    recorded["spec"]["observation_revision"] -= 1
+    (tmp_path / "pipeline.json").write_text(json.dumps(recorded))
+    now = OBSERVATION_REVISIONS["brief"]
+    with pytest.raises(UserError, match=rf"observation_revision: {now - 1} -> {now}"):
+        PipelineState(tmp_path).adopt(spec)
+    del recorded["spec"]["observation_revision"]  # a folder from before the wording was recorded
+    (tmp_path / "pipeline.json").write_text(json.dumps(recorded))
+    with pytest.raises(UserError, match=rf"observation_revision: None -> {now}"):
+        PipelineState(tmp_path).adopt(spec)
 
 
 async def test_a_data_rollout_where_every_episode_fails_stops_at_the_rollout_stage(tmp_path):

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from crafter_tui.config import AgentKind, AppConfig, Difficulty, ObservationFormat
 from crafter_tui.dataset.spec import FilterSpec
@@ -31,6 +31,7 @@ from crafter_tui.rollout.events import EpisodeFinished, RunStarted
 from crafter_tui.rollout.runner import RETRIED_ON_RESUME
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.traces.jsonl import write_json_atomic
+from crafter_tui.world.text_obs import OBSERVATION_REVISIONS
 
 STATE_FILE = "pipeline.json"
 Baseline = Literal["random", "scripted"]
@@ -94,6 +95,13 @@ class PipelineSpec(BaseModel):
                     raise ValueError(f"the DAgger seeds {dagger.start}..{dagger.stop - 1} overlap the {name} seeds "
                                      f"{seeds.start}..{seeds.stop - 1}; choose another dagger_seed")
         return self
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def observation_revision(self) -> int:
+        """The wording of ``observation`` this code writes: stored with the settings, so a folder whose
+        traces and models hold an earlier wording is refused rather than resumed into a mix of two."""
+        return OBSERVATION_REVISIONS[self.observation]
 
     def dagger_round_seed(self, round_: int) -> int:
         """First seed of DAgger round ``round_`` (1-based)."""

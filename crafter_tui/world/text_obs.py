@@ -381,3 +381,7 @@ def render_text_observation(state: WorldState, *, turn: int, max_steps: int, cel
 #: Observation formats by name (recorded in run records; the agent's system prompt matches).
 OBSERVATION_FORMATS = {"full": render_text_observation, "compact": render_compact_observation,
                        "brief": render_brief_observation}
+#: Which wording of each format this code writes, raised whenever one changes (brief: 2 added the
+#: ``can`` line, 3 put vitals and inventory first). Work that is resumed (a pipeline folder) records
+#: it, so data and a model of an earlier wording are never mixed with this one.
+OBSERVATION_REVISIONS = {"full": 1, "compact": 1, "brief": 3}
