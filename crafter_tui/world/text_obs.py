@@ -284,7 +284,9 @@ def render_brief_observation(state: WorldState, *, turn: int, max_steps: int, ce
     counting into a fact it can read (what that is worth: the README's validation table).
     Why vitals and inventory first: they decide which entry of ``near`` matters (wood while
     tools are missing, water when thirsty), and a causal model's tokens only read what came
-    before them; written first, every offset in ``near`` can already be read against them.
+    before them; written first, every offset in ``near`` can already be read against them, and
+    ``around`` sits next to the reply with the faced cell (a student reading it there turns to
+    face a zombie beside it 3-4x as often: the README's recipe notes).
     ``cells``: ``view_cells(state)`` when the caller has it already.
     """
     if cells is None:
