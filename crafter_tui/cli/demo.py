@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "through the local fine-tune service, lets that model play while the expert labels the states it reaches "
         "(DAgger) and trains again on both, evaluates it on held-out seeds next to the random baseline and "
         "the expert, and writes the comparison report. Resumes if run again in the same folder.")
-    parser.add_argument("--quick", action="store_true", help="a ~2.5-minute version (fewer data episodes, 8 shorter evaluation episodes)")
+    parser.add_argument("--quick", action="store_true", help="a ~2-minute version (fewer data episodes, 16 shorter evaluation episodes)")
     parser.add_argument("--workdir", default=None, help="folder for everything (default: demo or demo-quick)")
     parser.add_argument("--json", action="store_true", help="print the headline as one JSON object")
     add_config_flag(parser)
