@@ -19,6 +19,7 @@ from crafter_tui.rollout.events import EpisodeFinished, RunFinished, RunStarted
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.services.rollouts import RolloutService, run_rollout
 from crafter_tui.traces.schema import EpisodeSummary, RunRecord, StepRecord, TurnRecord
+from crafter_tui.world.text_obs import OBSERVATION_REVISIONS
 
 REQUIRED_JSON_KEYS = {
     "run_id", "run_dir", "episodes", "achievements_per_episode", "steps_per_episode", "mean_achievements",
@@ -194,6 +195,22 @@ def test_resume_replays_episodes_that_ended_by_an_infrastructure_failure(capsys,
     replayed = [s for s in _lines(run_dir / "steps.jsonl") if s["episode"] == broken["episode"]]
     first, second = ([s for s in replayed if s["attempt"] == a] for a in (0, 1))
     assert [s["view"] for s in first] == [s["view"] for s in second]
+
+
+def test_a_run_of_an_earlier_observation_wording_is_not_continued(capsys, tmp_path):
+    for run_id, observation in (("b", "brief"), ("f", "full")):
+        _rollout_json(capsys, "--agent", "random", "--episodes", "1", "--max-steps", "10", "--observation",
+                      observation, "--out", str(tmp_path), "--run-id", run_id)
+        record = json.loads((tmp_path / run_id / "run.json").read_text())
+        assert record["settings"]["observation_revision"] == OBSERVATION_REVISIONS[observation]
+        del record["settings"]["observation_revision"]  # as written before revisions were recorded
+        (tmp_path / run_id / "run.json").write_text(json.dumps(record))
+    _rollout_json(capsys, "--out", str(tmp_path), "--resume", "f")  # full has only ever had one wording
+    assert main(["rollout", "--out", str(tmp_path), "--resume", "b"]) == 2
+    err = capsys.readouterr().err
+    assert "holds an unrecorded revision of the 'brief' observation and this version writes revision " \
+        f"{OBSERVATION_REVISIONS['brief']}" in err
+    assert "b/run.json" in err
 
 
 def test_a_summary_line_of_the_wrong_shape_is_reported_and_its_episode_replayed(capsys, tmp_path, caplog):

@@ -32,6 +32,7 @@ from crafter_tui.rollout.events import (
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.rollout.writer import TraceWriter, attempts_started, finished_summaries, load_run_record
 from crafter_tui.traces.schema import EpisodeSummary, RunRecord, Versions
+from crafter_tui.world.text_obs import OBSERVATION_REVISIONS
 
 Emit = Callable[[RolloutEvent], None]
 #: Episodes that ended through no fault of the agent's play are played again by ``--resume``.
@@ -141,7 +142,8 @@ def new_run_record(spec: RolloutSpec, config: AppConfig, run_id: str) -> RunReco
         episodes=spec.episodes, seeds=spec.seeds, max_steps=spec.max_steps, max_turns=spec.max_turns,
         settings={"temperature": config.eval.temperature, "max_tokens": config.eval.max_tokens,
                   "concurrency": spec.concurrency, "episode_timeout": spec.episode_timeout,
-                  "workers": spec.workers, "on": spec.on, "observation": spec.observation},
+                  "workers": spec.workers, "on": spec.on, "observation": spec.observation,
+                  "observation_revision": OBSERVATION_REVISIONS[spec.observation]},
         versions=versions(), experiment=spec.experiment,
     )
 
@@ -165,11 +167,25 @@ def spec_for_resume(spec: RolloutSpec, record: RunRecord) -> RolloutSpec:
     })
 
 
+def check_wording(record: RunRecord, run_dir: Path) -> None:
+    """Refuse to continue a run whose turns hold another wording of its observation format: one run,
+    one wording (a record from before revisions were recorded holds revision 1 of a format still at 1)."""
+    observation = record.settings.get("observation", "full")
+    current = OBSERVATION_REVISIONS[observation]
+    recorded = record.settings.get("observation_revision", 1 if current == 1 else None)
+    if recorded != current:
+        held = f"revision {recorded}" if recorded is not None else "an unrecorded revision"
+        raise UserError(f"run {record.run_id!r} holds {held} of the {observation!r} observation and "
+                        f"this version writes revision {current}; its episodes cannot be continued in another "
+                        "wording: start a new run", where=str(run_dir / "run.json"))
+
+
 def prepare_run(spec: RolloutSpec, config: AppConfig) -> tuple[RolloutSpec, TraceWriter, list[EpisodeJob]]:
     """Create the run folder (or reopen it for ``resume``) and list the episodes left to play."""
     if spec.resume:
         run_dir = resolve_run_dir(spec.out_dir, spec.resume)
         record = load_run_record(run_dir)
+        check_wording(record, run_dir)
         spec = spec_for_resume(spec, record)
         done = {i for i, s in finished_summaries(run_dir).items() if s.termination not in RETRIED_ON_RESUME}
         started = attempts_started(run_dir)
