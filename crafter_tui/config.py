@@ -81,7 +81,8 @@ class OpenAISection(Section):
 
 
 class FilterSection(Section):
-    """Defaults for ``crafter-tui filter`` (every flag of the filter command)."""
+    """Defaults for ``crafter-tui filter`` (every flag of the filter command) and for the selection of
+    ``crafter-tui pipeline``."""
 
     min_achievements: int | None = Field(None, ge=0)
     min_reward: float | None = None
@@ -101,6 +102,7 @@ class FilterSection(Section):
     seed: int = 0
     text_actions: bool = False
     drop_reasoning: bool = False
+    goal_reasoning: bool = False
     cost_model: str = "gpt-4o-mini-2024-07-18"
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from crafter_tui.agents.base import HistoryTurn
 from crafter_tui.agents.prompting import SYSTEM_PROMPT, TOOLS, build_messages
+from crafter_tui.cli import main
 from crafter_tui.dataset.examples import MessageEncoder, dumps, text_action_message
 from crafter_tui.dataset.export import Cancelled, export_selection
 from crafter_tui.dataset.spec import FilterSpec
@@ -17,7 +18,7 @@ from crafter_tui.dataset.validate import validate_file
 from crafter_tui.traces.jsonl import iter_jsonl
 from crafter_tui.traces.schema import TURNS_FILE
 from crafter_tui.traces.store import TraceStore
-from tests.trace_builders import small_store
+from tests.trace_builders import Episode, Turn, small_store, write_run
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +178,34 @@ def test_drop_reasoning_empties_only_the_reasoning(store: TraceStore, tmp_path: 
     for before, after in zip(kept, dropped):
         assert [_reasoning_emptied(m) for m in before["messages"]] == [_parsed(m) for m in after["messages"]]
     assert validate_file(dropped_path).ok
+
+
+def _arguments(message: dict) -> str:
+    return message["tool_calls"][0]["function"]["arguments"]
+
+
+def test_goal_reasoning_writes_the_recorded_goal_before_the_actions(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The expert's goal, a DAgger label's goal over the executing agent's, ``""`` where none was recorded;
+    the same in the history window; through the CLI flag as through the spec."""
+    root = tmp_path / "traces"
+    write_run(root, "run-g", [Episode([
+        Turn(["move_up", "move_up"], extra={"goal": "wood"}),
+        Turn(["move_left"], extra={"goal": "drink", "label_goal": "table", "executed_by": "student"}),
+        Turn(["noop"]),
+        Turn(["do"], ["collect_wood"], extra={"goal": ["not", "a", "name"]}),
+    ])], history_turns=1)
+    store = TraceStore.open(root, turns=True)
+    examples = read(export_selection(store, FilterSpec(goal_reasoning=True), tmp_path / "g.jsonl").path)
+    replies = [_arguments(e["messages"][-1]) for e in examples]
+    assert replies == ['{"reasoning": "wood", "actions": ["move_up", "move_up"]}',
+                       '{"reasoning": "table", "actions": ["move_left"]}',
+                       '{"reasoning": "", "actions": ["noop"]}',
+                       '{"reasoning": "", "actions": ["do"]}']
+    history = [m for m in examples[1]["messages"][:-1] if m["role"] == "assistant"]
+    assert [_arguments(m) for m in history] == [replies[0]]
+    assert validate_file(tmp_path / "g.jsonl").ok
+    out = tmp_path / "cli.jsonl"
+    assert main(["filter", "--input-dir", str(root), "--output", str(out), "--goal-reasoning", "--json"]) == 0
+    capsys.readouterr()
+    assert [_arguments(e["messages"][-1]) for e in read(out)] == replies

@@ -35,6 +35,8 @@ SPECS = [
     FilterSpec(text_actions=True),
     FilterSpec(drop_reasoning=True),
     FilterSpec(text_actions=True, drop_reasoning=True, mode="trajectory"),
+    FilterSpec(goal_reasoning=True),
+    FilterSpec(goal_reasoning=True, text_actions=True, mode="trajectory"),
     FilterSpec(validation_split=0.3, seed=7),
     FilterSpec(max_examples=5, seed=1),
     FilterSpec(min_achievements=1, runs=("run-b", "run-c")),
@@ -53,6 +55,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> TraceStore:
         Episode([Turn(["do"], ["collect_wood"] if i == 7 else []) for i in range(9)]),
         Episode([Turn(["noop"], valid=i % 3 != 1) for i in range(6)]),
     ], history_turns=5)
+    write_run(root, "run-e", [  # recorded goals: the expert's own, a DAgger label's, none, not a string
+        Episode([Turn(["move_up"], extra={"goal": "wood"}), Turn(["do"], ["collect_wood"], extra={"goal": "wood"})]),
+        Episode([Turn(["move_left"], extra={"goal": "drink", "label_goal": "table", "executed_by": "student"}),
+                 Turn(["noop"])]),
+        Episode([Turn(["sleep"], extra={"goal": 3}), Turn(["do"], extra={"goal": "wood"})]),
+    ], history_turns=1)
     return TraceStore.open(root, turns=True)
 
 

@@ -181,6 +181,8 @@ def test_bad_specs_are_user_errors() -> None:
         FilterSpec.from_section(FilterSection(), achievements=("collect_gold",))
     with pytest.raises(UserError, match="balance_actions"):
         FilterSpec.from_section(FilterSection(), mode="trajectory", balance_actions=True)
+    with pytest.raises(UserError, match="drop_reasoning .* goal_reasoning .*choose one"):
+        FilterSpec.from_section(FilterSection(), drop_reasoning=True, goal_reasoning=True)
 
 
 def test_cli_json_has_the_promised_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

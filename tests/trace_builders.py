@@ -27,6 +27,7 @@ class Turn:
     unlocks: list[str] = field(default_factory=list)
     valid: bool = True
     observation: str | None = None
+    extra: dict[str, Any] | None = None  # what the agent recorded beside its reply (a goal, a DAgger label's goal)
 
 
 @dataclass
@@ -58,12 +59,13 @@ def turn_lines(index: int, episode: Episode, seed: int, run_id: str = "run") -> 
         else:
             assistant = {"role": "assistant", "content": "I will walk."}
             result = None
-        turns.append(TurnRecord(
+        record = TurnRecord(
             episode=index, seed=seed, attempt=episode.attempt, turn=number, step=step, observation=observation,
             assistant=assistant, tool_result=result, actions=turn.actions if turn.valid else [],
             reasoning=f"reason {number}", valid=turn.valid, new_achievements=turn.unlocks,
             reward=float(len(turn.unlocks)),
-        ).model_dump(mode="json"))
+        ).model_dump(mode="json")
+        turns.append(record if turn.extra is None else {**record, "extra": turn.extra})
         for k, action in enumerate(turn.actions if turn.valid else []):
             step += 1
             steps.append(StepRecord(

@@ -29,6 +29,19 @@ def _names(values: list[str] | None) -> list[str] | None:
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
+def add_shaping_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that shape examples for a small model (``filter`` and ``pipeline`` both take them;
+    left out, the ``[filter]`` config section decides)."""
+    parser.add_argument("--balance-actions", action="store_true", default=None,
+                        help="cap each first action at the mean count per first action (seeded)")
+    parser.add_argument("--drop-reasoning", action="store_true", default=None,
+                        help="empty the reasoning of exported interact calls (shorter replies for small models)")
+    parser.add_argument("--goal-reasoning", action="store_true", default=None,
+                        help="write the goal each turn's agent recorded (the scripted expert's: wood, drink, table, "
+                             "explore, ...) as the reasoning, before the actions: a short decision a small model "
+                             "makes first and then acts on")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "filter", help="select traces, show statistics, export SFT data (OpenAI chat JSONL)",
@@ -53,16 +66,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="only the K turns leading to each new achievement")
     parser.add_argument("--drop-invalid", action="store_true", default=None, help="drop invalid replies")
     parser.add_argument("--dedupe", action="store_true", default=None, help="drop identical prompt+reply examples")
-    parser.add_argument("--balance-actions", action="store_true", default=None,
-                        help="cap each first action at the mean count per first action (seeded)")
     parser.add_argument("--max-examples", type=positive_int, default=None)
     parser.add_argument("--validation-split", type=fraction, default=None, metavar="F",
                         help="hold out this fraction of episodes in <output>.valid.jsonl")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--text-actions", action="store_true", default=None,
                         help="assistant turns as plain text instead of tool calls")
-    parser.add_argument("--drop-reasoning", action="store_true", default=None,
-                        help="empty the reasoning of exported interact calls (shorter replies for small models)")
+    add_shaping_flags(parser)
     parser.add_argument("--cost-model", default=None, help="provider model for the training cost estimate")
     parser.add_argument("--format", choices=["jsonl", "parquet"], default=None,
                         help="output format (default: from the output suffix)")
@@ -79,7 +89,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[FilterSpec, Any]:
         "keep_before_achievement": args.keep_before_achievement, "drop_invalid": args.drop_invalid,
         "dedupe": args.dedupe, "balance_actions": args.balance_actions, "max_examples": args.max_examples,
         "validation_split": args.validation_split, "seed": args.seed, "text_actions": args.text_actions,
-        "drop_reasoning": args.drop_reasoning, "cost_model": args.cost_model,
+        "drop_reasoning": args.drop_reasoning, "goal_reasoning": args.goal_reasoning, "cost_model": args.cost_model,
     }}
     config = config_from_args(args, flags=flags)
     return FilterSpec.from_section(config.filter), config

@@ -14,7 +14,7 @@ message list (a test checks it), it is just not re-encoded for every example.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,12 @@ def text_action_message(assistant: dict[str, Any]) -> dict[str, Any]:
 def without_reasoning(assistant: dict[str, Any]) -> dict[str, Any]:
     """The assistant message with the ``reasoning`` of its interact calls emptied (kept as a key,
     so the call still matches the tool schema). Replies that are not valid interact calls stay as they are."""
+    return _rewrite_interact(assistant, lambda arguments: {**arguments, "reasoning": ""})
+
+
+def _rewrite_interact(assistant: dict[str, Any],
+                      rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """``assistant`` with the arguments of each interact call that has a reasoning key rewritten."""
     calls = assistant.get("tool_calls") or []
     if not any((call.get("function") or {}).get("name") == "interact" for call in calls):
         return assistant
@@ -98,15 +104,45 @@ def without_reasoning(assistant: dict[str, Any]) -> dict[str, Any]:
         except (TypeError, ValueError):
             arguments = None
         if function.get("name") == "interact" and isinstance(arguments, dict) and "reasoning" in arguments:
-            arguments["reasoning"] = ""
-            call = {**call, "function": {**function, "arguments": json.dumps(arguments)}}
+            call = {**call, "function": {**function, "arguments": json.dumps(rewrite(arguments))}}
         rewritten.append(call)
     return {**assistant, "tool_calls": rewritten}
 
 
-def exported_reply(assistant: dict[str, Any], *, drop_reasoning: bool, text_actions: bool) -> dict[str, Any]:
-    """The assistant message as an example carries it (both export paths shape replies here)."""
-    if drop_reasoning:
+def recorded_goal(line: dict[str, Any]) -> str:
+    """The goal a turn's reply was given for: a DAgger turn's ``extra.label_goal`` (its reply is the
+    expert's label, whoever moved), else the agent's own ``extra.goal``; ``""`` when none was recorded
+    (a model's turns: their reasoning is free text)."""
+    extra = line.get("extra")
+    if not isinstance(extra, dict):
+        return ""
+    goal = extra["label_goal"] if "label_goal" in extra else extra.get("goal")
+    return goal if isinstance(goal, str) else ""
+
+
+def with_goal_reasoning(assistant: dict[str, Any], goal: str) -> dict[str, Any]:
+    """The assistant message with the reasoning of its interact calls replaced by ``goal`` and
+    written *before* the actions (``{"reasoning": "wood", "actions": [...]}``).
+
+    Why first: a model writes its reply left to right, so a goal named first is a decision the
+    actions are then conditioned on (which of the things in view to walk to), and the goal gets its
+    own loss term instead of being folded into the first move. Replies that are not valid interact
+    calls stay as they are.
+    """
+    return _rewrite_interact(assistant, lambda arguments: {
+        "reasoning": goal, **{key: value for key, value in arguments.items() if key != "reasoning"}})
+
+
+def exported_reply(assistant: dict[str, Any], *, drop_reasoning: bool, text_actions: bool,
+                   goal: str | None = None) -> dict[str, Any]:
+    """The assistant message as an example carries it (both export paths shape replies here).
+
+    ``goal``: the turn's recorded goal when the export writes goals as the reasoning
+    (``FilterSpec.goal_reasoning``), else None.
+    """
+    if goal is not None:
+        assistant = with_goal_reasoning(assistant, goal)
+    elif drop_reasoning:
         assistant = without_reasoning(assistant)
     return text_action_message(assistant) if text_actions else assistant
 
@@ -179,7 +215,7 @@ def _plans(cursor: duckdb.DuckDBPyConnection, run_id: str, source: str) -> dict[
 
 
 def iter_examples(cursor: duckdb.DuckDBPyConnection, runs: dict[str, tuple[Path, RunRecord]], *,
-                  mode: str, text_actions: bool, drop_reasoning: bool = False,
+                  mode: str, text_actions: bool, drop_reasoning: bool = False, goal_reasoning: bool = False,
                   source: str = "selection") -> Iterator[Example]:
     """Every example of the materialised selection in (run_id, episode, turn) order (``source``:
     a function of the data, not of the order parallel workers appended the lines in)."""
@@ -189,11 +225,12 @@ def iter_examples(cursor: duckdb.DuckDBPyConnection, runs: dict[str, tuple[Path,
         plans = _plans(cursor, run_id, source)
         lines = read_lines(path / TURNS_FILE, lines_by_run[run_id])
         yield from _run_examples(run_id, lines, record, plans, mode=mode, text_actions=text_actions,
-                                 drop_reasoning=drop_reasoning)
+                                 drop_reasoning=drop_reasoning, goal_reasoning=goal_reasoning)
 
 
 def _run_examples(run_id: str, lines: Iterable[bytes], record: RunRecord, plans: dict[int, _EpisodePlan], *,
-                  mode: str, text_actions: bool, drop_reasoning: bool = False) -> Iterator[Example]:
+                  mode: str, text_actions: bool, drop_reasoning: bool = False,
+                  goal_reasoning: bool = False) -> Iterator[Example]:
     """The examples of one run from its selected episodes' turn lines, in (episode, file) order."""
     system = record.system_prompt if record.system_prompt is not None else SYSTEM_PROMPT
     tools_tail = "}" if text_actions else ',"tools":' + TOOLS_JSON + "}"
@@ -208,7 +245,8 @@ def _run_examples(run_id: str, lines: Iterable[bytes], record: RunRecord, plans:
             observation, assistant, turn = line["observation"], line["assistant"], line["turn"]
         except (ValueError, KeyError, TypeError):
             continue  # reported when the store loaded the file
-        assistant = exported_reply(assistant, drop_reasoning=drop_reasoning, text_actions=text_actions)
+        assistant = exported_reply(assistant, drop_reasoning=drop_reasoning, text_actions=text_actions,
+                                   goal=recorded_goal(line) if goal_reasoning else None)
         tool_result = None if text_actions else line.get("tool_result")
         group = plan.groups.get(turn)
         if group is not None:

@@ -84,7 +84,8 @@ def export_selection(store: TraceStore, spec: FilterSpec, output: Path, *, fmt: 
     valid_path = validation_path(output) if spec.validation_split > 0 else None
     output.parent.mkdir(parents=True, exist_ok=True)
     runs = _runs(store)
-    options = {"mode": spec.mode, "text_actions": spec.text_actions, "drop_reasoning": spec.drop_reasoning}
+    options = {"mode": spec.mode, "text_actions": spec.text_actions, "drop_reasoning": spec.drop_reasoning,
+               "goal_reasoning": spec.goal_reasoning}
     fast = composition_holds()
     if parallel is None:
         parallel = fmt == "jsonl" and total >= PARALLEL_MIN_EXAMPLES and can_fork()
@@ -232,7 +233,8 @@ def selection_tokens(store: TraceStore, cursor: duckdb.DuckDBPyConnection, spec:
     counted = total = assistant = largest = over = 0
     tools = None if spec.text_actions else TOOLS
     for example in iter_examples(cursor, _runs(store), mode=spec.mode, text_actions=spec.text_actions,
-                                 drop_reasoning=spec.drop_reasoning, source="token_sample"):
+                                 drop_reasoning=spec.drop_reasoning, goal_reasoning=spec.goal_reasoning,
+                                 source="token_sample"):
         n, a = example_tokens(counter, example.messages, tools)
         counted += 1
         total += n

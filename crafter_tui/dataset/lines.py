@@ -36,7 +36,7 @@ from crafter_tui.agents.base import HistoryTurn
 from crafter_tui.agents.prompting import SYSTEM_PROMPT, build_messages
 from crafter_tui.dataset.source import RUN_INDEX_SQL, LineRows, line_rows, read_lines
 from crafter_tui.dataset.examples import (
-    TOOLS_JSON, _encode_message, dumps, exported_reply,
+    TOOLS_JSON, _encode_message, dumps, exported_reply, recorded_goal,
 )
 from crafter_tui.traces.schema import TURNS_FILE, RunRecord
 
@@ -282,26 +282,26 @@ def run_plans(rows: RunRows) -> dict[int, _Episode]:
 
 
 def iter_lines(cursor: duckdb.DuckDBPyConnection, runs: dict[str, tuple[Path, RunRecord]], *,
-               mode: str, text_actions: bool, drop_reasoning: bool = False,
+               mode: str, text_actions: bool, drop_reasoning: bool = False, goal_reasoning: bool = False,
                rows: list[RunRows] | None = None) -> Iterator[PiecedLine]:
     """Every example line of the materialised ``selection``, in the reference path's order:
     (run_id, episode, turn), see ``source``. ``rows``: default ``all_run_rows(cursor)``.
     """
     for run in all_run_rows(cursor) if rows is None else rows:
         yield from lines_of_run(run, runs[run.run_id], mode=mode, text_actions=text_actions,
-                                drop_reasoning=drop_reasoning)
+                                drop_reasoning=drop_reasoning, goal_reasoning=goal_reasoning)
 
 
 def lines_of_run(rows: RunRows, run: tuple[Path, RunRecord], *, mode: str, text_actions: bool,
-                 drop_reasoning: bool = False) -> Iterator[PiecedLine]:
+                 drop_reasoning: bool = False, goal_reasoning: bool = False) -> Iterator[PiecedLine]:
     """The lines of one run (needs no database: a forked helper process can run it)."""
     path, record = run
     return run_lines(rows.run_id, read_lines(path / TURNS_FILE, rows.lines), record, run_plans(rows), mode=mode,
-                     text_actions=text_actions, drop_reasoning=drop_reasoning)
+                     text_actions=text_actions, drop_reasoning=drop_reasoning, goal_reasoning=goal_reasoning)
 
 
 def run_lines(run_id: str, lines: Iterable[bytes], record: RunRecord, episodes: dict[int, _Episode], *, mode: str,
-              text_actions: bool, drop_reasoning: bool = False) -> Iterator[PiecedLine]:
+              text_actions: bool, drop_reasoning: bool = False, goal_reasoning: bool = False) -> Iterator[PiecedLine]:
     """The lines of one run, from its selected episodes' turn lines in (episode, file) order
     (``source.read_lines``; ``episodes`` from ``run_plans``, consumed).
 
@@ -325,7 +325,8 @@ def run_lines(run_id: str, lines: Iterable[bytes], record: RunRecord, episodes: 
             observation, assistant = line["observation"], line["assistant"]
         except (ValueError, KeyError, TypeError):
             continue  # reported when the store loaded the file
-        assistant = exported_reply(assistant, drop_reasoning=drop_reasoning, text_actions=text_actions)
+        assistant = exported_reply(assistant, drop_reasoning=drop_reasoning, text_actions=text_actions,
+                                   goal=recorded_goal(line) if goal_reasoning else None)
         segment, head = turn_pieces(observation, assistant, None if text_actions else line.get("tool_result"),
                                     orjson_ok)
         group = episode.groups.get(turn)

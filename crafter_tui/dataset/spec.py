@@ -43,6 +43,7 @@ class FilterSpec(BaseModel):
     seed: int = Field(0, ge=-(2**62), le=2**62)
     text_actions: bool = False
     drop_reasoning: bool = False
+    goal_reasoning: bool = False
     cost_model: str = "gpt-4o-mini-2024-07-18"
 
     @field_validator("achievements")
@@ -57,6 +58,9 @@ class FilterSpec(BaseModel):
     def _mode_options(self) -> FilterSpec:
         if self.mode == "trajectory" and self.balance_actions:
             raise ValueError("balance_actions balances per-turn examples: use mode 'turn'")
+        if self.drop_reasoning and self.goal_reasoning:
+            raise ValueError("drop_reasoning empties the reasoning and goal_reasoning replaces it with the "
+                             "recorded goal: choose one")
         return self
 
     @property

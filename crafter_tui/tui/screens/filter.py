@@ -53,6 +53,8 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("dedupe", "dedupe", "bool"),
     ("balance_actions", "balance actions", "bool"),
     ("text_actions", "text actions", "bool"),
+    ("drop_reasoning", "drop reasoning", "bool"),
+    ("goal_reasoning", "goal as reasoning", "bool"),
 )
 
 
