@@ -94,3 +94,29 @@ async def test_a_data_rollout_where_every_episode_fails_stops_at_the_rollout_sta
         [event async for event in PipelineService(config).run(spec)]
     state = json.loads((workdir / "pipeline.json").read_text())["stages"]
     assert not state["rollout"]["finished"] and "export" not in state
+
+
+def test_the_pipeline_command_takes_every_knob_of_the_demo_recipe(tmp_path, monkeypatch):
+    """``crafter-tui pipeline`` can run the demo's recipe (the README names its flags): the observation,
+    the example shaping, the evaluation's sampling; the ``[filter]`` section fills what flags leave out."""
+    from crafter_tui.cli import main
+    from crafter_tui.cli import pipeline as pipeline_cli
+    from crafter_tui.services.demo import FULL, demo_spec
+
+    seen = []
+
+    async def capture(service, spec, view):
+        seen.append(spec)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline_cli, "_run", capture)
+    config = tmp_path / "c.toml"
+    config.write_text('[filter]\nmode = "turn"\ndedupe = true\n')
+    with pytest.raises(SystemExit):
+        main(["pipeline", "--workdir", str(tmp_path / "w"), "--config", str(config), "--observation", "brief",
+              "--balance-actions", "--drop-reasoning", "--eval-temperature", "0.7", "--eval-max-tokens", "64"])
+    spec = seen[0]
+    assert (spec.observation, spec.eval_temperature, spec.eval_max_tokens) == ("brief", 0.7, 64)
+    assert spec.filter == FilterSpec(mode="turn", dedupe=True, balance_actions=True, drop_reasoning=True)
+    recipe = demo_spec(tmp_path / "w", FULL).filter
+    assert recipe.model_copy(update={"dedupe": True}) == spec.filter  # the demo's own shaping, spelled as flags

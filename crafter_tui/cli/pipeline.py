@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import get_args
 
 from pydantic import ValidationError
 
 from crafter_tui.cli.common import add_config_flag, config_from_args, positive_int, print_json
+from crafter_tui.cli.filter import add_shaping_flags
+from crafter_tui.config import ObservationFormat
 from crafter_tui.cli.pipeline_view import PipelineView
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.errors import UserError, first_validation_error
@@ -32,8 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-steps", type=positive_int, default=300)
     parser.add_argument("--history-turns", type=int, default=0)
     parser.add_argument("--difficulty", choices=list(PRESETS), default="normal")
+    parser.add_argument("--observation", choices=get_args(ObservationFormat), default=None,
+                        help="text observation format of every rollout (default: full; brief for small models)")
     parser.add_argument("--min-achievements", type=int, default=None)
-    parser.add_argument("--mode", choices=["turn", "trajectory"], default="turn")
+    parser.add_argument("--mode", choices=["turn", "trajectory"], default=None)
+    add_shaping_flags(parser)
     parser.add_argument("--backend", choices=["openai", "synth", "modal", "local"], default="local")
     parser.add_argument("--models", default="crafter-small", help="base models to fine-tune, comma-separated")
     parser.add_argument("--epochs", type=positive_int, default=None)
@@ -52,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval-episodes", type=positive_int, default=20)
     parser.add_argument("--eval-seed", type=int, default=0, help="first held-out seed")
     parser.add_argument("--eval-difficulty", default="normal", help="comma-separated difficulty instances")
+    parser.add_argument("--eval-temperature", type=float, default=None,
+                        help="sampling temperature of the tuned models (default: [eval] temperature)")
+    parser.add_argument("--eval-max-tokens", type=positive_int, default=None, help="reply budget per turn")
     parser.add_argument("--baselines", default="random", help="comma-separated: random, scripted (or none)")
     parser.add_argument("--name", default="pipeline", help="prefix of run, job and experiment names")
     parser.add_argument("--json", action="store_true")
@@ -66,13 +75,19 @@ def _csv(text: str) -> list[str]:
 def handle(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     baselines = [] if args.baselines.strip() in ("", "none") else _csv(args.baselines)
+    selection = FilterSpec.from_section(config.filter, min_achievements=args.min_achievements, mode=args.mode,
+                                        balance_actions=args.balance_actions, drop_reasoning=args.drop_reasoning,
+                                        goal_reasoning=args.goal_reasoning)
+    given = {name: value for name, value in (("observation", args.observation),
+                                             ("eval_temperature", args.eval_temperature),
+                                             ("eval_max_tokens", args.eval_max_tokens)) if value is not None}
     try:
-        spec = PipelineSpec(
+        spec = PipelineSpec(**given,
             workdir=Path(args.workdir), data_agent=args.agent,
             data_model=args.data_model or {"scripted": "scripted-expert", "random": "random"}.get(args.agent, ""),
             data_episodes=args.episodes, data_seed=args.seed, max_steps=args.max_steps,
             history_turns=args.history_turns, difficulty=args.difficulty,
-            filter=FilterSpec(min_achievements=args.min_achievements, mode=args.mode),
+            filter=selection,
             backend=args.backend, models=_csv(args.models), epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, dagger_rounds=args.dagger_rounds, dagger_episodes=args.dagger_episodes,
             dagger_seed=args.dagger_seed, dagger_beta=args.dagger_beta, dagger_epochs=args.dagger_epochs,
