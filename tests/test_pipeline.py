@@ -96,12 +96,16 @@ async def test_a_data_rollout_where_every_episode_fails_stops_at_the_rollout_sta
     assert not state["rollout"]["finished"] and "export" not in state
 
 
-def test_the_pipeline_command_takes_every_knob_of_the_demo_recipe(tmp_path, monkeypatch):
-    """``crafter-tui pipeline`` can run the demo's recipe (the README names its flags): the observation,
-    the example shaping, the evaluation's sampling; the ``[filter]`` section fills what flags leave out."""
+#: The README's spelling of the demo's recipe as a pipeline command (with ``[finetune] threads = 2``).
+RECIPE_COMMAND = ("--observation brief --balance-actions --drop-reasoning --episodes 150 --models crafter-tiny "
+                  "--epochs 1 --batch-size 16 --learning-rate 4e-4 --dagger-rounds 1 --dagger-episodes 75 "
+                  "--dagger-beta 0.7 --dagger-epochs 2 --eval-episodes 40 --eval-temperature 0.7 "
+                  "--eval-max-tokens 64 --baselines random,scripted --name demo")
+
+
+def _pipeline_spec(monkeypatch, argv: list[str]) -> PipelineSpec:
     from crafter_tui.cli import main
     from crafter_tui.cli import pipeline as pipeline_cli
-    from crafter_tui.services.demo import FULL, demo_spec
 
     seen = []
 
@@ -110,13 +114,21 @@ def test_the_pipeline_command_takes_every_knob_of_the_demo_recipe(tmp_path, monk
         raise SystemExit(0)
 
     monkeypatch.setattr(pipeline_cli, "_run", capture)
-    config = tmp_path / "c.toml"
-    config.write_text('[filter]\nmode = "turn"\ndedupe = true\n')
     with pytest.raises(SystemExit):
-        main(["pipeline", "--workdir", str(tmp_path / "w"), "--config", str(config), "--observation", "brief",
-              "--balance-actions", "--drop-reasoning", "--eval-temperature", "0.7", "--eval-max-tokens", "64"])
-    spec = seen[0]
-    assert (spec.observation, spec.eval_temperature, spec.eval_max_tokens) == ("brief", 0.7, 64)
-    assert spec.filter == FilterSpec(mode="turn", dedupe=True, balance_actions=True, drop_reasoning=True)
-    recipe = demo_spec(tmp_path / "w", FULL).filter
-    assert recipe.model_copy(update={"dedupe": True}) == spec.filter  # the demo's own shaping, spelled as flags
+        main(["pipeline", *argv])
+    return seen[0]
+
+
+def test_the_readmes_pipeline_command_is_the_demos_recipe(tmp_path, monkeypatch):
+    from crafter_tui.services.demo import FULL, demo_spec
+
+    spec = _pipeline_spec(monkeypatch, ["--workdir", str(tmp_path / "w"), *RECIPE_COMMAND.split()])
+    assert spec == demo_spec(tmp_path / "w", FULL)
+
+
+def test_the_filter_section_fills_what_the_pipelines_flags_leave_out(tmp_path, monkeypatch):
+    config = tmp_path / "c.toml"
+    config.write_text('[filter]\nmode = "turn"\ndedupe = true\ngoal_reasoning = true\n')
+    spec = _pipeline_spec(monkeypatch, ["--workdir", str(tmp_path / "w"), "--config", str(config),
+                                        "--balance-actions"])
+    assert spec.filter == FilterSpec(mode="turn", dedupe=True, balance_actions=True, goal_reasoning=True)
