@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from crafter_tui.cli.common import add_config_flag, config_from_args, positive_int, print_json
 from crafter_tui.cli.filter import add_shaping_flags
-from crafter_tui.config import ObservationFormat
 from crafter_tui.cli.pipeline_view import PipelineView
+from crafter_tui.config import ObservationFormat
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.errors import UserError, first_validation_error
 from crafter_tui.services.pipeline import PipelineFinished, PipelineService, PipelineSpec
