@@ -189,3 +189,33 @@ def test_freed_memory_is_given_back_where_glibc_allows() -> None:
     if sys.platform.startswith("linux"):
         assert _malloc_trim() is not None
     release_freed_memory()  # safe to call at any time
+
+
+@pytest.mark.parametrize("through", ["connection", "cursor"])
+def test_closing_interrupts_a_call_still_running_in_another_thread(tmp_path: Path, through: str) -> None:
+    """The console quitting while a worker thread still queries the store (statistics on a cursor, a
+    refresh on the connection): DuckDB refuses to close a busy connection, so ``close`` interrupts the
+    call (its thread gets DuckDB's interrupt error) and closes at once instead of raising."""
+    import threading
+    import time
+
+    import duckdb
+
+    store = TraceStore.open(small_store(tmp_path))
+    connection = store.connection if through == "connection" else store.cursor()
+    errors: list[BaseException] = []
+
+    def long_query() -> None:
+        try:
+            connection.execute("SELECT sum(i) FROM range(100000000000) t(i)").fetchall()
+        except duckdb.Error as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=long_query)
+    worker.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    store.close()
+    worker.join(timeout=5)
+    assert time.monotonic() - started < 2 and not worker.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], duckdb.InterruptException)

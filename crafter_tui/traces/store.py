@@ -29,6 +29,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,8 @@ MANIFEST = "manifest.json"
 #: ignored (the JSONL is read instead) until the next ``compact``.
 SNAPSHOT_FORMAT = 2
 MAX_KEPT_PROBLEMS = 1000
+#: How long ``close`` keeps interrupting a call still running on the connection before it gives up.
+CLOSE_WAIT_S = 5.0
 
 _KIND_FILES: dict[str, tuple[RecordKind, str, str]] = {
     "episodes": (EPISODES, EPISODES_FILE, "episode_lines"),
@@ -98,6 +102,8 @@ class TraceStore:
         self._con.execute(f"ATTACH ':memory:' AS {DATABASE} (COMPRESS)")
         self._con.execute(_USE)
         self._lock = threading.RLock()
+        self._cursors: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()  # for close()
+        self._cursors_lock = threading.Lock()  # not self._lock: close() must not wait for a refresh holding it
         self._runs: dict[str, RunState] = {}
         self._loaded: set[str] = {"episodes"}
         self._seq = 0
@@ -121,6 +127,8 @@ class TraceStore:
         """A fresh cursor (one per query/thread) on the in-memory database."""
         cur = self._con.cursor()
         cur.execute(_USE)  # a cursor starts in the default database, not in the store's
+        with self._cursors_lock:
+            self._cursors.add(cur)
         return cur
 
     @property
@@ -205,7 +213,17 @@ class TraceStore:
             log.debug("checkpoint skipped: %s", exc)
 
     def close(self) -> None:
-        self._con.close()
+        """Close the in-memory database, interrupting calls still running on it in other threads.
+
+        DuckDB refuses to close a connection or cursor that is busy (the console quitting while
+        statistics or a refresh run in a worker thread): each busy call is interrupted (its thread
+        gets DuckDB's interrupt error) and closing is retried, so quitting never ends in a traceback
+        and never waits for a long query to finish.
+        """
+        with self._cursors_lock:
+            cursors = list(self._cursors)
+        for connection in [*cursors, self._con]:
+            _close_interrupting(connection)
 
     # ---------------------------------------------------------------- discovery
     def _discover(self, report: RefreshReport) -> None:
@@ -342,3 +360,18 @@ class TraceStore:
                 cur.close()
             self._seq = max(self._seq, 0 if last_seq is None else int(last_seq) + 1)
             state.cursors[kind_name] = FileCursor(int(entry["offset"]), int(entry["lines"]))
+
+
+def _close_interrupting(connection: duckdb.DuckDBPyConnection) -> None:
+    """Close ``connection``; while a call in another thread keeps it busy, interrupt that call and retry
+    (for up to ``CLOSE_WAIT_S``)."""
+    deadline = time.monotonic() + CLOSE_WAIT_S
+    while True:
+        try:
+            connection.close()
+            return
+        except duckdb.ResourceInUseException:
+            if time.monotonic() > deadline:
+                raise
+            connection.interrupt()
+            time.sleep(0.01)
