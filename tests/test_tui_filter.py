@@ -52,6 +52,15 @@ async def test_a_threshold_change_updates_the_counts(store):
         assert screen.detail.action_distribution
         await wait_for(pilot, lambda: '"messages"' in plain(screen.query_one("#filter-preview-text")), timeout=20,
                        what="preview example")
+        # the two ways of shaping the reasoning exclude each other: named, and the last good spec stays
+        screen.query_one("#f-drop_reasoning", Checkbox).value = True
+        screen.query_one("#f-goal_reasoning", Checkbox).value = True
+        await wait_for(pilot, lambda: "choose one" in plain(screen.query_one("#filter-error")),
+                       what="conflicting reasoning switches named")
+        assert not screen.spec.goal_reasoning
+        screen.query_one("#f-drop_reasoning", Checkbox).value = False
+        await wait_for(pilot, lambda: screen.spec.goal_reasoning and not plain(screen.query_one("#filter-error")).strip(),
+                       what="goal reasoning alone accepted")
 
 
 async def test_export_and_validate_show_their_results(store, tmp_path):
