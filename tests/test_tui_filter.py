@@ -59,7 +59,8 @@ async def test_a_threshold_change_updates_the_counts(store):
                        what="conflicting reasoning switches named")
         assert not screen.spec.goal_reasoning
         screen.query_one("#f-drop_reasoning", Checkbox).value = False
-        await wait_for(pilot, lambda: screen.spec.goal_reasoning and not plain(screen.query_one("#filter-error")).strip(),
+        error = screen.query_one("#filter-error")
+        await wait_for(pilot, lambda: screen.spec.goal_reasoning and not plain(error).strip(),
                        what="goal reasoning alone accepted")
 
 
