@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -96,11 +98,13 @@ async def test_a_data_rollout_where_every_episode_fails_stops_at_the_rollout_sta
     assert not state["rollout"]["finished"] and "export" not in state
 
 
-#: The README's spelling of the demo's recipe as a pipeline command (with ``[finetune] threads = 2``).
-RECIPE_COMMAND = ("--observation brief --balance-actions --drop-reasoning --episodes 150 --models crafter-tiny "
-                  "--epochs 1 --batch-size 16 --learning-rate 4e-4 --dagger-rounds 1 --dagger-episodes 75 "
-                  "--dagger-beta 0.7 --dagger-epochs 2 --eval-episodes 40 --eval-temperature 0.7 "
-                  "--eval-max-tokens 64 --baselines random,scripted --name demo")
+def readme_recipe_command() -> list[str]:
+    """The README's spelling of the demo's recipe as a pipeline command (its arguments after ``--workdir DIR``),
+    read from the README itself so the two cannot drift apart."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    found = re.search(r"`crafter-tui pipeline --workdir DIR ([^`]+)`", readme)
+    assert found, "the README no longer spells the recipe as a pipeline command"
+    return found.group(1).split()
 
 
 def _pipeline_spec(monkeypatch, argv: list[str]) -> PipelineSpec:
@@ -122,7 +126,7 @@ def _pipeline_spec(monkeypatch, argv: list[str]) -> PipelineSpec:
 def test_the_readmes_pipeline_command_is_the_demos_recipe(tmp_path, monkeypatch):
     from crafter_tui.services.demo import FULL, demo_spec
 
-    spec = _pipeline_spec(monkeypatch, ["--workdir", str(tmp_path / "w"), *RECIPE_COMMAND.split()])
+    spec = _pipeline_spec(monkeypatch, ["--workdir", str(tmp_path / "w"), *readme_recipe_command()])
     assert spec == demo_spec(tmp_path / "w", FULL)
 
 
