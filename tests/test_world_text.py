@@ -103,7 +103,7 @@ def test_brief_observation_puts_vitals_first_and_ends_with_neighbours_and_the_fa
     view[5][7] = SEMANTIC_IDS["cow"]
     state = _state(view, daylight=0.2, sleeping=True)
     lines = render_brief_observation(state, turn=5, max_steps=300).splitlines()
-    assert lines == ["he9 fo7 dr6 en8 night", "inv wood3 wood_pickaxe1", "near tree:1n water:1e cow:2s3e",
+    assert lines == ["he9 fo7 dr6 en8 night", "inv wood3 wood_pickaxe1", "near tree:1n>n water:1e>e cow:2s3e>s",
                      "around n:tree s:grass w:grass e:water", "face tree:n sleeping"]
     assert set(OBSERVATION_FORMATS) == set(SYSTEM_PROMPTS) == set(get_args(ObservationFormat))
 
@@ -122,6 +122,68 @@ def test_brief_observation_lists_the_crafts_that_would_succeed_and_no_others():
     far = _state(view, facing_id=SEMANTIC_IDS["tree"])
     assert possible_crafts(far, view_cells(far)) == []
     assert not any(line.startswith("can") for line in render_brief_observation(far, turn=0, max_steps=300).split("\n"))
+
+
+def test_brief_observation_names_the_first_step_toward_each_target():
+    from crafter_tui.world.text_obs import render_brief_observation
+
+    view = _grass_view()
+    view[1][1] = SEMANTIC_IDS["tree"]  # 2 north 3 west: equally short walks, the expert steps north first
+    view[3][6] = SEMANTIC_IDS["water"]  # 2 east, behind a rock: the walk goes round it
+    view[3][5] = SEMANTIC_IDS["stone"]
+    view[2][5] = SEMANTIC_IDS["stone"]
+    state = _state(view, facing=(0, 1), facing_id=SEMANTIC_IDS["grass"], inventory={"health": 9, "food": 9,
+                                                                                      "drink": 9, "energy": 9})
+    near = render_brief_observation(state, turn=0, max_steps=300).splitlines()[2]
+    assert near == "near stone:1e>e water:2e>s tree:2n3w>n"  # next to the stone: the side that faces it
+    view[0][4] = SEMANTIC_IDS["lava"]
+    for row in (4, 5, 6):  # water and tree walled off by rock: no step for either
+        view[row] = [SEMANTIC_IDS["stone"]] * 9
+    view[3] = [SEMANTIC_IDS["stone"]] * 4 + [SEMANTIC_IDS["player"]] + [SEMANTIC_IDS["stone"]] * 4
+    view[2] = [SEMANTIC_IDS["stone"]] * 9
+    walled = _state(view, facing=(0, 1), facing_id=SEMANTIC_IDS["stone"], inventory={"energy": 9})
+    near = render_brief_observation(walled, turn=0, max_steps=300).splitlines()[2]
+    assert near.startswith("near stone:1n>s ")  # the faced side
+    assert "tree:2n3w" in near and "tree:2n3w>" not in near  # no way there without a pickaxe
+    view[1][1], view[3][8] = SEMANTIC_IDS["tree"], SEMANTIC_IDS["water"]
+    dig = _state(view, facing=(0, 1), facing_id=SEMANTIC_IDS["stone"], inventory={"energy": 9, "wood_pickaxe": 1})
+    near = render_brief_observation(dig, turn=0, max_steps=300).splitlines()[2]  # a pickaxe digs through
+    assert "water:4e>e" in near and "tree:2n3w>n" in near
+    assert "lava:3n>" not in near
+
+
+def test_the_step_is_the_experts_own_first_move():
+    """In the expert's play, whenever it walks to something in view, its first move is the step
+    the observation names for that kind: the student reads the move the teacher makes."""
+    import re
+
+    import numpy as np
+
+    from crafter_tui.agents.expert.planner import Planner
+    from crafter_tui.world.text_obs import render_brief_observation
+
+    kind_of_goal = {"wood": "tree", "drink": "water", "eat": "cow", "stone": "stone", "coal": "coal",
+                    "iron": "iron", "fight": "zombie", "zombie": "zombie", "eat_plant": "plant"}
+    letters = {"move_up": "n", "move_down": "s", "move_left": "w", "move_right": "e"}
+    agree = differ = 0
+    for seed in (1, 2):
+        world, planner = CrafterWorld("normal", max_steps=10_000), Planner()
+        state = world.reset(seed)
+        for _ in range(300):
+            plan = planner.decide(state, np.asarray(world.semantic_map()))
+            kind, first = kind_of_goal.get(plan.goal), plan.actions[0]
+            near = render_brief_observation(state, turn=0, max_steps=300).splitlines()
+            hint = re.search(rf"\b{kind}:\w+>(\w)", next(line for line in near if line.startswith("near")))
+            if kind and first in letters and hint:
+                agree, differ = agree + (hint.group(1) == letters[first]), differ + (hint.group(1) != letters[first])
+            for action in plan.actions:
+                outcome = world.step(ACTION_IDS[action])
+                if outcome.done:
+                    break
+            state = outcome.state
+            if outcome.done:
+                break
+    assert agree > 80 and differ <= agree // 50
 
 
 def test_the_listed_crafts_are_exactly_those_the_game_lets_through():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import numpy as np
 import pytest
 
 from crafter_tui.world import text_obs
@@ -114,9 +115,40 @@ class _Reference:
                 if state.inventory.get(tool, 0) == 0 and set(rule["nearby"]) <= square and affordable(rule["uses"])]
         return can
 
+    @staticmethod
+    def step_hints(state: WorldState) -> dict[str, str]:
+        """The scripted expert's own path search (numpy maps indexed [x, y]) run on the view."""
+        from crafter_tui.agents.expert.navigation import (
+            diggable_names, mask_of, neighbours, shortest_path, square_neighbours,
+        )
+
+        sem = np.asarray(state.local_view).T
+        walk = mask_of(sem, ("grass", "sand", "path"))
+        walk[_CENTER] = True
+        passable = walk | mask_of(sem, diggable_names(state.inventory))
+        hints = {}
+        for kind in ("tree", "water", "cow", "stone", "coal", "iron", "diamond", "zombie", "plant", "table",
+                     "furnace"):
+            targets = mask_of(sem, (kind,))
+            station = kind in ("table", "furnace")
+            if not targets.any():
+                continue
+            goals = walk & square_neighbours(targets) if station else neighbours(targets) & passable
+            path = shortest_path(passable, _CENTER, goals, 100)
+            if path:
+                hints[kind] = DIRECTIONS[(path[0][0] - _CENTER[0], path[0][1] - _CENTER[1])][0]
+            elif path == [] and not station:
+                sides = [state.facing] + [(0, -1), (1, 0), (0, 1), (-1, 0)]
+                hints[kind] = next(DIRECTIONS[d][0] for d in sides
+                                   if d in DIRECTIONS and targets[_CENTER[0] + d[0], _CENTER[1] + d[1]])
+        return hints
+
     @classmethod
     def brief(cls, state: WorldState, *, turn: int, max_steps: int) -> str:
         short = cls._short_lines(state)
+        hints = cls.step_hints(state)
+        short["near"] = " ".join(f"{entry}>{hints[entry.split(':')[0]]}" if entry.split(":")[0] in hints else entry
+                                 for entry in short["near"].split(" "))
         around = "around " + " ".join(f"{letter}:{name}" for letter, name in cls.neighbour_names(state))
         can = cls.possible_crafts(state)
         lines = [short["vitals"], short["inv"]]
@@ -216,6 +248,8 @@ def test_the_states_cover_night_sleep_and_full_inventories() -> None:
     assert any(any(name.startswith("make_") for name in can) for can in crafts)
     assert any(any(name.startswith("place_") for name in can) for can in crafts)
     assert any(not can for can in crafts)
+    steps = [_Reference.step_hints(s) for s in STATES]
+    assert sum(len(h) > 1 for h in steps) > 300 and sum(not h for h in steps) > 50
 
 
 @pytest.mark.parametrize("name", ["full", "compact", "brief"])

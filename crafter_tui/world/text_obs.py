@@ -24,8 +24,8 @@ from operator import gt, itemgetter
 from typing import TYPE_CHECKING
 
 from crafter_tui.world.rules import (
-    ACHIEVEMENTS, DIRECTIONS, ITEMS, LOCAL_VIEW, MAKE_RULES, MAX_ITEM, PLACE_RULES, SEMANTIC_IDS, SEMANTIC_NAMES,
-    VITALS,
+    ACHIEVEMENTS, COLLECT_RULES, DIRECTIONS, ITEMS, LOCAL_VIEW, MAKE_RULES, MAX_ITEM, PLACE_RULES, SEMANTIC_IDS,
+    SEMANTIC_NAMES, VITALS, WALKABLE,
 )
 
 if TYPE_CHECKING:  # annotations only: prompts and the SFT export must not import the game engine
@@ -201,11 +201,17 @@ def _vitals_and_items(state: WorldState) -> tuple[str, str]:
     return vitals, items
 
 
-def _short_lines(state: WorldState, cells: bytes | None = None) -> dict[str, str]:
-    """The ``near``, ``face``, vitals and ``inv`` lines shared by the compact and brief formats."""
+def _short_lines(state: WorldState, cells: bytes | None = None,
+                 steps: dict[int, str] | None = None) -> dict[str, str]:
+    """The ``near``, ``face``, vitals and ``inv`` lines shared by the compact and brief formats
+    (``steps``: the first step toward some kinds, written after their offsets as ``>n``)."""
     if cells is None:
         cells = view_cells(state)
-    near = " ".join([_SHORT_PHRASE[sid][at] for _, sid, at in _nearest(cells) if sid != _GRASS_ID])
+    if steps:
+        near = " ".join([_SHORT_PHRASE[sid][at] + (f">{steps[sid]}" if sid in steps else "")
+                         for _, sid, at in _nearest(cells) if sid != _GRASS_ID])
+    else:
+        near = " ".join([_SHORT_PHRASE[sid][at] for _, sid, at in _nearest(cells) if sid != _GRASS_ID])
     facing = f"{SEMANTIC_NAMES[state.facing_id]}:{DIRECTIONS.get(state.facing, '?')[0]}"
     vitals, items = _vitals_and_items(state)
     night = "" if state.daylight > 0.5 else " night"
@@ -272,6 +278,96 @@ def possible_crafts(state: WorldState, cells: bytes | None = None) -> list[str]:
     return can
 
 
+#: Steps in the order the scripted expert tries them when it walks a path back (north, east, south, west).
+_STEPS = ((0, -1), (1, 0), (0, 1), (-1, 0))
+_STEP_LETTER = {step: DIRECTIONS[step][0] for step in _STEPS}
+_OPPOSITE = {"n": "s", "s": "n", "w": "e", "e": "w"}
+#: Per cell of the view, (neighbour cell, step letter) in ``_STEPS`` order, inside the view only.
+_NEXT = [[(cell + dy * _W + dx, _STEP_LETTER[(dx, dy)]) for dx, dy in _STEPS
+          if 0 <= cell % _W + dx < _W and 0 <= cell // _W + dy < _H] for cell in range(_CELLS)]
+#: Per cell, the cells of its 3x3 square (Crafter's crafting square) inside the view.
+_SQUARE = [[cell + dy * _W + dx for dx in (-1, 0, 1) for dy in (-1, 0, 1)
+            if 0 <= cell % _W + dx < _W and 0 <= cell // _W + dy < _H] for cell in range(_CELLS)]
+_WALK_IDS = frozenset(SEMANTIC_IDS[kind] for kind in WALKABLE)
+#: (kind id, tool needs) of what can be dug through: collecting it leaves walkable ground.
+_DIGGABLE = [(SEMANTIC_IDS[kind], tuple(rule["require"].items())) for kind, rule in COLLECT_RULES.items()
+             if kind in SEMANTIC_IDS and rule["leaves"] in WALKABLE and kind not in WALKABLE
+             and rule.get("probability", 1) >= 1]
+#: Kinds the expert walks next to (to collect, drink, eat, fight), and the stations whose
+#: crafting square it walks into.
+_HINT_NEXT_TO = frozenset(SEMANTIC_IDS[kind] for kind in
+                          ("tree", "water", "cow", "stone", "coal", "iron", "diamond", "zombie", "plant"))
+_HINT_SQUARE = frozenset(SEMANTIC_IDS[kind] for kind in ("table", "furnace"))
+_HINT_KINDS = _HINT_NEXT_TO | _HINT_SQUARE
+
+
+def _xy_order(cell: int) -> tuple[int, int]:
+    """The expert searches its [x, y] map column by column: equally near goals go by (x, y)."""
+    return cell % _W, cell // _W
+
+
+def first_steps(cells: bytes, inventory: dict[str, int], facing: tuple[int, int]) -> dict[int, str]:
+    """The first step (n, s, w or e) of the scripted expert's walk to each kind it walks to in the view.
+
+    Breadth-first from the player over walkable ground and what the inventory's tools can dig,
+    toward a cell next to the kind (a walkable cell in the 3x3 square of a table or furnace),
+    equally short walks chosen as the expert chooses them; a kind already next to the player
+    gets the side that faces it (the faced one first). Why: a tiny student reads ``tree:2n3w``
+    and must still work out which way to step around water and rock; the expert's own first
+    step is a fact of the view it can copy once it knows what it wants.
+    """
+    kinds = _HINT_KINDS.intersection(cells)
+    if not kinds:
+        return {}
+    passable = _WALK_IDS.union([kind for kind, needs in _DIGGABLE if _affordable(inventory, needs)])
+    dist = [-1] * _CELLS
+    dist[_CENTER_CELL] = 0
+    frontier, step = [_CENTER_CELL], 0
+    while frontier:
+        step += 1
+        reached = []
+        for cell in frontier:
+            for near, _ in _NEXT[cell]:
+                if dist[near] < 0 and cells[near] in passable:
+                    dist[near] = step
+                    reached.append(near)
+        frontier = reached
+    steps: dict[int, str] = {}
+    for kind in kinds:
+        targets = [cell for cell in range(_CELLS) if cells[cell] == kind]
+        if kind in _HINT_SQUARE:
+            goals = {near for cell in targets for near in _SQUARE[cell]
+                     if near == _CENTER_CELL or cells[near] in _WALK_IDS}
+        else:
+            goals = {near for cell in targets for near, _ in _NEXT[cell]}
+        if _CENTER_CELL in goals:
+            if kind in _HINT_NEXT_TO:
+                steps[kind] = _facing_side(cells, kind, facing)
+            continue
+        reachable = [cell for cell in goals if dist[cell] > 0]
+        if reachable:
+            best = min(dist[cell] for cell in reachable)
+            steps[kind] = _first_step(dist, min((c for c in reachable if dist[c] == best), key=_xy_order))
+    return steps
+
+
+def _first_step(dist: list[int], goal: int) -> str:
+    """Walk back from ``goal`` to the player, each time to the first neighbour one step nearer."""
+    cell, letter = goal, ""
+    for d in range(dist[goal] - 1, -1, -1):
+        for near, step_letter in _NEXT[cell]:
+            if dist[near] == d:
+                cell, letter = near, step_letter
+                break
+    return _OPPOSITE[letter]
+
+
+def _facing_side(cells: bytes, kind: int, facing: tuple[int, int]) -> str:
+    """The side of a ``kind`` cell next to the player: the faced one first, as the expert turns."""
+    sides = (facing, *_STEPS) if facing in _STEP_LETTER else _STEPS
+    return next(_STEP_LETTER[side] for side in sides if cells[_CENTER_CELL + side[1] * _W + side[0]] == kind)
+
+
 def render_brief_observation(state: WorldState, *, turn: int, max_steps: int, cells: bytes | None = None) -> str:
     """The facts a tiny model can learn a policy from in minutes of CPU training (~45 tokens).
 
@@ -286,12 +382,14 @@ def render_brief_observation(state: WorldState, *, turn: int, max_steps: int, ce
     tools are missing, water when thirsty), and a causal model's tokens only read what came
     before them; written first, every offset in ``near`` can already be read against them, and
     ``around`` sits next to the reply with the faced cell (a student reading it there turns to
-    face a zombie beside it 3-4x as often: the README's recipe notes).
+    face a zombie beside it 3-4x as often: the README's recipe notes). Each kind the expert walks
+    to carries the first step of its walk there (``tree:2n3w>n``, ``first_steps``): the way round
+    water and rock is then a fact to copy, not a search a two-layer model cannot do.
     ``cells``: ``view_cells(state)`` when the caller has it already.
     """
     if cells is None:
         cells = view_cells(state)
-    short = _short_lines(state, cells)
+    short = _short_lines(state, cells, first_steps(cells, state.inventory, state.facing))
     around = "around " + " ".join([f"{letter}:{SEMANTIC_NAMES[cells[cell]]}" for letter, cell in _NEIGHBOUR_CELLS])
     can = possible_crafts(state, cells)
     lines = [short["vitals"], short["inv"]]
@@ -384,6 +482,7 @@ def render_text_observation(state: WorldState, *, turn: int, max_steps: int, cel
 OBSERVATION_FORMATS = {"full": render_text_observation, "compact": render_compact_observation,
                        "brief": render_brief_observation}
 #: Which wording of each format this code writes, raised whenever one changes (brief: 2 added the
-#: ``can`` line, 3 put vitals and inventory first). Work that is resumed (a pipeline folder) records
-#: it, so data and a model of an earlier wording are never mixed with this one.
-OBSERVATION_REVISIONS = {"full": 1, "compact": 1, "brief": 3}
+#: ``can`` line, 3 put vitals and inventory first, 4 added the first step toward each kind). Work
+#: that is resumed (a pipeline folder) records it, so data and a model of an earlier wording are
+#: never mixed with this one.
+OBSERVATION_REVISIONS = {"full": 1, "compact": 1, "brief": 4}
