@@ -39,8 +39,7 @@ COMPACT_SYSTEM_PROMPT = (
 )
 
 BRIEF_SYSTEM_PROMPT = (
-    "Crafter. Unlock achievements. near: nearest things, 2n1e>n = 2 north 1 east, first step north; "
-    "around: the cells next to you; "
+    "Crafter. Unlock achievements. near: nearest things, 2n1e = 2 north 1 east; around: the cells next to you; "
     "can: the crafts that would work now. "
     "Call interact with 1-" + str(MAX_ACTIONS_PER_TURN) + " actions."
 )
