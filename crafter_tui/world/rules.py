@@ -40,6 +40,12 @@ MAX_ITEM: dict[str, int] = {name: info["max"] for name, info in _constants.items
 PLACE_RULES: dict[str, dict[str, Any]] = dict(_constants.place)
 MAKE_RULES: dict[str, dict[str, Any]] = dict(_constants.make)
 COLLECT_RULES: dict[str, dict[str, Any]] = dict(_constants.collect)
+#: What the player can tunnel through, with the tools it takes: collecting it always succeeds and
+#: leaves walkable ground (stone and ores leave a path). Shared by the expert's path search and the
+#: observation's first steps, which must agree on where a walk can go.
+TUNNEL_RULES: dict[str, dict[str, int]] = {
+    name: dict(rule["require"]) for name, rule in COLLECT_RULES.items()
+    if rule["leaves"] in WALKABLE and name not in WALKABLE and rule.get("probability", 1) >= 1}
 
 #: Semantic ids as ``crafter.Env`` numbers them: materials 1..12, then object kinds.
 OBJECT_KINDS: tuple[str, ...] = ("player", "cow", "zombie", "skeleton", "arrow", "plant")

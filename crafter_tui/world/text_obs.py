@@ -24,8 +24,8 @@ from operator import gt, itemgetter
 from typing import TYPE_CHECKING
 
 from crafter_tui.world.rules import (
-    ACHIEVEMENTS, COLLECT_RULES, DIRECTIONS, ITEMS, LOCAL_VIEW, MAKE_RULES, MAX_ITEM, PLACE_RULES, SEMANTIC_IDS,
-    SEMANTIC_NAMES, VITALS, WALKABLE,
+    ACHIEVEMENTS, DIRECTIONS, ITEMS, LOCAL_VIEW, MAKE_RULES, MAX_ITEM, PLACE_RULES, SEMANTIC_IDS, SEMANTIC_NAMES,
+    TUNNEL_RULES, VITALS, WALKABLE,
 )
 
 if TYPE_CHECKING:  # annotations only: prompts and the SFT export must not import the game engine
@@ -207,11 +207,9 @@ def _short_lines(state: WorldState, cells: bytes | None = None,
     (``steps``: the first step toward some kinds, written after their offsets as ``>n``)."""
     if cells is None:
         cells = view_cells(state)
-    if steps:
-        near = " ".join([_SHORT_PHRASE[sid][at] + (f">{steps[sid]}" if sid in steps else "")
-                         for _, sid, at in _nearest(cells) if sid != _GRASS_ID])
-    else:
-        near = " ".join([_SHORT_PHRASE[sid][at] for _, sid, at in _nearest(cells) if sid != _GRASS_ID])
+    steps = steps or {}
+    near = " ".join([_SHORT_PHRASE[sid][at] + (f">{steps[sid]}" if sid in steps else "")
+                     for _, sid, at in _nearest(cells) if sid != _GRASS_ID])
     facing = f"{SEMANTIC_NAMES[state.facing_id]}:{DIRECTIONS.get(state.facing, '?')[0]}"
     vitals, items = _vitals_and_items(state)
     night = "" if state.daylight > 0.5 else " night"
@@ -289,10 +287,9 @@ _NEXT = [[(cell + dy * _W + dx, _STEP_LETTER[(dx, dy)]) for dx, dy in _STEPS
 _SQUARE = [[cell + dy * _W + dx for dx in (-1, 0, 1) for dy in (-1, 0, 1)
             if 0 <= cell % _W + dx < _W and 0 <= cell // _W + dy < _H] for cell in range(_CELLS)]
 _WALK_IDS = frozenset(SEMANTIC_IDS[kind] for kind in WALKABLE)
-#: (kind id, tool needs) of what can be dug through: collecting it leaves walkable ground.
-_DIGGABLE = [(SEMANTIC_IDS[kind], tuple(rule["require"].items())) for kind, rule in COLLECT_RULES.items()
-             if kind in SEMANTIC_IDS and rule["leaves"] in WALKABLE and kind not in WALKABLE
-             and rule.get("probability", 1) >= 1]
+#: (kind id, tool needs) of what a walk can dig through (``rules.TUNNEL_RULES``).
+_DIGGABLE = [(SEMANTIC_IDS[kind], tuple(needs.items())) for kind, needs in TUNNEL_RULES.items()
+             if kind in SEMANTIC_IDS]
 #: Kinds the expert walks next to (to collect, drink, eat, fight), and the stations whose
 #: crafting square it walks into.
 _HINT_NEXT_TO = frozenset(SEMANTIC_IDS[kind] for kind in

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from crafter_tui.world.rules import COLLECT_RULES, SEMANTIC_IDS, SEMANTIC_NAMES, WALKABLE
+from crafter_tui.world.rules import SEMANTIC_IDS, SEMANTIC_NAMES, TUNNEL_RULES, WALKABLE
 
 #: Directions in a fixed order (north, east, south, west): every tie is broken the same way.
 DIRECTIONS: tuple[tuple[int, int], ...] = ((0, -1), (1, 0), (0, 1), (-1, 0))
@@ -48,10 +48,8 @@ def mask_of(sem: np.ndarray, names: Iterable[str]) -> np.ndarray:
 
 def diggable_names(inventory: dict[str, int]) -> tuple[str, ...]:
     """Materials we can mine right now and that leave a walkable cell (so we can tunnel)."""
-    return tuple(name for name, rule in COLLECT_RULES.items()
-                 if name in ID and rule["leaves"] in WALKABLE and name not in WALKABLE
-                 and rule.get("probability", 1) >= 1
-                 and all(inventory.get(item, 0) >= amount for item, amount in rule["require"].items()))
+    return tuple(name for name, needs in TUNNEL_RULES.items()
+                 if name in ID and all(inventory.get(item, 0) >= amount for item, amount in needs.items()))
 
 
 def neighbours(mask: np.ndarray) -> np.ndarray:
