@@ -14,11 +14,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from crafter_tui.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "crafter_config.toml"
+#: The original guide's trace folder: its step 1 writes there and its step 2 (``filter --input-dir
+#: traces_v2_synth``) reads it, so the guide's commands work as written.
+DEFAULT_TRACE_DIR = Path("traces_v2_synth")
 CONFIG_ENV_VAR = "CRAFTER_TUI_CONFIG"
 
 #: ``dagger``: the ``openai`` model plays while the scripted expert labels every turn (``agents.dagger``).
@@ -26,6 +29,10 @@ AgentKind = Literal["scripted", "random", "openai", "dagger"]
 #: Text observation formats (``world.text_obs.OBSERVATION_FORMATS``): full for LLMs, compact and brief for small models.
 ObservationFormat = Literal["full", "compact", "brief"]
 Difficulty = Literal["peaceful", "easy", "normal", "hard"]
+#: Model names that mean a built-in agent rather than a served model.
+NON_LLM_MODELS: dict[str, AgentKind] = {"scripted-expert": "scripted", "scripted": "scripted", "random": "random"}
+#: The model name recorded for each built-in agent.
+AGENT_MODEL_NAMES: dict[str, str] = {"scripted": "scripted-expert", "random": "random"}
 
 
 class Section(BaseModel):
@@ -53,6 +60,21 @@ class EvalSection(Section):
     render_frames: bool = False
     expert_beta: float = Field(0.0, ge=0.0, le=1.0, description="agent dagger: chance per turn of executing the "
                                "scripted expert's decision instead of the model's (seeded by the episode seed)")
+    max_failed_fraction: float = Field(0.1, ge=0.0, le=1.0, description="rollout/eval exit non-zero when more "
+                                       "than this fraction of the episodes failed (agent, env or timeout errors)")
+
+    @model_validator(mode="after")
+    def _agent_from_model(self) -> "EvalSection":
+        """A model name without an agent selects the agent that plays it (the original guide's
+        ``[eval] model_name = "gpt-4o-mini"``, like ``--model``), so what plays is what is recorded;
+        a scripted or random agent is always recorded under its own name."""
+        agent = self.agent
+        if "agent" not in self.model_fields_set and "model_name" in self.model_fields_set:
+            agent = NON_LLM_MODELS.get(self.model_name, "openai")
+        name = AGENT_MODEL_NAMES.get(agent, self.model_name)
+        if (agent, name) != (self.agent, self.model_name):  # without re-validating (assignment would recurse)
+            self.__dict__.update(agent=agent, model_name=name)
+        return self
 
 
 class ServiceSection(Section):
@@ -68,7 +90,8 @@ class OutputSection(Section):
 
     save_traces: bool = True
     save_detailed_results: bool = True
-    trace_dir: Path = Path("traces")
+    trace_dir: Path = Field(DEFAULT_TRACE_DIR, description="where rollouts write their run folders and what filter, "
+                            "analyze and the console read")
 
 
 class OpenAISection(Section):
@@ -92,6 +115,7 @@ class FilterSection(Section):
     runs: list[str] = Field(default_factory=list)
     achievements: list[str] = Field(default_factory=list)
     min_progression: float | None = Field(None, ge=0.0, le=1.0)
+    max_invalid_fraction: float | None = Field(None, ge=0.0, le=1.0)
     mode: Literal["trajectory", "turn"] = "turn"
     keep_before_achievement: int | None = Field(None, ge=1)
     drop_invalid: bool = False

@@ -73,7 +73,10 @@ def test_dagger_against_an_endpoint_that_is_down_ends_the_episode_with_the_endpo
     out = tmp_path / "traces"
     code = main([*ROLLOUT, "--episodes", "1", "--model", "student-model", "--base-url", url, "--out", str(out),
                  "--config", str(config)])
-    assert code == 0 and json.loads(capsys.readouterr().out)["termination_reasons"] == {"agent_error": 1}
+    captured = capsys.readouterr()
+    # a run whose every episode failed could not do its job: exit 1, the cause named, no score
+    assert code == 1 and json.loads(captured.out)["termination_reasons"] == {"agent_error": 1}
+    assert "every episode failed" in captured.err and url in captured.err
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     (summary,) = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
     assert summary["termination"] == "agent_error"

@@ -11,7 +11,8 @@ import pytest
 from crafter_tui.config import AppConfig
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.errors import UserError
-from crafter_tui.services.demo import demo_config, free_port, local_service
+from crafter_tui.finetune.local_service import running_local_service
+from crafter_tui.services.demo import demo_config, free_port
 from crafter_tui.services.pipeline import (
     PipelineFinished, PipelineService, PipelineSpec, PipelineState, StageFinished, StageStarted,
 )
@@ -27,7 +28,7 @@ async def test_pipeline_runs_every_stage_and_a_rerun_redoes_none(tmp_path):
                         filter=FilterSpec(mode="turn", drop_reasoning=True), models=["crafter-tiny"], epochs=1,
                         eval_episodes=2, eval_concurrency=2, eval_max_tokens=24, baselines=["random"],
                         experiment_prefix="t")
-    async with local_service(config):
+    async with running_local_service(config):
         events = [event async for event in PipelineService(config).run(spec)]
         finished = [e.stage for e in events if isinstance(e, StageFinished)]
         assert finished == STAGES

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from crafter_tui.config import AppConfig
 from crafter_tui.dataset.spec import FilterSpec
-from crafter_tui.services.demo import demo_config, free_port, local_service
+from crafter_tui.finetune.local_service import running_local_service
+from crafter_tui.services.demo import demo_config, free_port
 from crafter_tui.services.pipeline import (
     PipelineFinished, PipelineService, PipelineSpec, StageFinished, StageProgress, StageStarted, final_model,
 )
@@ -35,7 +36,7 @@ async def test_a_dagger_round_plays_the_student_relabels_retrains_and_resumes_af
     workdir = tmp_path / "work"
     config = demo_config(AppConfig(), workdir, free_port())
     spec = _spec(workdir)
-    async with local_service(config):
+    async with running_local_service(config):
         first: list = []
         async with aclosing(PipelineService(config).run(spec)) as events:
             async for event in events:  # interrupted once the student has finished its first episode

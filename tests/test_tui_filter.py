@@ -71,6 +71,8 @@ async def test_export_and_validate_show_their_results(store, tmp_path):
         await wait_for(pilot, lambda: screen.stats is not None, timeout=20, what="first statistics")
         out = tmp_path / "out" / "sft.jsonl"
         screen.query_one("#f-export-path", Input).value = str(out)
+        screen.query_one("#do-export").scroll_visible(animate=False)  # below the fields, as a user scrolls to it
+        await pilot.pause()
         await pilot.click("#do-export")
         await wait_for(pilot, lambda: screen.last_export == out, timeout=30, what="export")
         lines = out.read_text().splitlines()

@@ -148,6 +148,8 @@ class OpenAIAgent:
         self.temperature = run.temperature if temperature is None else temperature
         self.max_tokens = run.max_tokens if max_tokens is None else max_tokens
         self.tool_choice = tool_choice
+        #: ``text``: the model writes its call as JSON text (trained on ``--text-actions`` data): no tools are sent
+        self.reply_actions = "tools"
         self._episode_seed = 0
         self.timeout = section.timeout if timeout is None else timeout
         self.max_retries = section.max_retries if max_retries is None else max_retries
@@ -181,6 +183,7 @@ class OpenAIAgent:
         """What shaped the calls, for the run record (no secrets)."""
         return {"endpoint": self.endpoint, "temperature": self.temperature, "max_tokens": self.max_tokens,
                 "history_turns": self.history_turns, "tool_choice": self.tool_choice,
+                "reply_actions": self.reply_actions,
                 "timeout": self.timeout, "max_retries": self.max_retries}
 
     def request_body(self, obs: TurnObservation, history: list[HistoryTurn]) -> dict[str, Any]:
@@ -192,11 +195,12 @@ class OpenAIAgent:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": prompting.build_messages(self.system_prompt, history, obs.text, self.history_turns),
-            "tools": prompting.TOOLS,
-            "tool_choice": self.tool_choice,
-            "temperature": self.temperature,
-            self._max_tokens_field: self.max_tokens,
         }
+        if self.reply_actions == "tools":
+            body["tools"] = prompting.TOOLS
+            body["tool_choice"] = self.tool_choice
+        body["temperature"] = self.temperature
+        body[self._max_tokens_field] = self.max_tokens
         if self.temperature > 0:
             body["seed"] = (self._episode_seed * 100_003 + obs.turn) % 2**31
         return body
@@ -223,7 +227,7 @@ class OpenAIAgent:
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
             raise LLMCallError(f"model endpoint {self.endpoint} returned a body that is not JSON: "
                                f"{self._scrub(text[:200])!r}") from None
-        decision = decision_from_completion(payload)
+        decision = decision_from_completion(payload, text_actions=self.reply_actions == "text")
         decision.latency_ms = latency_ms
         if attempts > 1:
             decision.extra["retries"] = attempts - 1

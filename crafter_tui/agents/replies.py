@@ -170,15 +170,44 @@ def decision_from_message(message: dict[str, Any], finish_reason: str | None = N
                          terminate=parsed.terminate, extra=extra)
 
 
-def decision_from_completion(body: Any) -> AgentDecision:
-    """The decision a whole ``chat.completion`` response body amounts to, with token usage."""
+def decision_from_text(message: dict[str, Any], finish_reason: str | None = None) -> AgentDecision:
+    """The decision of a reply that writes its call as text (a model trained on ``--text-actions`` data).
+
+    The content must be what the export wrote for a call: the ``interact`` arguments as a JSON object
+    (``{"actions": [...], "reasoning": ...}``), or ``{"tool": "terminate", "reason": ...}``. The same
+    checks as a tool call's arguments apply; nothing else is guessed.
+    """
+    content = message.get("content")
+    kept = {"role": "assistant", "content": content if isinstance(content, str) else ""}
+    extra: dict[str, Any] = {"finish_reason": finish_reason} if finish_reason is not None else {}
+    if not isinstance(content, str) or not content.strip():
+        return _invalid(kept, _with_cutoff_hint("empty reply: no text", finish_reason), "", extra)
+    args, error = decode_arguments("the reply", content)
+    if args is None:
+        return _invalid(kept, _with_cutoff_hint(error or "not a JSON object", finish_reason), content, extra)
+    if args.get("tool") == TERMINATE:
+        parsed = parse_terminate(args)
+    elif "tool" in args and args["tool"] != INTERACT:
+        parsed = ParsedCall(error=f"unknown tool {args['tool']!r} (expected interact or terminate)")
+    else:
+        parsed = parse_interact({k: v for k, v in args.items() if k != "tool"})
+    if parsed.error is not None:
+        return _invalid(kept, _with_cutoff_hint(parsed.error, finish_reason), content, extra)
+    return AgentDecision(actions=parsed.actions, reasoning=parsed.reasoning, assistant_message=kept,
+                         terminate=parsed.terminate, extra=extra)
+
+
+def decision_from_completion(body: Any, *, text_actions: bool = False) -> AgentDecision:
+    """The decision a whole ``chat.completion`` response body amounts to, with token usage
+    (``text_actions``: the reply writes its call as text, see ``decision_from_text``)."""
     choices = body.get("choices") if isinstance(body, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict) \
             or not isinstance(choices[0].get("message"), dict):
         raw = json.dumps(body)[:2000]
         return _invalid({"role": "assistant", "content": None}, "reply has no choices[0].message", raw, {})
     choice = choices[0]
-    decision = decision_from_message(choice["message"], choice.get("finish_reason"))
+    read = decision_from_text if text_actions else decision_from_message
+    decision = read(choice["message"], choice.get("finish_reason"))
     usage = body.get("usage")
     if isinstance(usage, dict):
         decision.prompt_tokens = _count(usage.get("prompt_tokens"))

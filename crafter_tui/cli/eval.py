@@ -13,16 +13,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections import Counter
 from pathlib import Path
 
 from crafter_tui.cli.common import config_from_args, non_negative_int, print_json
 from crafter_tui.cli.progress import RolloutProgress
-from crafter_tui.cli.rollout import add_rollout_arguments, spec_from_args
+from crafter_tui.cli.rollout import add_rollout_arguments, binding_from_args, failure_exit, print_notes
 from crafter_tui.errors import UserError
 from crafter_tui.evaluation.experiments import NAME_PATTERN, Experiment
 from crafter_tui.rollout.events import RunFinished
 from crafter_tui.services.evaluation import EvalFinished, EvalInstanceStarted, EvalRequest, EvalRolloutEvent, \
     EvaluationService
+from crafter_tui.services.model_cards import serving
+from crafter_tui.traces.schema import FAILED_TERMINATIONS
 from crafter_tui.world.difficulty import PRESETS
 
 
@@ -72,12 +75,21 @@ def handle(args: argparse.Namespace) -> int:
         return _register_runs(args)
     difficulties = args.difficulty
     args.difficulty = None  # the shared rollout flags take one difficulty; eval sets it per instance
-    spec, config = spec_from_args(args)
+    binding = binding_from_args(args)
+    print_notes(binding, quiet=args.quiet or args.json)
+    spec, config = binding.spec, binding.config
     request = EvalRequest(experiment=args.experiment, spec=spec, difficulties=difficulties or [spec.difficulty],
                           version=args.exp_version, training_data=args.training_data, epochs=args.epochs)
-    experiment = asyncio.run(_run(EvaluationService(config), request, quiet=args.quiet or args.json))
+
+    async def play() -> Experiment:
+        async with serving(binding):
+            return await _run(EvaluationService(config), request, quiet=args.quiet or args.json)
+
+    experiment = asyncio.run(play())
     _report(experiment, args.json)
-    return 0
+    failed = [e for e in experiment.episodes if e.termination in FAILED_TERMINATIONS]
+    first = f"seed {failed[0].seed}: {failed[0].termination}" if failed else None
+    return failure_exit(len(experiment.episodes), dict(Counter(e.termination for e in failed)), first, config)
 
 
 async def _run(service: EvaluationService, request: EvalRequest, *, quiet: bool) -> Experiment:
@@ -117,14 +129,18 @@ def _register_runs(args: argparse.Namespace) -> int:
 
 
 def _report(experiment: Experiment, as_json: bool) -> None:
+    failed = [e for e in experiment.episodes if e.termination in FAILED_TERMINATIONS]
+    scored = [e for e in experiment.episodes if e.termination not in FAILED_TERMINATIONS]
     if as_json:
-        print_json(experiment.model_dump(mode="json", exclude={"episodes"}) | {"episode_count": len(experiment.episodes)})
+        print_json(experiment.model_dump(mode="json", exclude={"episodes"})
+                   | {"episode_count": len(experiment.episodes), "failed_episodes": len(failed)})
         return
-    counts = [e.num_achievements for e in experiment.episodes]
+    counts = [e.num_achievements for e in scored]
     mean = sum(counts) / len(counts) if counts else None
     print(f"registered experiment {experiment.name} {experiment.version}: model {experiment.model}, "
           f"{len(counts)} episodes on {', '.join(experiment.instances) or 'no instances'}"
           + (f", {mean:.2f} achievements/episode" if mean is not None else " (no finished episodes)")
+          + (f"; {len(failed)} failed episode(s) left out" if failed else "")
           + f" -> {experiment.source}")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from crafter_tui.cli.common import add_config_flag, config_from_args, fraction, non_negative_int, positive_int, print_json
+from crafter_tui.dataset.export import ExportResult
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.dataset.stats import SelectionStats
 from crafter_tui.errors import UserError
@@ -65,6 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep-before-achievement", type=positive_int, default=None, metavar="K",
                         help="only the K turns leading to each new achievement")
     parser.add_argument("--drop-invalid", action="store_true", default=None, help="drop invalid replies")
+    parser.add_argument("--max-invalid-fraction", type=float, default=None, metavar="F",
+                        help="only episodes whose invalid replies are at most this fraction of their turns (0..1)")
     parser.add_argument("--dedupe", action="store_true", default=None, help="drop identical prompt+reply examples")
     parser.add_argument("--max-examples", type=positive_int, default=None)
     parser.add_argument("--validation-split", type=fraction, default=None, metavar="F",
@@ -86,6 +89,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[FilterSpec, Any]:
         "min_achievements": args.min_achievements, "min_reward": args.min_reward, "max_turns": args.max_turns,
         "require_termination": args.require_termination, "models": _names(args.models), "runs": _names(args.runs),
         "achievements": _names(args.achievements), "min_progression": args.min_progression, "mode": args.mode,
+        "max_invalid_fraction": args.max_invalid_fraction,
         "keep_before_achievement": args.keep_before_achievement, "drop_invalid": args.drop_invalid,
         "dedupe": args.dedupe, "balance_actions": args.balance_actions, "max_examples": args.max_examples,
         "validation_split": args.validation_split, "seed": args.seed, "text_actions": args.text_actions,
@@ -132,6 +136,7 @@ async def _run(config: Any, spec: FilterSpec, input_dir: Path, output: Path | No
         if exported is not None:
             valid = f" + {exported.valid} validation -> {exported.valid_path}" if exported.valid_path else ""
             print(f"wrote {exported.train} examples -> {exported.path}{valid} ({exported.seconds:.2f} s)")
+            _print_card(exported)
     return 0
 
 
@@ -157,3 +162,19 @@ def _print_stats(stats: SelectionStats, input_dir: Path, runs: int, problems: in
         c = stats.cost
         print(f"training cost on {c.model}: ${c.usd:.2f} ({c.epochs} epochs x {c.billed_tokens} tokens at "
               f"${c.price_per_million}/1M, prices of {c.price_date})")
+
+
+def _print_card(exported: ExportResult) -> None:
+    """Where the card is, what it says a model trained on the data must see, or why it cannot say."""
+    card = exported.card
+    if card is None:
+        return
+    if card.format is None:
+        differ = ", ".join(card.mixed) or "nothing"
+        print(f"model card -> {exported.card_path}: the exported runs were played differently ({differ}); "
+              "a model trained on this data has no single way to be played, so rollouts will not apply one",
+              file=sys.stderr)
+        return
+    f = card.format
+    print(f"model card -> {exported.card_path}: observation {f.observation} (revision {f.observation_revision}), "
+          f"{f.history_turns} history turns, actions as {f.actions}, reasoning {f.reasoning}")

@@ -63,11 +63,15 @@ def render_run_summary(result: "RunResult") -> None:
     console.print(f"[bold]Run[/bold] {result.run_id}  ({result.record.agent} / {result.record.model}, "
                   f"{result.record.difficulty})")
     console.print(f"traces: {result.run_dir}", soft_wrap=True)
+    if stats.failed:
+        causes = ", ".join(f"{cause} {count}" for cause, count in sorted(stats.failed_by_cause.items()))
+        console.print(f"[bold red]{stats.failed} failed episode(s)[/] ({causes}; first, {stats.first_failure}): "
+                      "left out of every figure below", soft_wrap=True)
     if not stats.episodes:
-        console.print("No finished episodes.")
+        console.print("No scored episodes." if stats.failed else "No finished episodes.")
         return
     overview = Table(show_header=False, box=None)
-    overview.add_row("episodes", str(stats.episodes))
+    overview.add_row("episodes", str(stats.episodes) + (f" scored, {stats.failed} failed" if stats.failed else ""))
     overview.add_row("achievements / episode",
                      f"mean {stats.mean_achievements:.2f}, median {stats.median_achievements:.1f}, "
                      f"std {stats.std_achievements:.2f}")

@@ -11,13 +11,14 @@ from pydantic import ValidationError
 
 from crafter_tui.cli.common import add_config_flag, config_from_args, positive_int, print_json
 from crafter_tui.cli.progress import RolloutProgress
-from crafter_tui.config import AgentKind, ObservationFormat
+from crafter_tui.config import NON_LLM_MODELS, AgentKind, AppConfig, ObservationFormat
 from crafter_tui.errors import UserError, first_validation_error
 from crafter_tui.rollout.spec import RolloutSpec
+from crafter_tui.rollout.stats import failure_problem
+from crafter_tui.services.model_cards import Binding, bind_model, bind_resume, serving
 from crafter_tui.services.rollouts import RunResult, run_rollout
 from crafter_tui.world.difficulty import PRESETS
 
-NON_LLM_MODELS = {"scripted-expert": "scripted", "scripted": "scripted", "random": "random"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,6 +58,11 @@ def add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=positive_int, default=1, help="local worker processes")
     parser.add_argument("--on", choices=["local", "modal"], default="local", help="where episodes run")
     parser.add_argument("--experiment", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--allow-mismatch", action="store_true",
+                        help="play a model trained here with flags that contradict its model card (recorded in the run)")
+    parser.add_argument("--max-failed-fraction", type=float, default=None, metavar="F",
+                        help="exit non-zero when more than this fraction of episodes failed (default [eval] "
+                        "max_failed_fraction, 0.1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flag(parser)
 
@@ -75,15 +81,13 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RolloutSpec, Any]:
                  "max_steps": args.max_steps, "max_turns": args.max_turns, "difficulty": args.difficulty,
                  "seed": args.seed, "concurrency": args.concurrency, "episode_timeout": args.episode_timeout,
                  "history_turns": args.history_turns, "observation": args.observation,
-                 "temperature": args.temperature,
-                 "max_tokens": args.max_tokens},
+                 "temperature": args.temperature, "max_tokens": args.max_tokens,
+                 "max_failed_fraction": args.max_failed_fraction},
         "openai": {"base_url": args.base_url},
         "output": {"trace_dir": args.out},
         "service": {"base_url": args.env_url},
     }
     config = config_from_args(args, flags)
-    if agent in ("scripted", "random") and args.model is None:
-        config.eval.model_name = {"scripted": "scripted-expert", "random": "random"}[agent]
     if config.eval.agent == "openai" and config.eval.model_name == "scripted-expert":
         raise UserError("the openai agent needs a model name", where="--model")
     if config.eval.agent == "dagger" and config.eval.model_name in NON_LLM_MODELS:
@@ -101,6 +105,24 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RolloutSpec, Any]:
     return spec, config
 
 
+def given_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the user gave on the command line (what a model card or a resumed run is checked against)."""
+    return {"agent": args.agent, "model": args.model, "episodes": args.episodes, "seed": args.seed,
+            "max_steps": args.max_steps, "max_turns": args.max_turns, "difficulty": args.difficulty,
+            "concurrency": args.concurrency, "episode_timeout": args.episode_timeout,
+            "history_turns": args.history_turns, "observation": args.observation, "temperature": args.temperature,
+            "max_tokens": args.max_tokens, "base_url": args.base_url}
+
+
+def binding_from_args(args: argparse.Namespace) -> Binding:
+    """The rollout the flags describe, with the model card of a model trained here applied (or, for
+    ``--resume``, the recorded run's settings, any contradicting flag refused)."""
+    spec, config = spec_from_args(args)
+    if spec.resume:
+        return bind_resume(spec, config, given_flags(args))
+    return bind_model(spec, config, given_flags(args), allow_mismatch=args.allow_mismatch)
+
+
 def _flag_error(exc: ValidationError) -> UserError:
     """A spec validation error, named by the flag that carries the field."""
     field, message = first_validation_error(exc, default_field="")
@@ -108,15 +130,38 @@ def _flag_error(exc: ValidationError) -> UserError:
 
 
 def handle(args: argparse.Namespace) -> int:
-    spec, config = spec_from_args(args)
+    binding = binding_from_args(args)
+    print_notes(binding, quiet=args.quiet)
     progress = RolloutProgress(enabled=not (args.quiet or args.json) and sys.stderr.isatty())
+
+    async def play() -> RunResult:
+        async with serving(binding):
+            return await run_rollout(binding.spec, binding.config, progress.on_event)
+
     with progress:
-        result = asyncio.run(run_rollout(spec, config, progress.on_event))
+        result = asyncio.run(play())
     if args.json:
         print_json(result_json(result))
     else:
         print_summary(result)
-    return 0
+    stats = result.stats
+    return failure_exit(stats.episodes + stats.failed, stats.failed_by_cause, stats.first_failure, binding.config)
+
+
+def print_notes(binding: Binding, *, quiet: bool) -> None:
+    """What the model card changed, on stderr (where the model is played, how)."""
+    if not quiet:
+        for note in binding.notes:
+            print(note, file=sys.stderr)
+
+
+def failure_exit(total: int, failed_by_cause: dict[str, int], first_failure: str | None, config: AppConfig) -> int:
+    """1, with the failures by cause on stderr, when the episodes could not do their job; else 0."""
+    problem = failure_problem(total, failed_by_cause, first_failure, config.eval.max_failed_fraction)
+    if problem is None:
+        return 0
+    print(f"crafter-tui: error: {problem}", file=sys.stderr)
+    return 1
 
 
 def result_json(result: RunResult) -> dict[str, Any]:

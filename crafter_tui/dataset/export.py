@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
+from crafter_tui.dataset.card import ModelCard, card_path, export_card, reply_shape, write_card
 from crafter_tui.dataset.examples import ExampleLine, iter_examples
 from crafter_tui.dataset.helper import PARALLEL_MIN_EXAMPLES, Helper, can_fork
 from crafter_tui.dataset.lines import PiecedLine, all_run_rows, composition_holds, iter_lines
@@ -45,6 +46,8 @@ TOKEN_SAMPLE = 2_000
 class ExportResult(BaseModel):
     path: Path
     valid_path: Path | None = None
+    card_path: Path | None = None
+    card: ModelCard | None = None
     format: ExportFormat
     examples: int
     train: int
@@ -134,9 +137,23 @@ def export_selection(store: TraceStore, spec: FilterSpec, output: Path, *, fmt: 
     if progress is not None:
         progress(counts[False] + counts[True], total)
     size = sum(p.stat().st_size for p in (output, valid_path) if p is not None)
-    return ExportResult(path=output, valid_path=valid_path, format=fmt, examples=counts[False] + counts[True],
-                        train=counts[False], valid=counts[True], bytes=size,
+    card = _write_card(cursor, store, spec, output, counts[False] + counts[True])
+    return ExportResult(path=output, valid_path=valid_path, card_path=card_path(output), card=card, format=fmt,
+                        examples=counts[False] + counts[True], train=counts[False], valid=counts[True], bytes=size,
                         seconds=round(time.perf_counter() - started, 3))
+
+
+def _write_card(cursor: duckdb.DuckDBPyConnection, store: TraceStore, spec: FilterSpec, output: Path,
+                examples: int) -> ModelCard:
+    """Write the export's model card beside it: the play format of the runs its examples came from."""
+    selected = [row[0] for row in cursor.execute("SELECT DISTINCT run_id FROM selection ORDER BY run_id").fetchall()]
+    records = [store.runs[run_id].record for run_id in selected if run_id in store.runs]
+    actions, reasoning = reply_shape(text_actions=spec.text_actions, drop_reasoning=spec.drop_reasoning,
+                                     goal_reasoning=spec.goal_reasoning)
+    card = export_card([r for r in records if r is not None], mode=spec.mode, examples=examples, data=output,
+                       actions=actions, reasoning=reasoning)
+    write_card(card, output)
+    return card
 
 
 AnyLine = ExampleLine | PiecedLine

@@ -34,6 +34,7 @@ EPISODE_WHERE = f"""
     AND (e.ach_mask & $required_mask) = $required_mask
     AND ($min_progression IS NULL OR e.num_achievements >= $min_progression * {NUM_ACHIEVEMENTS} - 1e-9)
     AND (NOT $whole_episode_valid OR e.invalid_actions = 0)
+    AND ($max_invalid_fraction IS NULL OR e.invalid_actions <= $max_invalid_fraction * e.turns + 1e-9)
 """
 
 SELECTED_EPISODES = f"SELECT e.* FROM episodes e WHERE {EPISODE_WHERE}"
@@ -51,6 +52,7 @@ def episode_params(spec: FilterSpec) -> dict[str, Any]:
         "required_mask": sum(1 << ACHIEVEMENTS.index(name) for name in spec.achievements),
         "min_progression": spec.min_progression,
         "whole_episode_valid": spec.drop_invalid and spec.mode == "trajectory",
+        "max_invalid_fraction": spec.max_invalid_fraction,
     }
 
 
@@ -58,7 +60,7 @@ _PARAM_TYPES = {
     "min_achievements": "BIGINT", "min_reward": "DOUBLE", "max_turns": "BIGINT", "require_termination": "BOOLEAN",
     "models": "VARCHAR[]", "runs": "VARCHAR[]", "required_mask": "BIGINT", "min_progression": "DOUBLE",
     "whole_episode_valid": "BOOLEAN", "drop_invalid": "BOOLEAN", "keep": "BIGINT", "seed": "BIGINT",
-    "max_examples": "BIGINT", "split": "DOUBLE",
+    "max_examples": "BIGINT", "split": "DOUBLE", "max_invalid_fraction": "DOUBLE",
 }
 
 

@@ -33,6 +33,8 @@ class FilterSpec(BaseModel):
     runs: tuple[str, ...] = ()
     achievements: tuple[str, ...] = ()
     min_progression: float | None = Field(None, ge=0.0, le=1.0)
+    max_invalid_fraction: float | None = Field(None, ge=0.0, le=1.0, description="episodes whose invalid turns "
+                                               "are at most this fraction of their turns")
     mode: Mode = "turn"
     keep_before_achievement: int | None = Field(None, ge=1, le=1_000_000)
     drop_invalid: bool = False

@@ -59,6 +59,11 @@ class StepWaste(BaseModel):
         """Time-efficiency waste: noops, moves that did not move, repeated failed crafts."""
         return self.noops + self.blocked_moves + self.repeated_failed_crafts
 
+    @property
+    def refused(self) -> int:
+        """Actions the game's rules refused: crafts and places that changed nothing, moves into walls."""
+        return self.failed_crafts + self.failed_places + self.blocked_moves
+
     def add(self, other: StepWaste) -> None:
         for name in StepWaste.model_fields:
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -100,14 +105,21 @@ def classify_steps(steps: Sequence[StepRecord]) -> StepWaste:
     return waste
 
 
-def wasted_actions_by_episode(runs: Iterable[RunEpisodes]) -> dict[tuple[str, int], int]:
-    """(run_dir, episode) -> wasted actions, for the ``time_efficiency`` comparison metric."""
-    out: dict[tuple[str, int], int] = {}
+def step_waste_by_episode(runs: Iterable[RunEpisodes]) -> dict[tuple[str, int], StepWaste]:
+    """(run_dir, episode) -> its step classification, for the ``time_efficiency`` and ``rule_understanding``
+    comparison metrics."""
+    out: dict[tuple[str, int], StepWaste] = {}
     for run in runs:
         steps = run.steps()
         for summary in run.summaries:
-            out[(str(run.run_dir), summary.episode)] = classify_steps(steps.get(summary.episode, [])).wasted
+            out[(str(run.run_dir), summary.episode)] = classify_steps(steps.get(summary.episode, []))
     return out
+
+
+def rule_violations_per_turn(invalid_replies: int, waste: StepWaste, turns: int) -> float | None:
+    """Rule understanding as ``analyze rules`` counts it: replies that broke the protocol plus actions the
+    game refused, per turn (None for an episode without turns)."""
+    return (invalid_replies + waste.refused) / turns if turns else None
 
 
 # --- invalid replies by kind -----------------------------------------------------------------------------
@@ -474,7 +486,7 @@ def analyze_rules(runs: Sequence[RunEpisodes]) -> RulesReport:
                     invalid += 1
                     kinds[invalid_kind(turn)] += 1
     noops = {"failed_crafts": waste.failed_crafts, "failed_places": waste.failed_places,
-             "moves_into_walls": waste.blocked_moves}
+             "moves_into_walls": waste.blocked_moves}  # together: ``StepWaste.refused``
     return RulesReport(
         episodes=episodes, turns=turns_total, invalid_turns=invalid,
         invalid_rate=invalid / turns_total if turns_total else None,

@@ -31,6 +31,7 @@ from crafter_tui.evaluation import stats
 from crafter_tui.evaluation.custom_metrics import CustomMetric, evaluate_custom_metric
 from crafter_tui.evaluation.experiments import Episode, Experiment
 from crafter_tui.evaluation.metrics import crafter_score, describe, success_rates
+from crafter_tui.traces.schema import FAILED_TERMINATIONS
 from crafter_tui.world.rules import ACHIEVEMENTS
 
 FINISHED_OK = frozenset({"max_steps", "max_turns", "agent_terminated"})
@@ -49,12 +50,6 @@ class MetricDef:
     unit: str = ""
 
 
-def _invalid_rate(episode: Episode) -> float | None:
-    if episode.invalid_actions is None or not episode.turns:
-        return None
-    return episode.invalid_actions / episode.turns
-
-
 def _tokens(episode: Episode) -> float | None:
     if episode.prompt_tokens is None or episode.completion_tokens is None:
         return None
@@ -68,8 +63,8 @@ BUILTIN_METRICS: dict[str, MetricDef] = {
                                 lambda e: None if e.steps is None else float(e.steps), "steps"),
     "turns": MetricDef("turns", "Agent turns per episode", None,
                        lambda e: None if e.turns is None else float(e.turns)),
-    "rule_understanding": MetricDef("rule_understanding", "Invalid-action rate (rule understanding)", False,
-                                    _invalid_rate, "invalid / turn"),
+    "rule_understanding": MetricDef("rule_understanding", "Rule violations per turn (rule understanding)", False,
+                                    lambda e: None, "violations / turn"),  # invalid replies + refused actions, from steps
     "time_efficiency": MetricDef("time_efficiency", "Wasted actions per episode (time efficiency)", False,
                                  lambda e: None, "actions"),  # filled from steps, see analyses
     "tokens": MetricDef("tokens", "Tokens per episode", None, _tokens),
@@ -115,7 +110,9 @@ class ExperimentSummary(BaseModel):
     name: str
     version: str
     model: str
-    episodes: int
+    episodes: int  # scored episodes: failed ones are counted below and left out of every figure
+    failed: int = 0
+    failed_by_cause: dict[str, int] = Field(default_factory=dict)
     note: str | None = None
     crafter_score: float | None
     progression: float | None
@@ -254,13 +251,17 @@ def compare_experiments(experiments: Sequence[Experiment], options: CompareOptio
         known = ", ".join([*BUILTIN_METRICS, *(c.name for c in custom)])
         raise UserError(f"unknown metric(s) {', '.join(unknown)}; known: {known}", where="--metrics")
     metric_defs = _metric_defs(options.metrics, custom)
-    values = {e.name: _episode_values(e, metric_defs, custom, (extra_values or {}).get(e.name, {}))
-              for e in experiments}
-    scalars = {e.name: _custom_scalars(e, custom) for e in experiments}
     warnings: list[str] = []
-    summaries = [_summarise(e, metric_defs, values[e.name], scalars[e.name], warnings) for e in experiments]
+    failed = {e.name: [ep for ep in e.episodes if ep.termination in FAILED_TERMINATIONS] for e in experiments}
+    extra = {e.name: _scored_values((extra_values or {}).get(e.name, {}), e) for e in experiments}
+    experiments = [_scored(e, failed[e.name], warnings) for e in experiments]
+    values = {e.name: _episode_values(e, metric_defs, custom, extra[e.name]) for e in experiments}
+    scalars = {e.name: _custom_scalars(e, custom) for e in experiments}
+    summaries = [_summarise(e, metric_defs, values[e.name], scalars[e.name], warnings, failed[e.name])
+                 for e in experiments]
     baseline = next(e for e in experiments if e.name == baseline_name)
-    pairs = [_compare_pair(baseline, e, metric_defs, values, scalars, summaries, options)
+    failed_keys = {name: {key for key in _keys_of(episodes) if key is not None} for name, episodes in failed.items()}
+    pairs = [_compare_pair(baseline, e, metric_defs, values, scalars, summaries, options, failed_keys)
              for e in experiments if e.name != baseline_name]
     _holm_across_pairs(pairs)
     return Comparison(
@@ -269,6 +270,27 @@ def compare_experiments(experiments: Sequence[Experiment], options: CompareOptio
         settings=settings_diff(experiments, baseline_name),
         probability_of_improvement=_improvement_matrix(experiments), warnings=warnings,
     )
+
+
+def _scored(experiment: Experiment, failed: list[Episode], warnings: list[str]) -> Experiment:
+    """``experiment`` without its failed episodes (an endpoint, env or clock failure is not a score of zero),
+    with a warning naming them."""
+    if not failed:
+        return experiment
+    causes = ", ".join(f"{cause} {count}" for cause, count in sorted(Counter(e.termination for e in failed).items()))
+    warnings.append(f"experiment {experiment.name!r}: {len(failed)} of {len(experiment.episodes)} episodes FAILED "
+                    f"({causes}) and are left out of every figure; resume its runs to play them")
+    return experiment.model_copy(update={"episodes": [e for e in experiment.episodes
+                                                      if e.termination not in FAILED_TERMINATIONS]})
+
+
+def _scored_values(columns: Values, experiment: Experiment) -> Values:
+    """Values given per episode of ``experiment``, kept for its scored episodes only."""
+    keep = [e.termination not in FAILED_TERMINATIONS for e in experiment.episodes]
+    for name, column in columns.items():
+        if len(column) != len(keep):
+            raise ValueError(f"{name}: {len(column)} values for {len(keep)} episodes")
+    return {name: [v for v, kept in zip(column, keep, strict=True) if kept] for name, column in columns.items()}
 
 
 def _metric_defs(requested: Sequence[str], custom: Sequence[CustomMetric]) -> list[MetricDef]:
@@ -317,14 +339,15 @@ def _summary(values: Sequence[float]) -> Summary:
 
 
 def _summarise(experiment: Experiment, defs: list[MetricDef], values: Values, scalars: dict[str, float],
-               warnings: list[str]) -> ExperimentSummary:
+               warnings: list[str], failed: Sequence[Episode] = ()) -> ExperimentSummary:
     episodes = experiment.episodes
     counts = [e.num_achievements for e in episodes]
     detailed = bool(episodes) and all(e.achievements is not None for e in episodes)
-    note = None
+    note = f"{len(failed)} failed episode(s) left out" if failed else None
     if not episodes:
-        note = "no episodes: nothing to measure"
-        warnings.append(f"experiment {experiment.name!r} has zero episodes; it is listed but not measured")
+        note = "no scored episodes: every episode failed" if failed else "no episodes: nothing to measure"
+        warnings.append(f"experiment {experiment.name!r} has zero {'scored ' if failed else ''}episodes; "
+                        "it is listed but not measured")
     success = None
     score = None
     if detailed:
@@ -335,7 +358,8 @@ def _summarise(experiment: Experiment, defs: list[MetricDef], values: Values, sc
                    for name in ACHIEVEMENTS]
         score = crafter_score(success_rates([e.achievements or [] for e in episodes]))
     return ExperimentSummary(
-        name=experiment.name, version=experiment.version, model=experiment.model, episodes=len(episodes), note=note,
+        name=experiment.name, version=experiment.version, model=experiment.model, episodes=len(episodes),
+        failed=len(failed), failed_by_cause=dict(Counter(e.termination or "" for e in failed)), note=note,
         crafter_score=score, progression=(float(np.mean(counts)) / len(ACHIEVEMENTS) if counts else None),
         achievements=_summary(counts), success=success,
         metrics={d.name: _summary(_present(values.get(d.name, []))) for d in defs},
@@ -377,11 +401,19 @@ def _instances(episodes: Sequence[Episode]) -> list[InstanceSummary]:
 # --- pairs ----------------------------------------------------------------------------------------------
 
 def _keys(experiment: Experiment) -> list[tuple[str, int] | None]:
-    return [None if e.seed is None else (e.instance, e.seed) for e in experiment.episodes]
+    return _keys_of(experiment.episodes)
 
 
-def pairing(baseline: Experiment, candidate: Experiment) -> tuple[bool, str]:
-    """Whether two experiments are paired by seed, and why (one sentence for the report)."""
+def _keys_of(episodes: Sequence[Episode]) -> list[tuple[str, int] | None]:
+    return [None if e.seed is None else (e.instance, e.seed) for e in episodes]
+
+
+def pairing(baseline: Experiment, candidate: Experiment,
+            failed: tuple[set[tuple[str, int]], set[tuple[str, int]]] = (set(), set())) -> tuple[bool, str]:
+    """Whether two experiments are paired by seed, and why (one sentence for the report).
+
+    ``failed``: the keys of each side's failed episodes (already left out of ``baseline``/``candidate``):
+    experiments that played the same seeds stay paired, on the seeds both scored."""
     a, b = _keys(baseline), _keys(candidate)
     if not a or not b:
         return False, "an experiment has no episodes"
@@ -389,6 +421,10 @@ def pairing(baseline: Experiment, candidate: Experiment) -> tuple[bool, str]:
         return False, "independent: seeds are not recorded for every episode"
     if set(a) != set(b):
         common = len(set(a) & set(b))
+        if set(a) | failed[0] == set(b) | failed[1]:
+            dropped = len(set(a) | set(b)) - common
+            return True, (f"paired by (instance, seed): {common} seeds scored in both experiments "
+                          f"({dropped} left out where an episode failed)")
         return False, f"independent: the (instance, seed) sets differ ({common} in common)"
     return True, f"paired by (instance, seed): {len(set(a))} seeds in both experiments"
 
@@ -410,8 +446,10 @@ def _paired_arrays(base: Experiment, cand: Experiment, base_values: list[float |
 
 def _compare_pair(base: Experiment, cand: Experiment, defs: list[MetricDef], values: dict[str, Values],
                   scalars: dict[str, dict[str, float]], summaries: list[ExperimentSummary],
-                  options: CompareOptions) -> PairComparison:
-    paired, why = pairing(base, cand)
+                  options: CompareOptions,
+                  failed_keys: dict[str, set[tuple[str, int]]] | None = None) -> PairComparison:
+    failed_keys = failed_keys or {}
+    paired, why = pairing(base, cand, (failed_keys.get(base.name, set()), failed_keys.get(cand.name, set())))
     metrics = []
     for index, definition in enumerate(defs):
         base_col, cand_col = values[base.name][definition.name], values[cand.name][definition.name]
@@ -452,7 +490,7 @@ def unlocked_matrix(experiment: Experiment, keys: list[tuple[str, int]] | None =
 
 
 def _score_ci(base: Experiment, cand: Experiment, paired: bool, options: CompareOptions) -> stats.Interval | None:
-    keys = sorted(set(_keys(base))) if paired else None
+    keys = sorted(set(_keys(base)) & set(_keys(cand))) if paired else None
     a, b = unlocked_matrix(base, keys), unlocked_matrix(cand, keys)  # type: ignore[arg-type]
     if a is None or b is None:
         return None

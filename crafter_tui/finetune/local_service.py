@@ -9,9 +9,12 @@ the environment, never on the command line (which other users can read in ``ps``
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,8 +43,10 @@ def service_dir(config: AppConfig) -> Path:
     return config.storage.data_dir / "service"
 
 
-def ensure_local_service(config: AppConfig, *, timeout: float = START_TIMEOUT_S) -> tuple[str, bool]:
-    """(base URL, started_now). Starts a detached service on the configured loopback port if none answers."""
+def ensure_local_service(config: AppConfig, *, timeout: float = START_TIMEOUT_S,
+                         data_dir: Path | None = None) -> tuple[str, bool]:
+    """(base URL, started_now). Starts a detached service on the configured loopback port if none answers
+    (its data under ``data_dir``, default ``<storage.data_dir>/service``)."""
     base_url = config.finetune.local_url
     if is_up(base_url):
         return base_url, False
@@ -50,7 +55,7 @@ def ensure_local_service(config: AppConfig, *, timeout: float = START_TIMEOUT_S)
     if not is_loopback(host):
         raise UserError(f"no fine-tune service answers at {base_url}, and it is not on this machine, "
                         "so it cannot be started here", where="[finetune] local_url")
-    data_dir = service_dir(config)
+    data_dir = data_dir or service_dir(config)
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if config.finetune.local_token:
@@ -73,3 +78,34 @@ def ensure_local_service(config: AppConfig, *, timeout: float = START_TIMEOUT_S)
         time.sleep(0.25)
     raise UserError(f"the fine-tune service did not answer within {timeout:.0f}s; see {data_dir / 'serve.log'}",
                     where="--backend local")
+
+
+@asynccontextmanager
+async def running_local_service(config: AppConfig, *, data_dir: Path | None = None) -> AsyncIterator[tuple[str, bool]]:
+    """The service at ``[finetune] local_url`` for the duration of a block: started if none answers
+    (data under ``data_dir``), and then stopped again afterwards; one that already ran is left running."""
+    import asyncio
+
+    directory = data_dir or service_dir(config)
+    url, started = await asyncio.to_thread(ensure_local_service, config, data_dir=directory)
+    try:
+        yield url, started
+    finally:
+        if started:
+            await asyncio.to_thread(stop_service, directory / "serve.pid", url)
+
+
+def stop_service(pid_file: Path, url: str, grace_s: float = 15.0) -> None:
+    """SIGTERM the service's process group, wait until it no longer answers, then SIGKILL."""
+    try:
+        group = int(pid_file.read_text())
+        os.killpg(group, signal.SIGTERM)
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and is_up(url, timeout=0.5):
+        time.sleep(0.1)
+    try:
+        os.killpg(group, signal.SIGKILL)  # whatever is left of the group (job workers included)
+    except OSError:
+        pass

@@ -15,10 +15,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from crafter_tui.agents.prompting import MAX_ACTIONS_PER_TURN, SYSTEM_PROMPT, TOOLS, build_messages
+from crafter_tui.agents.prompting import SYSTEM_PROMPT, TOOLS, build_messages
+from crafter_tui.agents.replies import decision_from_message, decision_from_text
+from crafter_tui.dataset.card import PlayFormat
 from crafter_tui.world.env import CrafterWorld
 from crafter_tui.world.rules import ACTIONS
-from crafter_tui.world.text_obs import render_text_observation
+from crafter_tui.world.text_obs import OBSERVATION_FORMATS
 
 TEST_MAX_STEPS = 300
 
@@ -44,8 +46,13 @@ class ModelTestReport(BaseModel):
         return bool(self.checks) and self.passed == len(self.checks)
 
 
-def crafter_turns(count: int = 3, seed: int = 0) -> list[tuple[int, int, list[dict[str, Any]]]]:
-    """``count`` (seed, step, messages) turns: fresh worlds advanced a few seeded random steps."""
+def crafter_turns(count: int = 3, seed: int = 0,
+                  play: PlayFormat | None = None) -> list[tuple[int, int, list[dict[str, Any]]]]:
+    """``count`` (seed, step, messages) turns: fresh worlds advanced a few seeded random steps, each shown
+    as ``play`` (a model card's format) says, or as the ``full`` observation with its prompt."""
+    observation = play.observation if play is not None else "full"
+    system = play.system_prompt if play is not None else SYSTEM_PROMPT
+    render = OBSERVATION_FORMATS[observation]
     turns = []
     for index in range(count):
         world_seed = seed + index
@@ -57,28 +64,22 @@ def crafter_turns(count: int = 3, seed: int = 0) -> list[tuple[int, int, list[di
             state = outcome.state
             if outcome.done:
                 break
-        text = render_text_observation(state, turn=index * 7 + 1, max_steps=TEST_MAX_STEPS)
-        turns.append((world_seed, state.step, build_messages(SYSTEM_PROMPT, [], text, 0)))
+        text = render(state, turn=index * 7 + 1, max_steps=TEST_MAX_STEPS)
+        turns.append((world_seed, state.step, build_messages(system, [], text, 0)))
     return turns
 
 
-def check_reply(tool_calls: list[dict[str, Any]], content: str | None) -> tuple[bool, list[str], str]:
-    """(passed, actions, why) for one chat reply."""
-    calls = [c for c in tool_calls if (c.get("function") or {}).get("name") == "interact"]
-    if not calls:
-        names = [(c.get("function") or {}).get("name") for c in tool_calls]
-        return False, [], f"no interact call (tool calls: {names}, text: {(content or '')[:80]!r})"
-    try:
-        arguments = json.loads(calls[0]["function"].get("arguments") or "")
-    except json.JSONDecodeError as exc:
-        return False, [], f"arguments are not JSON ({exc.msg})"
-    actions = arguments.get("actions") if isinstance(arguments, dict) else None
-    if not isinstance(actions, list) or not 1 <= len(actions) <= MAX_ACTIONS_PER_TURN:
-        return False, [], f"'actions' must be a list of 1-{MAX_ACTIONS_PER_TURN} actions, got {actions!r}"
-    unknown = [a for a in actions if a not in ACTIONS]
-    if unknown:
-        return False, [str(a) for a in actions], f"unknown actions {unknown}"
-    return True, actions, "ok"
+def check_reply(tool_calls: list[dict[str, Any]], content: str | None, *,
+                text_actions: bool = False) -> tuple[bool, list[str], str]:
+    """(passed, actions, why) for one chat reply, read by the agent's own parser (``agents.replies``): a pass
+    means the rollout would execute it. ``text_actions``: the call is written as JSON text."""
+    message = {"role": "assistant", "content": content, "tool_calls": tool_calls}
+    decision = decision_from_text(message) if text_actions else decision_from_message(message)
+    if not decision.valid:
+        return False, [], decision.error or "invalid reply"
+    if decision.terminate:
+        return False, [], f"terminate instead of interact ({decision.reasoning[:80]!r})"
+    return True, decision.actions, "ok"
 
 
 def usage_example(base_url: str, model: str, key_env: str | None) -> str:
@@ -103,7 +104,6 @@ def usage_example(base_url: str, model: str, key_env: str | None) -> str:
         '    {"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": observation}])',
         "print(reply.choices[0].message.tool_calls)",
         "",
-        "# or play it in Crafter",
-        f"crafter-tui rollout --agent openai --model {shlex.quote(model)} "
-        f"--base-url {shlex.quote(base_url)} --episodes 10",
+        "# or play it in Crafter (from this folder: its model card says how, and where it is served)",
+        f"crafter-tui rollout --model {shlex.quote(model)} --episodes 10",
     ])

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from crafter_tui.dataset.card import ModelCard, read_card
 from crafter_tui.dataset.validate import ValidationReport, validate_file
 from crafter_tui.errors import UserError
 from crafter_tui.finetune.hosts import (
@@ -64,6 +65,7 @@ class PreparedData(BaseModel):
     report: ValidationReport
     estimate: Estimate
     warnings: list[str] = Field(default_factory=list)
+    card: ModelCard | None = None  # how the examples were made (the export's card), carried by the job
 
 
 def _read_lines(path: Path) -> list[bytes]:
@@ -170,6 +172,10 @@ def prepare_dataset(request: PrepareRequest) -> PreparedData:
         report = validate_file(train_path, model=counting_model, epochs=request.epochs)
     n_valid = len(_read_lines(valid_path)) if valid_path else 0
     epochs = request.epochs or report.epochs
+    card = read_card(request.data)
+    if card is None:
+        warnings.append(f"no model card beside {request.data.name} (not exported by crafter-tui): the model will "
+                        "not know how it must be played; rollouts use their flags and defaults")
     return PreparedData(train_path=train_path, validation_path=valid_path, report=report,
                         estimate=estimate(request.backend, request.model, report, epochs, n_valid),
-                        warnings=warnings)
+                        warnings=warnings, card=card)

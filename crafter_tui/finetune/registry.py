@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from crafter_tui.dataset.card import ModelCard
 from crafter_tui.errors import UserError
 from crafter_tui.traces.jsonl import write_json_atomic
 
@@ -36,6 +37,8 @@ class JobEntry(BaseModel):
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     modal_call_id: str | None = None
     error: str | None = None
+    card: ModelCard | None = None  # how the model must be played (the training data's card, host, sampling)
+    service_dir: str | None = None  # local host: the data folder of the service that trained (and serves) the model
 
 
 def _filename(host: str, job_id: str) -> str:

@@ -8,6 +8,7 @@ worker process or a Modal container and ships its records back to the one trace 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ from crafter_tui.agents.base import Agent, AgentDecision, HistoryTurn, TurnObser
 from crafter_tui.agents.prompting import SYSTEM_PROMPTS, tool_result_text
 from crafter_tui.config import AppConfig
 from crafter_tui.rollout.envs import EpisodeEnv, LocalEnv
+from crafter_tui.rollout.replay import ReplayAgent, ReplayMismatch, ReplayPoint, VerifyingSink
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.traces.jsonl import AsciiPlainRecord, PlainRecord, fast_float, plain_values
 from crafter_tui.traces.schema import EpisodeSummary, Termination
@@ -25,6 +27,7 @@ from crafter_tui.world.env import StepOutcome
 from crafter_tui.world.rules import ACHIEVEMENTS, ACTION_IDS, ITEMS
 from crafter_tui.world.text_obs import OBSERVATION_FORMATS, view_cells_and_symbols, view_symbols
 
+log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 0.1
 #: An episode that plays alone (one lane) yields to the event loop at most this often: nothing
 #: else's order depends on its turns, and a yield per turn was ~5% of the loop's time.
@@ -38,7 +41,14 @@ def build_agent(spec: RolloutSpec, config: AppConfig) -> Agent:
 
     agent = make_agent(spec.agent, model=spec.model, config=config)
     agent.history_turns = spec.history_turns
-    agent.system_prompt = SYSTEM_PROMPTS[spec.observation]
+    agent.system_prompt = spec.system_prompt if spec.system_prompt is not None else SYSTEM_PROMPTS[spec.observation]
+    if spec.actions == "text":
+        if not hasattr(agent, "reply_actions"):
+            from crafter_tui.errors import UserError
+
+            raise UserError(f"the {spec.agent} agent cannot play a model that writes its actions as text",
+                            where="--agent")
+        agent.reply_actions = "text"
     return agent
 
 
@@ -66,11 +76,15 @@ class JobSink(RecordSink, Protocol):
 
 @dataclass(slots=True)
 class EpisodeJob:
-    """One episode to play: its index in the run, its seed, and which attempt this is."""
+    """One episode to play: its index in the run, its seed, and which attempt this is.
+
+    ``replay``: the recorded turns an unfinished episode continues from (``rollout.replay``).
+    """
 
     episode: int
     seed: int
     attempt: int = 0
+    replay: ReplayPoint | None = None
 
 
 @dataclass
@@ -102,14 +116,19 @@ async def play_jobs(spec: RolloutSpec, config: AppConfig, jobs: list[EpisodeJob]
 
     async def one(job: EpisodeJob) -> None:
         async with gate:
-            sink.started(job)
-            env = make_env(spec, config)
-            agent = build_agent(spec, config)
-            try:
-                summary = await play_episode(spec, job, env, agent, sink, run_id, alone=alone)
-            finally:
-                await agent.aclose()
-                await env.close()
+            summary = None
+            while summary is None:
+                sink.started(job)
+                env = make_env(spec, config)
+                agent = build_agent(spec, config)
+                try:
+                    summary = await play_episode(spec, job, env, agent, sink, run_id, alone=alone)
+                except ReplayMismatch as exc:  # its recorded turns cannot be continued: play it from its seed
+                    log.warning("episode %s (seed %s): %s; playing it again from its seed", job.episode, job.seed, exc)
+                    job = EpisodeJob(job.episode, job.seed, job.attempt + 1)
+                finally:
+                    await agent.aclose()
+                    await env.close()
             sink.episode(summary)
 
     await asyncio.gather(*(one(job) for job in jobs))
@@ -157,6 +176,8 @@ async def play_episode(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agen
     tally = _Tally()
     started_at = datetime.now(timezone.utc)
     clock = time.perf_counter()
+    if job.replay is not None:  # continue from the recorded turns (checked as they are played again)
+        agent, sink = ReplayAgent(agent, job.replay.turns), VerifyingSink(sink, job.replay)
     try:
         if spec.episode_timeout is not None:
             async with asyncio.timeout(spec.episode_timeout):
@@ -231,7 +252,7 @@ async def _play(spec: RolloutSpec, job: EpisodeJob, env: EpisodeEnv, agent: Agen
         obs = TurnObservation(state, text, tally.turns, spec.max_steps, semantic)
         try:
             decision = await agent.act(obs, history)
-        except (asyncio.CancelledError, TimeoutError):
+        except (asyncio.CancelledError, TimeoutError, ReplayMismatch):
             raise
         except Exception as exc:  # noqa: BLE001 - an agent failure ends this episode, not the run
             tally.termination, tally.error = "agent_error", f"{exc.__class__.__name__}: {exc}"

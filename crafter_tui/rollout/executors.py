@@ -92,7 +92,7 @@ class MessageSink:
 
 
 def play_block(spec_data: dict[str, Any], config_data: dict[str, Any], run_id: str,
-               jobs: list[tuple[int, int, int]], lanes: int) -> list[Message]:
+               jobs: list[tuple[Any, ...]], lanes: int) -> list[Message]:
     """Play a block of episodes to the end and return all their messages (the Modal function body)."""
     spec = RolloutSpec.model_validate(spec_data)
     config = AppConfig.model_validate(config_data)
@@ -189,7 +189,7 @@ def partition(jobs: list[EpisodeJob], parts: int) -> list[list[EpisodeJob]]:
 # -- local worker processes -----------------------------------------------------------------------------
 
 def _worker_main(index: int, spec_data: dict[str, Any], config_data: dict[str, Any], run_id: str,
-                 jobs: list[tuple[int, int, int]], lanes: int, out: Any) -> None:
+                 jobs: list[tuple[Any, ...]], lanes: int, out: Any) -> None:
     """Entry point of a worker process: play the jobs, stream message batches to the parent."""
     error = None
     try:
@@ -247,7 +247,7 @@ class ProcessPoolExecutor:
         # queue's lock held (the other workers block forever) or a torn message in the one stream.
         pipes = [ctx.Pipe(duplex=False) for _ in blocks]
         procs = [ctx.Process(target=_worker_main, name=f"crafter-worker-{i}", daemon=True,
-                             args=(i, spec_data, config_data, run_id, [(j.episode, j.seed, j.attempt) for j in block],
+                             args=(i, spec_data, config_data, run_id, [(j.episode, j.seed, j.attempt, j.replay) for j in block],
                                    lanes, pipes[i][1])) for i, block in enumerate(blocks)]
         for proc in procs:
             proc.start()
@@ -332,7 +332,7 @@ class ModalExecutor:
         spec_data = spec.model_copy(update={"on": "local", "workers": 1}).model_dump(mode="json")
         config_data = dump_config(config)
         lanes = max(1, min(spec.concurrency, self.block_size))
-        inputs = [(spec_data, config_data, run_id, [(j.episode, j.seed, j.attempt) for j in block], lanes)
+        inputs = [(spec_data, config_data, run_id, [(j.episode, j.seed, j.attempt, j.replay) for j in block], lanes)
                   for block in blocks]
         delivery = Delivery(sink, spec, run_id)
         map_fn = self.map_fn or default_modal_map

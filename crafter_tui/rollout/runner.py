@@ -26,17 +26,16 @@ from crafter_tui.config import AppConfig
 from crafter_tui.errors import UserError
 from crafter_tui.rollout.envs import EpisodeEnv, LocalEnv
 from crafter_tui.rollout.episode import EpisodeJob, build_agent, play_jobs
+from crafter_tui.rollout.resume import check_wording, resume_jobs, spec_for_resume
 from crafter_tui.rollout.events import (
     EpisodeFinished, EpisodeProgress, EpisodeStarted, RolloutEvent, RunFinished, RunStarted,
 )
 from crafter_tui.rollout.spec import RolloutSpec
-from crafter_tui.rollout.writer import TraceWriter, attempts_started, finished_summaries, load_run_record
+from crafter_tui.rollout.writer import TraceWriter, load_run_record
 from crafter_tui.traces.schema import EpisodeSummary, RunRecord, Versions
 from crafter_tui.world.text_obs import OBSERVATION_REVISIONS
 
 Emit = Callable[[RolloutEvent], None]
-#: Episodes that ended through no fault of the agent's play are played again by ``--resume``.
-RETRIED_ON_RESUME = ("env_error", "agent_error")
 
 
 class Executor(Protocol):
@@ -141,9 +140,13 @@ def new_run_record(spec: RolloutSpec, config: AppConfig, run_id: str) -> RunReco
         tools_hash=stable_hash(TOOLS), difficulty=spec.difficulty, seed=spec.seed,
         episodes=spec.episodes, seeds=spec.seeds, max_steps=spec.max_steps, max_turns=spec.max_turns,
         settings={"temperature": config.eval.temperature, "max_tokens": config.eval.max_tokens,
+                  "turn_seeds": config.eval.temperature > 0,  # sampled turns send seed(episode seed, turn)
                   "concurrency": spec.concurrency, "episode_timeout": spec.episode_timeout,
                   "workers": spec.workers, "on": spec.on, "observation": spec.observation,
-                  "observation_revision": OBSERVATION_REVISIONS[spec.observation]},
+                  "observation_revision": OBSERVATION_REVISIONS[spec.observation],
+                  "reply_actions": spec.actions,
+                  **({"expert_beta": config.eval.expert_beta} if spec.agent == "dagger" else {})},
+        model_card=spec.model_card, mismatches=list(spec.mismatches),
         versions=versions(), experiment=spec.experiment,
     )
 
@@ -157,42 +160,16 @@ def resolve_run_dir(out_dir: Path, run: str) -> Path:
     raise UserError(f"no run folder with a run.json found for {run!r} (looked in {out_dir})", where="--resume")
 
 
-def spec_for_resume(spec: RolloutSpec, record: RunRecord) -> RolloutSpec:
-    """A resumed run replays exactly the recorded settings, whatever the new flags say."""
-    return spec.model_copy(update={
-        "agent": record.agent, "model": record.model, "episodes": record.episodes, "seed": record.seed,
-        "max_steps": record.max_steps, "max_turns": record.max_turns, "difficulty": record.difficulty,
-        "history_turns": record.history_turns, "run_id": record.run_id,
-        "observation": record.settings.get("observation", "full"),
-    })
-
-
-def check_wording(record: RunRecord, run_dir: Path) -> None:
-    """Refuse to continue a run whose turns hold another wording of its observation format: one run,
-    one wording (a record from before revisions were recorded holds revision 1 of a format still at 1)."""
-    observation = record.settings.get("observation", "full")
-    current = OBSERVATION_REVISIONS[observation]
-    recorded = record.settings.get("observation_revision", 1 if current == 1 else None)
-    if recorded != current:
-        held = f"revision {recorded}" if recorded is not None else "an unrecorded revision"
-        raise UserError(f"run {record.run_id!r} holds {held} of the {observation!r} observation and "
-                        f"this version writes revision {current}; its episodes cannot be continued in another "
-                        "wording: start a new run", where=str(run_dir / "run.json"))
-
-
-def prepare_run(spec: RolloutSpec, config: AppConfig) -> tuple[RolloutSpec, TraceWriter, list[EpisodeJob]]:
-    """Create the run folder (or reopen it for ``resume``) and list the episodes left to play."""
+def prepare_run(spec: RolloutSpec, config: AppConfig) -> tuple[RolloutSpec, AppConfig, TraceWriter, list[EpisodeJob]]:
+    """Create the run folder (or reopen it for ``resume``: its recorded settings) and list the episodes left to play."""
     if spec.resume:
         run_dir = resolve_run_dir(spec.out_dir, spec.resume)
         record = load_run_record(run_dir)
         check_wording(record, run_dir)
-        spec = spec_for_resume(spec, record)
-        done = {i for i, s in finished_summaries(run_dir).items() if s.termination not in RETRIED_ON_RESUME}
-        started = attempts_started(run_dir)
-        jobs = [EpisodeJob(i, seed, started.get(i, -1) + 1)
-                for i, seed in enumerate(record.seeds) if i not in done]
+        spec, config = spec_for_resume(spec, config, record)
+        jobs = resume_jobs(run_dir, record)
         record.status = "running"
-        return spec, TraceWriter(run_dir, record), jobs
+        return spec, config, TraceWriter(run_dir, record), jobs
     run_id = spec.run_id or new_run_id(spec)
     run_dir = spec.out_dir / run_id
     if (run_dir / "run.json").exists():
@@ -200,7 +177,7 @@ def prepare_run(spec: RolloutSpec, config: AppConfig) -> tuple[RolloutSpec, Trac
     spec = spec.model_copy(update={"run_id": run_id})
     record = new_run_record(spec, config, run_id)
     jobs = [EpisodeJob(i, seed, 0) for i, seed in enumerate(spec.seeds)]
-    return spec, TraceWriter(run_dir, record), jobs
+    return spec, config, TraceWriter(run_dir, record), jobs
 
 
 def pick_executor(spec: RolloutSpec) -> Executor:
@@ -215,7 +192,7 @@ def pick_executor(spec: RolloutSpec) -> Executor:
 async def run_rollout_events(spec: RolloutSpec, config: AppConfig, emit: Emit,
                              executor: Executor | None = None) -> tuple[RolloutSpec, list[EpisodeSummary]]:
     """Run (or resume) a rollout, emitting events; returns the final spec and this call's summaries."""
-    spec, writer, jobs = prepare_run(spec, config)
+    spec, config, writer, jobs = prepare_run(spec, config)
     emit(RunStarted(run_id=writer.record.run_id, run_dir=writer.run_dir, episodes=len(writer.record.seeds),
                     pending=len(jobs)))
     sink = RunSink(writer, emit)

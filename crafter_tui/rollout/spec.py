@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from crafter_tui.config import AgentKind, AppConfig, Difficulty, ObservationFormat
+from crafter_tui.config import DEFAULT_TRACE_DIR, AgentKind, AppConfig, Difficulty, ObservationFormat
 
 
 class RolloutSpec(BaseModel):
@@ -26,7 +26,7 @@ class RolloutSpec(BaseModel):
     episode_timeout: float | None = Field(None, gt=0)
     history_turns: int = Field(4, ge=0, le=64)
     observation: ObservationFormat = "full"
-    out_dir: Path = Path("traces")
+    out_dir: Path = DEFAULT_TRACE_DIR
     run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     resume: str | None = None
     env: Literal["local", "remote"] = "local"
@@ -34,6 +34,12 @@ class RolloutSpec(BaseModel):
     workers: int = Field(1, ge=1, le=256)
     on: Literal["local", "modal"] = "local"
     experiment: str | None = None
+    system_prompt: str | None = Field(None, description="the LLM's system prompt (None: the observation format's)")
+    actions: Literal["tools", "text"] = Field("tools", description="how an LLM writes its actions: an interact "
+                                              "tool call, or that call's JSON as text (models trained on "
+                                              "--text-actions data)")
+    model_card: dict[str, Any] | None = Field(None, description="the model card applied to this run (recorded)")
+    mismatches: tuple[str, ...] = Field((), description="card settings the user overrode with --allow-mismatch")
 
     @model_validator(mode="after")
     def _check(self) -> "RolloutSpec":

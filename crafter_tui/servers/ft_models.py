@@ -190,6 +190,9 @@ class ModelObject(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    #: crafter-tui's extension: how the model must be played (``dataset.card.ModelCard`` as JSON), when the job
+    #: that trained it was handed one. OpenAI's clients ignore fields they do not know.
+    card: dict[str, Any] | None = None
 
 
 class ModelList(BaseModel):

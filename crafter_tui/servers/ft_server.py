@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from crafter_tui.dataset.card import CARD_METADATA_KEY
 from crafter_tui.errors import UserError
 from crafter_tui.servers.ft_jobs import DEFAULT_TRAINER, JobManager, ServiceError
 from crafter_tui.servers.ft_models import (
@@ -314,20 +315,24 @@ def _model_routes(app: FastAPI, manager: JobManager, models: ModelCache, setting
                   auth: list[Any]) -> None:
     started = int(time.time())
 
+    def tuned_model(name: str, job: JobObject | None) -> ModelObject:
+        created = (job.finished_at or job.created_at) if job else started
+        return ModelObject(id=name, created=created, owned_by="user", card=model_card(name, job))
+
     @app.get("/v1/models", dependencies=auth)
     async def list_models() -> ModelList:
         bases = await asyncio.to_thread(manager.base_models)
         data = [ModelObject(id=name, created=started, owned_by="crafter-tui") for name in bases]
         jobs = {j.fine_tuned_model: j for j in manager.list() if j.fine_tuned_model}
-        for name in manager.model_paths():
-            job = jobs.get(name)
-            created = (job.finished_at or job.created_at) if job else started
-            data.append(ModelObject(id=name, created=created, owned_by="user"))
+        data += [tuned_model(name, jobs.get(name)) for name in manager.model_paths()]
         return ModelList(data=data)
 
     @app.get("/v1/models/{model_id:path}", dependencies=auth)
     async def get_model(model_id: str) -> ModelObject:
-        if model_id in manager.base_models() or model_id in manager.model_paths():
+        if model_id in manager.model_paths():
+            job = next((j for j in manager.list() if j.fine_tuned_model == model_id), None)
+            return tuned_model(model_id, job)
+        if model_id in manager.base_models():
             return ModelObject(id=model_id, created=started, owned_by="crafter-tui")
         raise ServiceError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
 
@@ -352,6 +357,27 @@ def _model_routes(app: FastAPI, manager: JobManager, models: ModelCache, setting
             raise ServiceError(400, f"The model cannot take this request: {exc}", param="messages",
                                code="invalid_value") from None
         return chat_response(request.model, result)
+
+
+def model_card(name: str, job: JobObject | None) -> dict[str, Any] | None:
+    """The card a job was handed (``metadata``), completed with what the service knows of the model.
+
+    A card that does not parse is not shown (the model is still served): the client then treats
+    the model as one it knows nothing about, which is what it would do without a card."""
+    import json
+
+    text = (job.metadata or {}).get(CARD_METADATA_KEY) if job is not None else None
+    if not text:
+        return None
+    try:
+        card = json.loads(text)
+    except ValueError:
+        log.warning("job %s: its model card is not JSON; not shown", job.id)
+        return None
+    if not isinstance(card, dict):
+        return None
+    return {**card, "host": "local", "job_id": job.id, "fine_tuned_model": name,
+            "base_model": card.get("base_model") or job.model}
 
 
 def warn_if_exposed(settings: ServeSettings) -> str | None:

@@ -10,11 +10,7 @@ are in the README's results table.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -22,6 +18,7 @@ from pydantic import BaseModel
 from crafter_tui.config import AppConfig, ObservationFormat
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.evaluation.compare import Comparison
+from crafter_tui.finetune.local_service import running_local_service
 from crafter_tui.services.pipeline import (
     PipelineEvent, PipelineFinished, PipelineService, PipelineSpec, PipelineState, final_model,
 )
@@ -153,41 +150,6 @@ def _saved_port(workdir: Path) -> int | None:
         return None
 
 
-@asynccontextmanager
-async def local_service(config: AppConfig) -> AsyncIterator[str]:
-    """Start our fine-tune service for the demo and stop it afterwards (if we started it)."""
-    import asyncio
-
-    from crafter_tui.finetune.local_service import ensure_local_service, service_dir
-
-    url, started = await asyncio.to_thread(ensure_local_service, config)
-    try:
-        yield url
-    finally:
-        if started:
-            await asyncio.to_thread(_stop_service, service_dir(config) / "serve.pid", url)
-
-
-def _stop_service(pid_file: Path, url: str, grace_s: float = 15.0) -> None:
-    """SIGTERM the service's process group, wait until it no longer answers, then SIGKILL."""
-    import time
-
-    from crafter_tui.finetune.local_service import is_up
-
-    try:
-        group = int(pid_file.read_text())
-        os.killpg(group, signal.SIGTERM)
-    except (OSError, ValueError):
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and is_up(url, timeout=0.5):
-        time.sleep(0.1)
-    try:
-        os.killpg(group, signal.SIGKILL)  # whatever is left of the group (job workers included)
-    except OSError:
-        pass
-
-
 def headline(result: PipelineFinished, trained_model: str, workdir: Path) -> Headline:
     comparison: Comparison = result.comparison
     by_name = {e.name: e for e in comparison.experiments}
@@ -214,9 +176,10 @@ async def run_demo(config: AppConfig, workdir: Path, recipe: Recipe,
     PipelineState(workdir).adopt(spec)  # a folder of other settings is refused before anything starts
     port = _saved_port(workdir) or free_port()
     (workdir / "service.port").write_text(str(port))
+    user_data_dir = config.storage.data_dir
     config = demo_config(config, workdir, port, trainer_threads=recipe.trainer_threads)
     final: PipelineFinished | None = None
-    async with local_service(config):
+    async with running_local_service(config):
         event: PipelineEvent
         async for event in PipelineService(config).run(spec):
             on_event(event)
@@ -224,5 +187,20 @@ async def run_demo(config: AppConfig, workdir: Path, recipe: Recipe,
                 final = event
     if final is None:
         raise RuntimeError("the demo pipeline ended without a result")
+    share_models(config.storage.data_dir, user_data_dir)
     stages = PipelineState(workdir).stages
     return headline(final, final_model(spec, stages, recipe.model), workdir)
+
+
+def share_models(demo_data_dir: Path, user_data_dir: Path) -> None:
+    """Register the demo's models in the user's job registry too (with the folder of the service that serves
+    them), so ``crafter-tui rollout --model ft:...`` from where the demo was started plays them as their cards
+    say, starting the demo's service when needed."""
+    from crafter_tui.finetune.registry import JobRegistry
+
+    if demo_data_dir.resolve() == user_data_dir.resolve():
+        return
+    user = JobRegistry.from_data_dir(user_data_dir)
+    for entry in JobRegistry.from_data_dir(demo_data_dir).all():
+        if entry.fine_tuned_model:
+            user.save(entry)

@@ -7,6 +7,7 @@ console stays responsive; the CLI calls the same methods through ``asyncio.run``
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from crafter_tui.config import AppConfig, Difficulty
 from crafter_tui.errors import UserError
-from crafter_tui.evaluation.analyses import wasted_actions_by_episode
+from crafter_tui.evaluation.analyses import rule_violations_per_turn, step_waste_by_episode
 from crafter_tui.evaluation.compare import DEFAULT_METRICS, CompareOptions, Comparison, compare_experiments
 from crafter_tui.evaluation.custom_metrics import load_custom_metrics
 from crafter_tui.evaluation.episodes import read_run
@@ -31,6 +32,7 @@ from crafter_tui.evaluation.experiments import (
 from crafter_tui.rollout.events import RolloutEvent
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.traces.jsonl import write_bytes_atomic
+from crafter_tui.traces.schema import FAILED_TERMINATIONS
 
 ReportFormat = Literal["html", "md", "json"]
 
@@ -80,17 +82,30 @@ class EvalFinished(BaseModel):
 EvalEvent = EvalInstanceStarted | EvalRolloutEvent | EvalFinished
 
 
-def time_efficiency_values(experiments: Sequence[Experiment]) -> dict[str, dict[str, list[float | None]]]:
-    """Wasted actions per episode, read from each experiment's step lines (None where unknown)."""
+#: Comparison metrics whose per-episode values are read from the runs' step lines.
+STEP_METRICS = ("time_efficiency", "rule_understanding")
+
+
+def step_metric_values(experiments: Sequence[Experiment],
+                       metrics: Sequence[str]) -> dict[str, dict[str, list[float | None]]]:
+    """``time_efficiency`` (wasted actions) and ``rule_understanding`` (rule violations per turn) per episode,
+    from each experiment's step lines, one read per run (None where the steps are not at hand)."""
+    wanted = [name for name in STEP_METRICS if name in metrics]
     out: dict[str, dict[str, list[float | None]]] = {}
     for experiment in experiments:
         run_dirs = sorted({e.run_dir for e in experiment.episodes if e.run_dir})
-        wasted = wasted_actions_by_episode(read_run(Path(path)) for path in run_dirs if Path(path).is_dir())
-        column: list[float | None] = []
+        waste = step_waste_by_episode(read_run(Path(path)) for path in run_dirs if Path(path).is_dir())
+        columns: dict[str, list[float | None]] = {name: [] for name in wanted}
         for episode in experiment.episodes:
             key = (episode.run_dir or "", episode.episode if episode.episode is not None else -1)
-            column.append(float(wasted[key]) if key in wasted else None)
-        out[experiment.name] = {"time_efficiency": column}
+            found = waste.get(key)
+            if "time_efficiency" in columns:
+                columns["time_efficiency"].append(float(found.wasted) if found else None)
+            if "rule_understanding" in columns:
+                columns["rule_understanding"].append(
+                    rule_violations_per_turn(episode.invalid_actions or 0, found, episode.turns or 0)
+                    if found is not None and episode.invalid_actions is not None else None)
+        out[experiment.name] = columns
     return out
 
 
@@ -99,7 +114,7 @@ def build_comparison(experiments: Sequence[Experiment], config: AppConfig, *, ba
     """The comparison with the configured custom metrics, alpha and resamples."""
     custom = load_custom_metrics(config.evaluation.custom_metrics)
     chosen = list(metrics) if metrics else list(DEFAULT_METRICS)
-    extra = time_efficiency_values(experiments) if "time_efficiency" in chosen else None
+    extra = step_metric_values(experiments, chosen) if set(STEP_METRICS) & set(chosen) else None
     options = CompareOptions(baseline=baseline, metrics=chosen, alpha=config.evaluation.alpha,
                              resamples=config.evaluation.resamples, seed=seed)
     return compare_experiments(experiments, options, custom=custom, extra_values=extra)
@@ -189,13 +204,24 @@ class EvaluationService:
     async def register_runs(self, name: str, run_dirs: Sequence[Path], *, model: str | None = None,
                             version: str | None = None, training_data: str | None = None,
                             epochs: int | None = None) -> Experiment:
-        """Register existing run folders as an experiment (no episodes are played)."""
+        """Register existing run folders as an experiment (no episodes are played).
+
+        An experiment whose every episode failed is refused: it has nothing to measure, and registered
+        it would read as a model that scores nothing. Some failed episodes are kept, marked by their
+        termination, and every comparison leaves them out and says so."""
         def work() -> Experiment:
             for path in run_dirs:
                 if not path.is_dir():
                     raise UserError("no such run folder", where=str(path))
             experiment = experiment_from_runs(name, list(run_dirs), model=model, epochs=epochs,
                                               training_data=training_data_for(training_data))
+            failed = [e for e in experiment.episodes if e.termination in FAILED_TERMINATIONS]
+            if failed and len(failed) == len(experiment.episodes):
+                causes = Counter(e.termination for e in failed)
+                raise UserError(f"every episode failed ({', '.join(f'{k} {v}' for k, v in sorted(causes.items()))}); "
+                                f"experiment {name!r} was not registered. Fix the cause, then resume the runs "
+                                f"('crafter-tui rollout --resume RUN') and register them with 'eval --runs'",
+                                where=", ".join(str(path) for path in run_dirs))
             return self.registry.save(experiment, version=version)
 
         return await asyncio.to_thread(work)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from crafter_tui.agents.prompting import TOOLS
 from crafter_tui.config import AppConfig
+from crafter_tui.dataset.card import CARD_METADATA_KEY, ModelCard, Sampling
 from crafter_tui.errors import UserError
 from crafter_tui.finetune.client import (
     CheckpointInfo,
@@ -51,6 +52,8 @@ class LaunchRequest(PrepareRequest):
     lora_alpha: int | None = Field(None, ge=1)
     lora_dropout: float | None = Field(None, ge=0, lt=1)
     use_qlora: bool | None = None
+    sampling: Sampling | None = Field(None, description="the sampling the model is meant to be played with "
+                                      "(recorded on its card)")
 
 
 class JobRow(BaseModel):
@@ -160,9 +163,13 @@ class FinetuneService:
                                                   "suffix", "lora_r", "lora_alpha", "lora_dropout", "use_qlora"})
         spec_fields["n_epochs"] = prepared.estimate.epochs if request.epochs else None
         spec_fields["seed"] = request.seed
+        card = launch_card(request, prepared)
+        if card is not None and request.backend == "local":  # our service keeps it with the job and its model
+            spec_fields["metadata"] = {CARD_METADATA_KEY: card.model_dump_json()}
         if request.backend == "modal":
             spec = JobSpec(training_file="(volume)", **spec_fields)
             entry = await asyncio.to_thread(self.modal().launch, prepared.train_path, spec, prepared.validation_path)
+            entry.card = card
         else:
             if request.backend == "local":
                 await self.ensure_local_service()
@@ -177,8 +184,17 @@ class FinetuneService:
                              status=info.status, training_path=str(prepared.train_path),
                              training_file_id=training_id, validation_file_id=validation_id,
                              suffix=request.suffix, hyperparameters=info.hyperparameters, error=info.error,
-                             fine_tuned_model=info.fine_tuned_model)
-        return self.registry.save(entry)
+                             fine_tuned_model=info.fine_tuned_model, card=card,
+                             service_dir=self._service_dir(request.backend))
+        return self.registry.save(_card_follows(entry))
+
+    def _service_dir(self, backend: str) -> str | None:
+        """The local service's data folder (where its models live), so the model can be served again later."""
+        if backend != "local":
+            return None
+        from crafter_tui.finetune.local_service import service_dir
+
+        return str(service_dir(self.config).resolve())
 
     # -- reading jobs ----------------------------------------------------------------------------
     def _refresh_sync(self, entry: JobEntry) -> JobInfo:
@@ -190,7 +206,7 @@ class FinetuneService:
             entry.status, entry.fine_tuned_model, entry.error)
         if changed:
             entry.status, entry.fine_tuned_model, entry.error = info.status, info.fine_tuned_model, info.error
-            self.registry.save(entry)
+            self.registry.save(_card_follows(entry))
         return info
 
     async def refresh(self, entry: JobEntry) -> JobInfo:
@@ -284,15 +300,22 @@ class FinetuneService:
         if host == "modal":
             raise UserError(MODAL_SERVING_HINT.format(model=model), where=model)
         client = await self.client_async(host)
+        entry = self.registry.find_model(model)
+        card = entry.card if entry is not None else None
+        play = card.format if card is not None else None  # the turns the model was trained on, not the full ones
+        text_actions = play is not None and play.actions == "text"
+        if card is not None and card.sampling is not None:
+            max_tokens = card.sampling.max_tokens
         checks = []
-        turns = await asyncio.to_thread(crafter_turns, count, seed)
+        turns = await asyncio.to_thread(crafter_turns, count, seed, play)
         for world_seed, step, messages in turns:
             try:
-                reply = await asyncio.to_thread(client.chat, model, messages, TOOLS, max_tokens=max_tokens)
+                reply = await asyncio.to_thread(client.chat, model, messages, None if text_actions else TOOLS,
+                                                max_tokens=max_tokens)
             except UserError as exc:
                 checks.append(ObservationCheck(seed=world_seed, step=step, passed=False, detail=str(exc)))
                 continue
-            passed, actions, detail = check_reply(reply.tool_calls, reply.content)
+            passed, actions, detail = check_reply(reply.tool_calls, reply.content, text_actions=text_actions)
             checks.append(ObservationCheck(seed=world_seed, step=step, passed=passed, actions=actions, detail=detail))
         return ModelTestReport(model=model, checks=checks)
 
@@ -318,6 +341,22 @@ class FinetuneService:
             except UserError as exc:
                 out[name] = f"unavailable: {exc}"
         return out
+
+
+def launch_card(request: LaunchRequest, prepared: PreparedData) -> ModelCard | None:
+    """The card the job's model will carry: its data's card, with the base model, host and sampling."""
+    if prepared.card is None:
+        return None
+    return prepared.card.model_copy(update={"base_model": request.model, "host": request.backend,
+                                            "sampling": request.sampling})
+
+
+def _card_follows(entry: JobEntry) -> JobEntry:
+    """The entry with its card naming the job and the model it produced (once there is one)."""
+    if entry.card is not None:
+        entry.card = entry.card.model_copy(update={"job_id": entry.job_id,
+                                                   "fine_tuned_model": entry.fine_tuned_model})
+    return entry
 
 
 def _info_from_entry(entry: JobEntry) -> JobInfo:

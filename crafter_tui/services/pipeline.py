@@ -24,13 +24,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from crafter_tui.config import AgentKind, AppConfig, Difficulty, ObservationFormat
+from crafter_tui.dataset.card import Sampling
 from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.errors import UserError
 from crafter_tui.evaluation.compare import Comparison
 from crafter_tui.rollout.events import EpisodeFinished, RunStarted
-from crafter_tui.rollout.runner import RETRIED_ON_RESUME
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.traces.jsonl import write_json_atomic
+from crafter_tui.traces.schema import FAILED_TERMINATIONS
 from crafter_tui.world.text_obs import OBSERVATION_REVISIONS
 
 STATE_FILE = "pipeline.json"
@@ -284,7 +285,7 @@ class PipelineService:
                 finished = event.episodes - event.pending
             elif isinstance(event, EpisodeFinished):
                 finished, played = finished + 1, played + 1
-                if event.summary.termination in RETRIED_ON_RESUME:
+                if event.summary.termination in FAILED_TERMINATIONS:
                     failures.append(event.summary)
                 yield StageProgress(stage=stage, done=finished, total=rollout.episodes,
                                     message=f"episode {event.summary.seed}: {event.summary.num_achievements} "
@@ -374,7 +375,7 @@ class PipelineService:
             yield StageStarted(stage=stage, detail=f"{model} on {spec.backend}, data {data.name}")
             request = LaunchRequest(data=data, backend=spec.backend, model=model, epochs=epochs,
                                     batch_size=spec.batch_size, learning_rate=spec.learning_rate,
-                                    suffix=_slug(suffix))
+                                    suffix=_slug(suffix), sampling=self._eval_sampling(spec))
             prepared = await service.prepare(request)
             entry = await service.launch(request, prepared)
             job_id = entry.job_id
@@ -396,6 +397,12 @@ class PipelineService:
             raise UserError(f"fine-tune job {job_id} did not succeed: {reason}", where=stage)
         state.save(stage, fine_tuned_model=info.fine_tuned_model, finished=True)
         yield StageFinished(stage=stage, result=state.stages[stage], wall_s=time.perf_counter() - clock)
+
+    def _eval_sampling(self, spec: PipelineSpec) -> Sampling:
+        """The sampling the tuned models are evaluated with: recorded on their cards, so a later
+        ``crafter-tui rollout --model`` plays them the same way."""
+        temperature = spec.eval_temperature if spec.eval_temperature is not None else self.config.eval.temperature
+        return Sampling(temperature=temperature, max_tokens=spec.eval_max_tokens)
 
     def _eval_config(self, model_host: str | None, max_tokens: int) -> AppConfig:
         """The config the eval agent uses: the fine-tune host's chat endpoint for tuned models, and a
@@ -421,6 +428,7 @@ class PipelineService:
                         agent: AgentKind, model: str, config: AppConfig,
                         training_data: str | None = None) -> AsyncIterator[PipelineEvent]:
         from crafter_tui.services.evaluation import EvalFinished, EvalRequest, EvaluationService
+        from crafter_tui.services.model_cards import bind_model, serving
 
         if state.done(stage):
             yield StageFinished(stage=stage, skipped=True, result=state.stages[stage])
@@ -432,18 +440,24 @@ class PipelineService:
                               max_steps=spec.max_steps, concurrency=spec.eval_concurrency,
                               history_turns=spec.history_turns, observation=spec.observation,
                               out_dir=config.output.trace_dir)
-        request = EvalRequest(experiment=name, spec=rollout, difficulties=spec.eval_difficulties,
+        # a tuned model is played as its card says (the card came from this pipeline's export, so the
+        # pipeline's own settings never contradict it) and where its host serves it
+        binding = bind_model(rollout, config, {"observation": spec.observation, "history_turns": spec.history_turns,
+                                               "temperature": config.eval.temperature,
+                                               "max_tokens": config.eval.max_tokens}, where=f"pipeline {stage}")
+        request = EvalRequest(experiment=name, spec=binding.spec, difficulties=spec.eval_difficulties,
                               training_data=training_data, epochs=spec.epochs)
         finished, total = 0, spec.eval_episodes * len(spec.eval_difficulties)
-        async for event in EvaluationService(config).run_eval(request):
-            if isinstance(event, EvalFinished):
-                state.save(stage, experiment=event.experiment.name, version=event.experiment.version,
-                           finished=True)
-            elif getattr(event, "kind", "") == "rollout" and isinstance(event.event, EpisodeFinished):
-                finished += 1
-                summary = event.event.summary
-                yield StageProgress(stage=stage, done=finished, total=total,
-                                    message=f"seed {summary.seed}: {summary.num_achievements} achievements")
+        async with serving(binding):
+            async for event in EvaluationService(binding.config).run_eval(request):
+                if isinstance(event, EvalFinished):
+                    state.save(stage, experiment=event.experiment.name, version=event.experiment.version,
+                               finished=True)
+                elif getattr(event, "kind", "") == "rollout" and isinstance(event.event, EpisodeFinished):
+                    finished += 1
+                    summary = event.event.summary
+                    yield StageProgress(stage=stage, done=finished, total=total,
+                                        message=f"seed {summary.seed}: {summary.num_achievements} achievements")
         yield StageFinished(stage=stage, result=state.stages[stage], wall_s=time.perf_counter() - clock)
 
     async def _eval_baseline(self, spec: PipelineSpec, state: PipelineState,

@@ -33,6 +33,9 @@ RunStatus = Literal["running", "finished", "failed", "interrupted"]
 Termination = Literal[
     "death", "max_steps", "max_turns", "agent_terminated", "timeout", "agent_error", "env_error", "cancelled",
 ]
+#: Episodes that ended in a failure (the agent's endpoint, the env, the wall clock), not in play: they are
+#: reported as failed, never scored (no achievements, Crafter score or progression), and ``--resume`` plays them again.
+FAILED_TERMINATIONS: tuple[str, ...] = ("agent_error", "env_error", "timeout")
 
 
 class Record(BaseModel):
@@ -73,6 +76,8 @@ class RunRecord(Record):
     max_steps: int = 10_000
     max_turns: int | None = None
     settings: dict[str, Any] = Field(default_factory=dict)  # temperature, max_tokens, concurrency...
+    model_card: dict[str, Any] | None = None  # the model card the run was played by (a model trained here)
+    mismatches: list[str] = Field(default_factory=list)  # card settings overridden with --allow-mismatch
     versions: Versions
     experiment: str | None = None
     prompt_tokens: int = 0

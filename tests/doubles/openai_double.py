@@ -25,10 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import hashlib
 import http
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,6 +162,42 @@ class PolicyResponder:
     def __call__(self, request: RecordedRequest) -> ScriptedReply:
         chosen = [next(self._cycle) for _ in range(self.actions_per_turn)]
         return interact(*chosen, reasoning="policy double", delay_ms=self.latency_ms)
+
+
+class WoodcutterResponder:
+    """A deterministic, competent-enough player for trace-producing tests: reads the *full* text
+    observation (``world.text_obs``'s sentences), walks to the nearest tree, collects three wood, then
+    places a table and makes a wood pickaxe and a wood sword (four achievements in ~30 steps when a tree
+    is near). Its reply depends only on the request (the call id too), so a replayed prompt gets the
+    same reply: what resume tests need.
+    """
+
+    _STEP = {"north": "move_up", "south": "move_down", "west": "move_left", "east": "move_right"}
+
+    def __call__(self, request: RecordedRequest) -> ScriptedReply:
+        observation = str(request.messages[-1].get("content") or "")
+        digest = hashlib.sha256(request.body).hexdigest()[:12]
+        return interact(*self.actions(observation), reasoning="woodcutter", call_id=f"call_{digest}")
+
+    def actions(self, text: str) -> list[str]:
+        wood = _count(text, r"Inventory:[^\n]*\bwood (\d+)")
+        if "place_table" not in text and wood < 3:
+            if re.search(r"You face tree\b", text):
+                return ["do"]
+            where = re.search(r"tree ((?:\d+ (?:north|south|west|east)(?: and )?)+)", text)
+            if where is None:
+                return ["move_left"]
+            parts = re.findall(r"(\d+) (north|south|west|east)", where.group(1))
+            distance, direction = max((int(n), d) for n, d in parts)
+            return [self._STEP[direction]]
+        if re.search(r"You face (grass|sand|path)\b", text) and wood >= 3:
+            return ["place_table", "make_wood_pickaxe", "make_wood_sword"]
+        return ["move_left", "noop"] if wood >= 3 else ["noop"]
+
+
+def _count(text: str, pattern: str) -> int:
+    found = re.search(pattern, text)
+    return int(found.group(1)) if found else 0
 
 
 # --------------------------------------------------------------------------- bodies

@@ -39,6 +39,7 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("min_reward", "min reward", "float"),
     ("max_turns", "max turns", "int"),
     ("min_progression", "min progression (0-1)", "float"),
+    ("max_invalid_fraction", "max invalid turns (0-1)", "float"),
     ("models", "models (comma separated)", "list"),
     ("runs", "runs (comma separated)", "list"),
     ("achievements", "required achievements", "list"),

@@ -318,22 +318,17 @@ class JobsScreen(WorkbenchScreen):
 
     @work(exclusive=True, exit_on_error=False, group="job-eval", name="evaluating the model")
     async def evaluate(self, entry, model: str) -> None:  # type: ignore[no-untyped-def]
-        """Play an eval rollout with the fine-tuned model (served by the job's host) and register it."""
-        from pydantic import SecretStr
-
+        """Play an eval rollout with the fine-tuned model, as its model card says and on the host that serves
+        it, and register it (an evaluation whose every episode failed is not registered)."""
         await self.app.aservice("evaluation")  # type: ignore[attr-defined]  # imports it off the event loop
         from crafter_tui.rollout.spec import RolloutSpec
         from crafter_tui.services.evaluation import EvalRequest, EvaluationService
+        from crafter_tui.services.model_cards import bind_model, serving
 
         config = self.app.config  # type: ignore[attr-defined]
-        openai = config.openai
-        if entry.base_url:  # the agent talks to the host that serves the model
-            key = openai.api_key
-            if entry.host == "local":
-                key = config.finetune.local_token or SecretStr("local")
-            openai = openai.model_copy(update={"base_url": entry.base_url, "api_key": key})
-        eval_config = config.model_copy(update={"openai": openai})
-        spec = RolloutSpec.from_config(eval_config, agent="openai", model=model)
+        spec = RolloutSpec.from_config(config, agent="openai", model=model)
+        binding = await asyncio.to_thread(bind_model, spec, config)
+        spec, eval_config = binding.spec, binding.config
         name = f"eval-{(entry.suffix or entry.job_id)}".replace(":", "-")[:60]
         request = EvalRequest(experiment=name, spec=spec, difficulties=[config.eval.difficulty])
         status = self.query_one("#jobs-status", Static)
@@ -342,16 +337,18 @@ class JobsScreen(WorkbenchScreen):
         progress.update(total=spec.episodes, progress=0)
         started = time.perf_counter()
         try:
-            async for event in EvaluationService(eval_config).run_eval(request):
-                if event.kind == "rollout" and event.event.kind == "episode_finished":
-                    progress.advance(1)
-                elif event.kind == "instance_started":
-                    status.update(f"evaluating {model} on {event.difficulty}…")
-                elif event.kind == "eval_finished":
-                    experiment = event.experiment
-                    status.update(Text(f"experiment {experiment.name}@{experiment.version}: "
-                                       f"{len(experiment.episodes)} episodes in {time.perf_counter() - started:.0f}s "
-                                       "(compare it on screen 4)", style="green"))
-                    self.notify(f"evaluation registered as {experiment.name}@{experiment.version}")
+            async with serving(binding):
+                async for event in EvaluationService(eval_config).run_eval(request):
+                    if event.kind == "rollout" and event.event.kind == "episode_finished":
+                        progress.advance(1)
+                    elif event.kind == "instance_started":
+                        status.update(f"evaluating {model} on {event.difficulty}…")
+                    elif event.kind == "eval_finished":
+                        experiment = event.experiment
+                        took = time.perf_counter() - started
+                        status.update(Text(f"experiment {experiment.name}@{experiment.version}: "
+                                           f"{len(experiment.episodes)} episodes in {took:.0f}s "
+                                           "(compare it on screen 4)", style="green"))
+                        self.notify(f"evaluation registered as {experiment.name}@{experiment.version}")
         finally:
             progress.display = False
