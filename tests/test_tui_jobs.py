@@ -3,17 +3,21 @@ tests/doubles/ft_trainer_double.py, so a job takes about a second)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from textual.widgets import Input
 
+from crafter_tui.agents.prompting import BRIEF_SYSTEM_PROMPT, TOOLS, stable_hash
 from crafter_tui.config import AppConfig
+from crafter_tui.dataset.card import ModelCard, PlayFormat, Sampling, write_card
 from crafter_tui.servers.ft_server import ServeSettings, create_app
 from crafter_tui.tui.app import CrafterApp
 from crafter_tui.tui.screens.job_form import LaunchJobScreen
 from crafter_tui.tui.screens.jobs import JobsScreen
 from crafter_tui.tui.widgets.charts import SeriesChart
+from crafter_tui.world.text_obs import OBSERVATION_REVISIONS
 from tests.doubles.ft_trainer_double import INFERENCE, TRAINER
-from crafter_tui.agents.prompting import TOOLS
 from tests.ft_support import REPO_ROOT, ServerThread, sft_example, write_dataset
 from tests.tui_support import plain, wait_for
 
@@ -46,6 +50,10 @@ def jobs_config(tmp_path, server) -> AppConfig:
 
 async def test_launch_a_job_and_watch_its_chart_grow(tmp_path, ft_server):
     data = tool_dataset(tmp_path / "sft.jsonl")
+    write_card(ModelCard(format=PlayFormat(
+        observation="brief", observation_revision=OBSERVATION_REVISIONS["brief"], history_turns=0,
+        system_prompt=BRIEF_SYSTEM_PROMPT, prompt_hash=stable_hash(BRIEF_SYSTEM_PROMPT), tools_hash=stable_hash(TOOLS)),
+        sampling=Sampling(temperature=0.7, max_tokens=64)), data)  # the export's card travels with the job
     app = CrafterApp(jobs_config(tmp_path, ft_server), start_mode="jobs")
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen
@@ -75,6 +83,11 @@ async def test_launch_a_job_and_watch_its_chart_grow(tmp_path, ft_server):
         await pilot.press("e")
         await wait_for(pilot, lambda: "experiment eval-" in str(screen.query_one("#jobs-status").render()),
                        timeout=30, what="evaluation registered")
+        # played as the model card says, not with the console's [eval] defaults
+        (run_dir,) = [p for p in (tmp_path / "traces").iterdir() if p.name.startswith("eval-")]
+        record = json.loads((run_dir / "run.json").read_text())
+        assert record["settings"]["observation"] == "brief" and record["history_turns"] == 0
+        assert record["settings"]["temperature"] == 0.7 and record["model_card"]["format"]["observation"] == "brief"
 
 
 async def test_cancel_a_running_job(tmp_path, ft_server, monkeypatch):

@@ -59,7 +59,8 @@ def add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on", choices=["local", "modal"], default="local", help="where episodes run")
     parser.add_argument("--experiment", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--allow-mismatch", action="store_true",
-                        help="play a model trained here with flags that contradict its model card (recorded in the run)")
+                        help="play a model trained here with flags that contradict its model card "
+                        "(recorded in the run)")
     parser.add_argument("--max-failed-fraction", type=float, default=None, metavar="F",
                         help="exit non-zero when more than this fraction of episodes failed (default [eval] "
                         "max_failed_fraction, 0.1)")

@@ -64,7 +64,7 @@ BUILTIN_METRICS: dict[str, MetricDef] = {
     "turns": MetricDef("turns", "Agent turns per episode", None,
                        lambda e: None if e.turns is None else float(e.turns)),
     "rule_understanding": MetricDef("rule_understanding", "Rule violations per turn (rule understanding)", False,
-                                    lambda e: None, "violations / turn"),  # invalid replies + refused actions, from steps
+                                    lambda e: None, "violations / turn"),  # from the steps, see services.evaluation
     "time_efficiency": MetricDef("time_efficiency", "Wasted actions per episode (time efficiency)", False,
                                  lambda e: None, "actions"),  # filled from steps, see analyses
     "tokens": MetricDef("tokens", "Tokens per episode", None, _tokens),

@@ -180,6 +180,11 @@ class Delivery:
                 wall_s=round((now - progress.started_at).total_seconds(), 4)))
 
 
+def job_tuple(job: EpisodeJob) -> tuple[Any, ...]:
+    """A job as it travels to a worker process or container (``EpisodeJob(*values)`` there)."""
+    return job.episode, job.seed, job.attempt, job.replay
+
+
 def partition(jobs: list[EpisodeJob], parts: int) -> list[list[EpisodeJob]]:
     """Round-robin blocks (episode i goes to block i mod parts), dropping empty blocks."""
     blocks = [jobs[i::parts] for i in range(max(1, parts))]
@@ -247,7 +252,7 @@ class ProcessPoolExecutor:
         # queue's lock held (the other workers block forever) or a torn message in the one stream.
         pipes = [ctx.Pipe(duplex=False) for _ in blocks]
         procs = [ctx.Process(target=_worker_main, name=f"crafter-worker-{i}", daemon=True,
-                             args=(i, spec_data, config_data, run_id, [(j.episode, j.seed, j.attempt, j.replay) for j in block],
+                             args=(i, spec_data, config_data, run_id, [job_tuple(j) for j in block],
                                    lanes, pipes[i][1])) for i, block in enumerate(blocks)]
         for proc in procs:
             proc.start()
@@ -332,7 +337,7 @@ class ModalExecutor:
         spec_data = spec.model_copy(update={"on": "local", "workers": 1}).model_dump(mode="json")
         config_data = dump_config(config)
         lanes = max(1, min(spec.concurrency, self.block_size))
-        inputs = [(spec_data, config_data, run_id, [(j.episode, j.seed, j.attempt, j.replay) for j in block], lanes)
+        inputs = [(spec_data, config_data, run_id, [job_tuple(j) for j in block], lanes)
                   for block in blocks]
         delivery = Delivery(sink, spec, run_id)
         map_fn = self.map_fn or default_modal_map

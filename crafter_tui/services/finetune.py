@@ -348,7 +348,7 @@ def launch_card(request: LaunchRequest, prepared: PreparedData) -> ModelCard | N
     if prepared.card is None:
         return None
     return prepared.card.model_copy(update={"base_model": request.model, "host": request.backend,
-                                            "sampling": request.sampling})
+                                            "sampling": request.sampling or prepared.card.sampling})
 
 
 def _card_follows(entry: JobEntry) -> JobEntry:

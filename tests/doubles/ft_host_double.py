@@ -28,6 +28,7 @@ class FineTuneHostDouble:
         self.events: dict[str, list[dict[str, Any]]] = {}
         self.next_status: str = "running"
         self.failure: str | None = None
+        self.chats: list[dict[str, Any]] = []  # chat-completion bodies sent to the host's served models
         self.app = self._build()
 
     def _build(self) -> FastAPI:
@@ -89,6 +90,24 @@ class FineTuneHostDouble:
                 start = [e["id"] for e in newest_first].index(after) + 1
             page = newest_first[start:start + limit]
             return {"object": "list", "data": page, "has_more": start + limit < len(newest_first)}
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request) -> dict[str, Any]:
+            """A fine-tuned model served by the host: plays as ``openai_double.WoodcutterResponder``."""
+            from tests.doubles.openai_double import WoodcutterResponder
+
+            body = await request.json()
+            self.chats.append(body)
+            observation = str((body.get("messages") or [{}])[-1].get("content") or "")
+            actions = WoodcutterResponder().actions(observation)
+            arguments = json.dumps({"actions": actions, "reasoning": "host double"})
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": f"call_{len(self.chats)}", "type": "function",
+                 "function": {"name": "interact", "arguments": arguments}}]}
+            return {"id": f"chatcmpl-{len(self.chats)}", "object": "chat.completion", "created": 1,
+                    "model": body.get("model"), "choices": [{"index": 0, "message": message,
+                                                             "finish_reason": "tool_calls"}],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}}
 
         @app.post("/v1/fine_tuning/jobs/{job_id}/cancel")
         async def cancel(job_id: str) -> dict[str, Any]:
