@@ -1,7 +1,7 @@
 """A lean forward pass for Qwen2-architecture models, for fast greedy decoding (CPU or GPU).
 
-Why not ``model(...)``: for the built-in models one Hugging Face forward costs ~7 ms per
-generated token on a 2-core CPU although the arithmetic takes well under 1 ms. The rest is
+Why not ``model(...)``: for the built-in models a Hugging Face forward per generated token
+costs many times its arithmetic (``benchmarks/bench_generation.py`` times decoding). The rest is
 per-call Python (output capturing, mask building, kwargs plumbing) and ``DynamicCache``
 appending with ``torch.cat`` (the whole cache is copied at every token). This module runs
 the same computation with fewer, larger ops (q/k/v and gate/up projections stacked into one
@@ -13,8 +13,8 @@ It mirrors ``transformers.models.qwen2.modeling_qwen2`` op for op (RMSNorm in fl
 same rotary tables, SDPA with the key/value heads packed for a single query token), so its
 logits match the Hugging Face forward to float rounding; ``tests/test_finetune_inference_fast.py``
 checks the tokens against ``model.generate``, and ``bench_generation.py --verify`` does on a
-GPU. In float32 the greedy tokens equal ``model.generate``'s on CUDA too (6 of 6 prompts on
-an H200). In bfloat16 the fused projections and packed attention run other GPU kernels than
+GPU. In float32 the greedy tokens equal ``model.generate``'s on CUDA too. In bfloat16 the
+fused projections and packed attention run other GPU kernels than
 the Hugging Face forward, whose results can differ by one bfloat16 rounding step, so a
 near-tie between the top two logits can resolve the other way (seen on random weights, whose
 logits are flat). Models it cannot mirror exactly (another architecture, sliding-window

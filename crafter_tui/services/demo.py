@@ -5,7 +5,7 @@ rollouts on training seeds, every turn exported as a chat example, a built-in mo
 through our own fine-tune service (started here on a free loopback port and stopped after),
 that model played through the same OpenAI-compatible agent any model uses, on held-out seeds,
 next to the random baseline and the expert, and the comparison report. The recipe's numbers
-are in the README's results table.
+are in docs/recipe.md (the README shows its headline).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ PREFIX = "demo"
 
 
 class Recipe(BaseModel):
-    """The knobs of the data recipe that the README's results table documents."""
+    """The knobs of the data recipe that docs/recipe.md documents."""
 
     data_episodes: int
     model: str
@@ -48,41 +48,30 @@ class Recipe(BaseModel):
     dagger_beta: float = 0.0
     dagger_epochs: int | None = None
     eval_seed: int = 0  # held-out seeds 0..; the recipe is chosen on validation seeds 100..139
-    #: Torch threads of the trainer. The demo has the machine to itself while it trains, and on two
-    #: cores two threads at batch 16 process ~1.8x the tokens per second of one thread at batch 8;
-    #: fixed rather than taken from the machine so a demo replays alike on any number of cores.
+    #: Torch threads of the trainer. The demo has the machine to itself while it trains, and two threads
+    #: at batch 16 process more tokens per second than one at batch 8 (benchmarks/README.md); fixed
+    #: rather than taken from the machine so a demo replays alike on any number of cores.
     trainer_threads: int | None = None
 
 
-#: Sized for a 2-core CPU: crafter-tiny trains at ~16k tokens/s there on one thread (~27k on two
-#: at batch 16) and answers a turn in ~15 ms in process; a brief observation without reasoning
-#: keeps an example near 140 tokens.
+#: Sized so the whole demo fits in ten minutes on a 2-core CPU (benchmarks/README.md has its wall
+#: time); a brief observation without reasoning keeps an example short.
 #: Why sampling: greedy decoding of a behaviour-cloned tiny model collapses onto its most
 #: frequent reply (walking one way, ``do`` forever); sampling its own distribution keeps what it
-#: learned (``do`` on trees, water and cows, tables and tools when it has wood) and explores.
-#: How the recipe was chosen (figures and variants in the README's demo section): DAgger with the
-#: expert executing 70% of the turns (beta 0.7) keeps the student's states near the expert's path
-#: (tables, tools) while adding its mistakes; plain DAgger (beta 0) relabels mostly thirsty, hungry
-#: and besieged states and lost the student its tables and pickaxes. Two trainer threads at batch 16
-#: buy ~1.8x the tokens per second, spent on more data: 150 expert episodes and 75 labelled student
-#: episodes, the first model trained one epoch (it only has to drive the student's episodes), the
-#: final one two. A 40-episode figure moves by +-6 points from one trained model to the next, so
-#: variants are compared on 40 validation episodes (seeds 100..139) with several sets of expert
-#: episodes (data seeds 10000.., 30000.., ...); the README has the table. The held-out figure is
-#: played on 40 seeds, not the 20 the target asks for at least: ~70 s more for half the variance of
-#: the sampling draw (one 20-episode mean moves by ~3 points on its own). The brief observation's
-#: ``can`` line (``world.text_obs.possible_crafts``) is part of the recipe: +1.4 points on the four
-#: validation data sets and +4.2 on the held-out seeds, the student's tools no longer crafted in
-#: vain at a table with no wood; so is its order, vitals and inventory before ``near`` (+2.1 on the
-#: validation data sets: what the student wants decides which offset it should walk by), and so is the
-#: first step of the expert's walk to each kind in ``near`` (``world.text_obs.first_steps``; +3.9 on the
-#: four validation data sets, whose models then landed within 2.6 points of each other instead of 11.8).
+#: learned and explores.
+#: Why DAgger at beta 0.7: the expert executes most turns, so the student's states stay near the
+#: expert's path (tables, tools) while its mistakes get labelled; at beta 0 the labels are mostly
+#: thirsty, hungry and besieged states. The first model only drives the student's episodes (one
+#: epoch); the final one trains on both sets (two). The held-out figure is played on 40 seeds, not
+#: 20: one trained model's figure moves several points on the sampling draw alone, so variants are
+#: compared on validation seeds 100..139 with several sets of expert episodes. Every part of the
+#: recipe (the observation's ``can`` line, its order, the first steps in ``near``) and every variant
+#: tried, with its figures: docs/recipe.md.
 FULL = Recipe(data_episodes=150, model="crafter-tiny", epochs=1, batch_size=16, learning_rate=4e-4,
               eval_episodes=40, dagger_rounds=1, dagger_episodes=75, dagger_beta=0.7, dagger_epochs=2,
               trainer_threads=2)
-#: 16 evaluation episodes, not 8: on 8 the quick model's figure moved from 26% to 16% between two
-#: wordings of the observation (40 validation episodes of the same recipe: 23.5% against random's
-#: 9.4%), and 8 paired episodes cannot show a significant gain unless every one of them improves.
+#: 16 evaluation episodes, not 8: 8 paired episodes cannot show a significant gain over random
+#: unless every one of them improves, and an 8-episode figure swings with the sampling draw.
 QUICK = Recipe(data_episodes=60, model="crafter-tiny", epochs=2, eval_episodes=16, max_steps=150)
 
 

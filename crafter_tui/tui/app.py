@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import threading
 from collections.abc import Callable
+from importlib.resources import files
 from pathlib import Path
 
 from textual.app import App
@@ -21,7 +22,13 @@ from textual.screen import Screen
 from crafter_tui.config import AppConfig
 from crafter_tui.tui.base import SCREENS
 
-STYLES_DIR = Path(__file__).resolve().parents[2] / "styles"
+#: The stylesheets ship as package data (``crafter_tui.styles``, the top-level styles/ folder), so
+#: an installed wheel finds them exactly as a checkout does; never a path relative to the source tree.
+try:
+    STYLES = files("crafter_tui.styles")
+except ModuleNotFoundError as missing:  # a source tree on sys.path that was never installed
+    raise ImportError("crafter_tui.styles (the styles/ folder) is not installed: "
+                      "run `pip install -e .` in the checkout") from missing
 
 #: mode -> (module under crafter_tui.tui.screens, class name)
 SCREEN_CLASSES: dict[str, tuple[str, str]] = {
@@ -47,7 +54,7 @@ class CrafterApp(App[int]):
     """The Crafter workbench console: runs, filter tuning, fine-tune jobs, comparisons."""
 
     TITLE = "crafter-tui"
-    CSS_PATH = [STYLES_DIR / "app.tcss", STYLES_DIR / "screens.tcss"]
+    CSS_PATH = [Path(str(STYLES / "app.tcss")), Path(str(STYLES / "screens.tcss"))]
     MODES = {mode: _screen_factory(mode) for mode, _ in SCREENS}
     BINDINGS = [
         *(Binding(str(index), f"app.switch_mode('{mode}')", label.split(" ", 1)[1], id=f"nav.{mode}")

@@ -374,12 +374,12 @@ def render_brief_observation(state: WorldState, *, turn: int, max_steps: int, ce
     the most frequent action (``do``) and short-range dependencies are what a small transformer
     learns first. Why ``can``: without it a tiny student copies "table next to me: craft" and
     stands at its table with no wood, crafting in vain; the line turns the recipe book and the
-    counting into a fact it can read (what that is worth: the README's validation table).
+    counting into a fact it can read (what that is worth: docs/recipe.md's validation table).
     Why vitals and inventory first: they decide which entry of ``near`` matters (wood while
     tools are missing, water when thirsty), and a causal model's tokens only read what came
     before them; written first, every offset in ``near`` can already be read against them, and
     ``around`` sits next to the reply with the faced cell (a student reading it there turns to
-    face a zombie beside it 3-4x as often: the README's recipe notes). Each kind the expert walks
+    face a zombie beside it 3-4x as often: docs/recipe.md). Each kind the expert walks
     to carries the first step of its walk there (``tree:2n3w>n``, ``first_steps``): the way round
     water and rock is then a fact to copy, not a search a two-layer model cannot do.
     ``cells``: ``view_cells(state)`` when the caller has it already.

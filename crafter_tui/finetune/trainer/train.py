@@ -6,8 +6,8 @@ The service runs this in a worker process; ``emit`` carries events out and
 Threads: ``TrainJob.threads`` defaults to 1. On the 2-core machine this project targets,
 other work (the service, rollouts, tests) shares the CPU, and oversubscribed torch threads
 are slower than one pinned thread. On an idle machine two threads pay off with larger batches
-(crafter-tiny, brief rows, ``bench_trainer.py``: 1 thread 15-16k tokens/s at batch 8 and 17k at
-16; 2 threads 19-20k at batch 8 and 27k at 16), which is what the demo, alone on the machine, uses.
+(``bench_trainer.py --threads 2 --batch-size 16``; figures in benchmarks/README.md), which is what
+the demo, alone on the machine, uses.
 """
 
 from __future__ import annotations
