@@ -1,7 +1,7 @@
 """The notebook API: traces, experiments and comparisons as pandas DataFrames.
 
     import crafter_tui
-    store = crafter_tui.open_store("traces")
+    store = crafter_tui.open_store("traces_v2_synth")
     store.episodes().groupby("model").progression.mean()
 
 A user's own analysis starts from these tables, not from the trace file format. The trace
