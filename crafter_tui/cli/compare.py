@@ -96,6 +96,8 @@ def handle(args: argparse.Namespace) -> int:
         print(summary_line(comparison, path), file=sys.stderr)
     else:
         sys.stdout.write(render_report(comparison, fmt))
+    for warning in comparison.warnings:  # failed episodes, empty experiments: said on the terminal too
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
