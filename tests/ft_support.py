@@ -78,3 +78,18 @@ def write_dataset(path: Path, rows: list[dict[str, Any]]) -> Path:
 def tiny_dataset(path: Path, n: int = 12) -> Path:
     rows = [sft_example(f"Step {i}/100. A tree is 1 north.", ["move_up", "do"]) for i in range(n)]
     return write_dataset(path, rows)
+
+
+def double_service(tmp_path: Path, monkeypatch: Any, steps: int) -> ServerThread:
+    """Our fine-tune service on loopback with the TEST DOUBLE trainer (``steps`` steps a job), and a
+    ``crafter_config.toml`` in ``tmp_path`` pointing the local backend at it (state under ``tmp_path/state``)."""
+    from crafter_tui.servers.ft_server import ServeSettings, create_app
+    from tests.doubles.ft_trainer_double import INFERENCE, TRAINER
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    monkeypatch.setenv("FT_DOUBLE_STEPS", str(steps))
+    server = ServerThread(create_app(ServeSettings(data_dir=tmp_path / "svc", trainer=TRAINER, inference=INFERENCE,
+                                                   poll_interval=0.05))).start()
+    (tmp_path / "crafter_config.toml").write_text(
+        f'[finetune]\nlocal_url = "{server.base_url}"\n[storage]\ndata_dir = "{tmp_path / "state"}"\n')
+    return server

@@ -13,19 +13,12 @@ from crafter_tui.cli import main
 from crafter_tui.cli.finetune import confirm
 from crafter_tui.errors import UserError
 from crafter_tui.finetune.prepare import PrepareRequest, prepare_dataset
-from crafter_tui.servers.ft_server import ServeSettings, create_app
-from tests.doubles.ft_trainer_double import INFERENCE, TRAINER
-from tests.ft_support import REPO_ROOT, ServerThread, sft_example, tiny_dataset, write_dataset
+from tests.ft_support import double_service, sft_example, tiny_dataset, write_dataset
 
 
 @pytest.fixture()
 def service(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
-    monkeypatch.setenv("FT_DOUBLE_STEPS", "4")
-    srv = ServerThread(create_app(ServeSettings(data_dir=tmp_path / "svc", trainer=TRAINER, inference=INFERENCE,
-                                                poll_interval=0.05))).start()
-    config = tmp_path / "crafter_config.toml"
-    config.write_text(f'[finetune]\nlocal_url = "{srv.base_url}"\n[storage]\ndata_dir = "{tmp_path / "state"}"\n')
+    srv = double_service(tmp_path, monkeypatch, steps=4)
     yield srv
     srv.stop()
 

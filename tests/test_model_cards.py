@@ -20,12 +20,10 @@ from crafter_tui.errors import UserError
 from crafter_tui.finetune.model_test import crafter_turns
 from crafter_tui.finetune.registry import JobEntry, JobRegistry
 from crafter_tui.rollout.spec import RolloutSpec
-from crafter_tui.servers.ft_server import ServeSettings, create_app
 from crafter_tui.services.model_cards import bind_model
 from crafter_tui.traces.schema import RunRecord
 from crafter_tui.world.text_obs import OBSERVATION_REVISIONS
-from tests.doubles.ft_trainer_double import INFERENCE, TRAINER
-from tests.ft_support import REPO_ROOT, ServerThread
+from tests.ft_support import double_service
 
 
 def _brief_data(tmp_path: Path, out: str = "brief.jsonl", observation: str = "brief", extra: tuple = ()) -> Path:
@@ -70,12 +68,7 @@ def test_an_export_of_runs_played_differently_names_what_differs(tmp_path, capsy
 
 @pytest.fixture()
 def service(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
-    monkeypatch.setenv("FT_DOUBLE_STEPS", "2")
-    srv = ServerThread(create_app(ServeSettings(data_dir=tmp_path / "svc", trainer=TRAINER, inference=INFERENCE,
-                                                poll_interval=0.05))).start()
-    (tmp_path / "crafter_config.toml").write_text(
-        f'[finetune]\nlocal_url = "{srv.base_url}"\n[storage]\ndata_dir = "{tmp_path / "state"}"\n')
+    srv = double_service(tmp_path, monkeypatch, steps=2)
     yield srv
     srv.stop()
 

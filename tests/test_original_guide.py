@@ -9,7 +9,6 @@ import shlex
 
 import pytest
 
-import crafter_tui.cli.finetune as finetune_cli
 from crafter_tui.cli import main
 from crafter_tui.dataset.card import read_card
 from crafter_tui.evaluation.episodes import find_run_dirs, read_run
@@ -85,7 +84,7 @@ def test_the_guides_quick_start_runs_as_written(tmp_path, capsys, monkeypatch, s
     assert len(examples) > 100 and read_card(data).format.observation == "full"
 
     # 2. kick_off_ft_modal.py crafter_quality_sft.jsonl --model Qwen/Qwen2.5-7B-Instruct --epochs 3
-    monkeypatch.setattr(finetune_cli.confirm, "__defaults__", (_Terminal(),))
+    monkeypatch.setattr("sys.stdin", _Terminal())
     monkeypatch.setattr("builtins.input", lambda prompt="": "y")
     assert run("finetune crafter_quality_sft.jsonl --backend synth --model Qwen/Qwen2.5-7B-Instruct --epochs 3") == 0
     out = capsys.readouterr().out

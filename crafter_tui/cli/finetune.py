@@ -98,10 +98,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def confirm(yes: bool, stdin=sys.stdin) -> None:  # noqa: ANN001
-    """Ask before spending money or hours; refuse rather than guess when nobody can answer."""
+def confirm(yes: bool, stdin=None) -> None:  # noqa: ANN001
+    """Ask before spending money or hours; refuse rather than guess when nobody can answer
+    (``stdin``: the current ``sys.stdin`` unless given)."""
     if yes:
         return
+    stdin = stdin or sys.stdin
     if not stdin.isatty():
         raise UserError("not launching without confirmation: stdin is not a terminal; pass --yes to launch",
                         where="--yes")

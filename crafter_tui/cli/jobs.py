@@ -118,8 +118,12 @@ def handle_show(args: argparse.Namespace) -> int:
     return 0
 
 
-async def follow(service, job_id: str, interval: float, *, out=sys.stdout) -> JobInfo:  # noqa: ANN001
-    """Print a job's progress until it ends; returns its final state (shared with ``finetune --watch``)."""
+async def follow(service, job_id: str, interval: float, *, out=None) -> JobInfo:  # noqa: ANN001
+    """Print a job's progress until it ends; returns its final state (shared with ``finetune --watch``).
+
+    ``out``: the stream to print to, the current ``sys.stdout`` unless given (looked up at the call,
+    not at import: a stream bound at import outlives a redirected or closed one)."""
+    out = out or sys.stdout
     losses: list[float] = []
     final: JobInfo | None = None
     async for event in service.watch(job_id, interval=interval):

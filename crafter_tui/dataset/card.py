@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crafter_tui.config import ObservationFormat
-from crafter_tui.errors import UserError
+from crafter_tui.errors import UserError, first_validation_error
 from crafter_tui.traces.schema import RunRecord
 
 CARD_VERSION = 1
@@ -105,9 +105,8 @@ def parse_card(text: str, *, where: str) -> ModelCard:
     try:
         return ModelCard.model_validate_json(text)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(card)"
-        raise UserError(f"bad model card: {field}: {first['msg']}", where=where) from None
+        field, message = first_validation_error(exc, default_field="(card)")
+        raise UserError(f"bad model card: {field}: {message}", where=where) from None
 
 
 def reply_shape(*, text_actions: bool, drop_reasoning: bool, goal_reasoning: bool) -> tuple[ReplyActions, Reasoning]:
