@@ -391,14 +391,20 @@ class RunsScreen(WorkbenchScreen):
         worker = get_current_worker()
 
         async def consume() -> None:
-            stream = self.app.service("rollouts").run(spec)  # type: ignore[attr-defined]
-            try:
-                async for event in stream:
-                    self.post_message(RolloutUpdate(event))
-                    if worker.is_cancelled:
-                        break
-            finally:
-                await stream.aclose()
+            from crafter_tui.services.model_cards import bind_model, serving
+            from crafter_tui.services.rollouts import RolloutService
+
+            # a model trained here plays as its card says, on the host that serves it
+            binding = bind_model(spec, self.app.config)  # type: ignore[arg-type, attr-defined]
+            async with serving(binding):
+                stream = RolloutService(binding.config).run(binding.spec)
+                try:
+                    async for event in stream:
+                        self.post_message(RolloutUpdate(event))
+                        if worker.is_cancelled:
+                            break
+                finally:
+                    await stream.aclose()
 
         asyncio.run(consume())
 
