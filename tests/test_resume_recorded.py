@@ -41,6 +41,8 @@ def test_a_resume_refuses_flags_that_change_the_recorded_experiment(tmp_path, ca
     code = main(["rollout", "--resume", "r1", "--temperature", "0.0", "--base-url", "http://127.0.0.1:9/v1"])
     err = capsys.readouterr().err
     assert code == 2 and "--temperature: recorded 0.7, given 0.0" in err and "--base-url: recorded" in err
+    assert main(["rollout", "--resume", "r1", "--max-turns", "30"]) == 2  # recorded without a turn limit
+    assert "--max-turns: recorded None, given 30" in capsys.readouterr().err
     assert main(["rollout", "--resume", "r1", "--temperature", "0.7", "--quiet"]) == 0  # the same value is fine
 
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from crafter_tui.agents.base import Agent, AgentDecision, HistoryTurn, TurnObservation
 from crafter_tui.agents.prompting import SYSTEM_PROMPTS, tool_result_text
 from crafter_tui.config import AppConfig
+from crafter_tui.errors import UserError
 from crafter_tui.rollout.envs import EpisodeEnv, LocalEnv
 from crafter_tui.rollout.replay import ReplayAgent, ReplayMismatch, ReplayPoint, VerifyingSink
 from crafter_tui.rollout.spec import RolloutSpec
@@ -44,8 +45,6 @@ def build_agent(spec: RolloutSpec, config: AppConfig) -> Agent:
     agent.system_prompt = spec.system_prompt if spec.system_prompt is not None else SYSTEM_PROMPTS[spec.observation]
     if spec.actions == "text":
         if not hasattr(agent, "reply_actions"):
-            from crafter_tui.errors import UserError
-
             raise UserError(f"the {spec.agent} agent cannot play a model that writes its actions as text",
                             where="--agent")
         agent.reply_actions = "text"

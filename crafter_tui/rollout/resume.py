@@ -35,12 +35,16 @@ def recorded_settings(record: RunRecord) -> dict[str, Any]:
     }
 
 
+#: Settings a record may lack (runs recorded before they were): nothing to compare a flag with.
+_MAYBE_UNRECORDED = frozenset({"temperature", "max_tokens", "concurrency", "expert_beta", "base_url"})
+
+
 def resume_conflicts(record: RunRecord, given: dict[str, Any]) -> list[str]:
     """``--flag: recorded -> given`` for every flag given with ``--resume`` that differs from the record."""
     recorded = recorded_settings(record)
     conflicts = []
     for name, value in given.items():
-        if value is None or name not in recorded or recorded[name] is None:
+        if value is None or name not in recorded or (recorded[name] is None and name in _MAYBE_UNRECORDED):
             continue
         if _normal(name, value) != _normal(name, recorded[name]):
             conflicts.append(f"--{name.replace('_', '-')}: recorded {recorded[name]!r}, given {value!r}")

@@ -26,10 +26,10 @@ from crafter_tui.config import AppConfig
 from crafter_tui.errors import UserError
 from crafter_tui.rollout.envs import EpisodeEnv, LocalEnv
 from crafter_tui.rollout.episode import EpisodeJob, build_agent, play_jobs
-from crafter_tui.rollout.resume import check_wording, resume_jobs, spec_for_resume
 from crafter_tui.rollout.events import (
     EpisodeFinished, EpisodeProgress, EpisodeStarted, RolloutEvent, RunFinished, RunStarted,
 )
+from crafter_tui.rollout.resume import check_wording, resume_jobs, spec_for_resume
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.rollout.writer import TraceWriter, load_run_record
 from crafter_tui.traces.schema import EpisodeSummary, RunRecord, Versions
