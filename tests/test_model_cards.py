@@ -169,3 +169,30 @@ def test_the_model_test_asks_the_turns_the_model_was_trained_on():
     assert messages[0]["content"] == BRIEF_SYSTEM_PROMPT and messages[1]["content"].startswith("he")
     (_, _, default), = crafter_turns(1, 0)
     assert default[0]["content"] == SYSTEM_PROMPT
+
+
+def test_a_model_trained_on_text_actions_is_asked_without_tools_and_its_text_is_read(tmp_path):
+    from crafter_tui.agents.base import TurnObservation
+    from crafter_tui.agents.replies import decision_from_completion
+    from crafter_tui.rollout.episode import build_agent
+
+    config = _known(tmp_path, _card(actions="text", tools_hash=None))
+    bound = bind_model(RolloutSpec(agent="openai", model="ft:m"), config)
+    agent = build_agent(bound.spec, bound.config)
+    observation = TurnObservation(state=None, text="he9 fo9", turn=0, max_steps=10)  # type: ignore[arg-type]
+    body = agent.request_body(observation, [])
+    assert "tools" not in body and "tool_choice" not in body
+    assert body["messages"][0]["content"] == BRIEF_SYSTEM_PROMPT
+
+    def reply(content):
+        return {"choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}
+
+    decision = decision_from_completion(reply('{"actions": ["move_left", "do"], "reasoning": ""}'), text_actions=True)
+    assert decision.valid and decision.actions == ["move_left", "do"]
+    assert decision.assistant_message == {"role": "assistant",
+                                          "content": '{"actions": ["move_left", "do"], "reasoning": ""}'}
+    assert decision_from_completion(reply('{"tool": "terminate", "reason": "done"}'), text_actions=True).terminate
+    wrong = decision_from_completion(reply('{"actions": ["fly"], "reasoning": ""}'), text_actions=True)
+    assert not wrong.valid and "unknown action name 'fly'" in wrong.error
+    with pytest.raises(UserError, match="cannot play a model that writes its actions as text"):
+        build_agent(bound.spec.model_copy(update={"agent": "dagger"}), bound.config)
