@@ -81,3 +81,5 @@ def test_dagger_against_an_endpoint_that_is_down_ends_the_episode_with_the_endpo
     (summary,) = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
     assert summary["termination"] == "agent_error"
     assert "could not connect to model endpoint" in summary["error"] and url in summary["error"]
+    # the student's endpoint is recorded, so a resume plays it where it was played
+    assert json.loads((run_dir / "run.json").read_text())["endpoint"] == url

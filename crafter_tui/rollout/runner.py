@@ -121,8 +121,8 @@ def new_run_id(spec: RolloutSpec) -> str:
 
 
 def _endpoint(spec: RolloutSpec, config: AppConfig) -> str | None:
-    """The model endpoint as it may be recorded: no user info, query or fragment."""
-    if spec.agent != "openai":
+    """The model endpoint as it may be recorded: no user info, query or fragment (agents that play a model)."""
+    if spec.agent not in ("openai", "dagger"):
         return None
     from crafter_tui.agents.openai_agent import redact_url
 
