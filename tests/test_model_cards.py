@@ -91,6 +91,8 @@ def test_the_trained_model_carries_its_card_and_plays_by_it_with_no_flags(servic
     assert served["card"]["format"]["observation"] == "brief" and served["card"]["job_id"] == entry.job_id
     listed = {m["id"]: m for m in httpx.get(f"{service.base_url}/models").json()["data"]}
     assert listed[model]["card"]["format"]["history_turns"] == 0
+    assert main(["jobs", "show", entry.job_id]) == 0
+    assert "played as:  brief observation (revision" in capsys.readouterr().out
 
     # the obvious next step: play it with --model alone (no --base-url, no --observation, no history flag)
     assert main(["rollout", "--model", model, "--episodes", "1", "--max-steps", "6", "--json", "--quiet"]) == 0

@@ -109,6 +109,10 @@ def handle_show(args: argparse.Namespace) -> int:
         print_json(detail.model_dump(mode="json"))
         return 0
     print_info(detail.info)
+    if detail.entry.card is not None:
+        from crafter_tui.services.model_cards import describe_card
+
+        print(f"played as:  {describe_card(detail.entry.card)} (its model card)")
     losses = [p.train_loss for p in detail.metrics if p.train_loss is not None]
     if detail.metrics:
         print(f"metrics:    {len(detail.metrics)} points; last: {metric_line(detail.metrics[-1])}")
