@@ -66,6 +66,15 @@ def build_parser(only: str | None = None, *, commands: bool = True) -> argparse.
     return parser
 
 
+def os_error_line(exc: OSError) -> str:
+    """``path: reason`` of an OSError, on one line (``path -> other: reason`` for a rename)."""
+    reason = exc.strerror or exc.__class__.__name__
+    if exc.filename is None:
+        return f"{reason}" if not str(exc) else str(exc).splitlines()[0]
+    where = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    return f"{where}: {reason}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command, names_one = _command_in(argv)
@@ -81,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"crafter-tui: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the command could not use (--out /proc/nope, a full disk): named, no traceback
+        print(f"crafter-tui: error: {os_error_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("crafter-tui: interrupted", file=sys.stderr)
         return 130

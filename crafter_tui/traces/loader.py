@@ -19,7 +19,6 @@ whatever order parallel workers appended them in.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +26,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pajson
 from pydantic import BaseModel, ValidationError
 
-from crafter_tui.traces.jsonl import LineProblem
+from crafter_tui.traces.jsonl import MAX_LINE_BYTES, LineProblem, lines_may_nest_deeper, loads_bounded
 from crafter_tui.traces.schema import EpisodeSummary, StepRecord, TurnRecord
 
 #: Bytes handed to Arrow at once: bounds memory while a big file is read.
@@ -49,7 +49,7 @@ EPISODE_SCHEMA = pa.schema([
 EPISODE_REQUIRED = ("episode", "seed", "run_id", "agent", "model", "steps", "turns", "reward",
                     "achievements", "num_achievements", "termination", "wall_s")
 
-_CALL = pa.struct([("function", pa.struct([("name", pa.string()), ("arguments", pa.string())]))])
+_CALL = pa.struct([("id", pa.string()), ("function", pa.struct([("name", pa.string()), ("arguments", pa.string())]))])
 TURN_SCHEMA = pa.schema([
     ("episode", pa.int64()), ("attempt", pa.int64()), ("turn", pa.int64()), ("step", pa.int64()),
     ("observation", pa.string()),
@@ -171,7 +171,7 @@ def parse_block(path: Path, block: bytes, first_line: int, kind: RecordKind, *,
     ``first_offset``: where the block starts in the file (for the rows' line positions).
     """
     bounds = _looks_like_objects(block)
-    if bounds is None:
+    if bounds is None or lines_may_nest_deeper(block):  # Arrow's reader crashes on a very deep line
         return _parse_slow(path, block, first_line, kind, first_offset)
     starts, ends = bounds
     lines = len(ends)
@@ -184,9 +184,22 @@ def parse_block(path: Path, block: bytes, first_line: int, kind: RecordKind, *,
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
         return _parse_slow(path, block, first_line, kind, first_offset)
-    if table.num_rows != lines or any(table.column(name).null_count for name in kind.required):
+    if (table.num_rows != lines or any(table.column(name).null_count for name in kind.required)
+            or (kind is TURNS and _calls_without_id(table))):
         return _parse_slow(path, block, first_line, kind, first_offset)
     return LoadResult(_with_positions(_fill_defaults(table, kind), starts + first_offset, ends - starts + 1))
+
+
+def _calls_without_id(table: pa.Table) -> bool:
+    """Whether some turn's tool call has no ``id`` (or no function name): the slow path names the line.
+
+    The export and the rollout's history answer each call by its id, so such a turn is refused here.
+    """
+    calls = pc.list_flatten(pc.struct_field(table.column("assistant"), "tool_calls"))
+    if len(calls) == 0:
+        return False
+    names = pc.struct_field(pc.struct_field(calls, "function"), "name")
+    return bool(calls.null_count or pc.struct_field(calls, "id").null_count or names.null_count)
 
 
 def _fill_defaults(table: pa.Table, kind: RecordKind) -> pa.Table:
@@ -223,8 +236,8 @@ def _parse_slow(path: Path, block: bytes, first_line: int, kind: RecordKind, fir
 def _check_line(path: Path, number: int, raw: bytes, kind: RecordKind,
                 problems: list[LineProblem]) -> dict[str, Any] | None:
     try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        value = loads_bounded(raw, max_bytes=MAX_LINE_BYTES)
+    except ValueError as exc:
         problems.append(LineProblem(path, number, f"not valid JSON ({exc.__class__.__name__}: {exc})"))
         return None
     if not isinstance(value, dict):
@@ -248,7 +261,7 @@ def _assistant_columns(message: dict[str, Any]) -> dict[str, Any]:
     content = message.get("content")
     return {
         "content": content if isinstance(content, str) else None,
-        "tool_calls": [{"function": {"name": str((call.get("function") or {}).get("name")),
+        "tool_calls": [{"id": call.get("id"), "function": {"name": str((call.get("function") or {}).get("name")),
                                      "arguments": str((call.get("function") or {}).get("arguments"))}}
                        for call in calls if isinstance(call, dict)] or None,
     }
