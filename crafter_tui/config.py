@@ -29,7 +29,7 @@ ObservationFormat = Literal["full", "compact", "brief"]
 Difficulty = Literal["peaceful", "easy", "normal", "hard"]
 
 
-def _http_url(value: str) -> str:
+def http_url(value: str) -> str:
     """An endpoint must be an http(s) URL with a host: ``notaurl`` is refused when the config is read,
     naming its key, not deep inside a client after the run folder exists."""
     try:
@@ -42,7 +42,7 @@ def _http_url(value: str) -> str:
     return value
 
 
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+HttpUrl = Annotated[str, AfterValidator(http_url)]
 
 
 class Section(BaseModel):
@@ -75,7 +75,7 @@ class EvalSection(Section):
 class ServiceSection(Section):
     """The Crafter environment service (``--env remote``)."""
 
-    base_url: HttpUrl = "http://localhost:8901"
+    base_url: str = "http://localhost:8901"  # checked where it is used, naming --env-url (rollout.spec)
     timeout: float = Field(30.0, gt=0)
     token: SecretStr | None = None
 

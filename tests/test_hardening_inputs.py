@@ -190,6 +190,7 @@ def test_config_that_is_not_utf8_a_directory_or_too_deep_is_a_config_error(tmp_p
     (["rollout", "--agent", "openai", "--model", "m", "--base-url", "notaurl", "--out", "{tmp}/t"],
      "openai.base_url"),
     (["rollout", "--agent", "random", "--episodes", "1", "--out", "/proc/nope"], "/proc/nope: "),
+    (["rollout", "--agent", "random", "--env", "remote", "--env-url", "notaurl", "--out", "{tmp}/t"], "env_url"),
     (["filter", "--input-dir", "{store}", "--output", "{tmp}"], "is a directory; name the file"),
 ])
 def test_bad_paths_and_values_are_one_line(argv: list[str], message: str, tmp_path: Path, store: Path,
@@ -203,11 +204,11 @@ def test_bad_paths_and_values_are_one_line(argv: list[str], message: str, tmp_pa
 
 
 def test_every_endpoint_setting_must_be_an_http_url(tmp_path: Path) -> None:
-    for key, section in (("base_url", "openai"), ("base_url", "service"), ("local_url", "finetune")):
+    for key, section in (("base_url", "openai"), ("local_url", "finetune"), ("synth_base_url", "finetune")):
         with pytest.raises(ConfigError, match=f"{section}.{key}"):
             load_config(None, flags={section: {key: "notaurl"}}, environ={})
-    with pytest.raises(ConfigError, match="environment.*service.base_url"):
-        load_config(None, environ={"CRAFTER_ENV_URL": "ftp://x"})
+    with pytest.raises(ConfigError, match="environment.*openai.base_url"):
+        load_config(None, environ={"OPENAI_BASE_URL": "ftp://x"})
 
 
 # ------------------------------------------------------------------ leftovers of a killed export
