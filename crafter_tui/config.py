@@ -88,6 +88,10 @@ class OutputSection(Section):
     trace_dir: Path = Path("traces")
 
 
+#: A reply of ``max_tokens`` (<= 65,536 tokens) is far below 1 MiB of JSON; anything bigger is a broken endpoint.
+DEFAULT_MAX_REPLY_BYTES = 1 << 20
+
+
 class OpenAISection(Section):
     """Any OpenAI-compatible endpoint used by the ``openai`` agent."""
 
@@ -95,6 +99,9 @@ class OpenAISection(Section):
     api_key: SecretStr | None = None
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(6, ge=0, le=50)
+    max_reply_bytes: int = Field(DEFAULT_MAX_REPLY_BYTES, ge=1024, le=1 << 30,
+                                 description="a model reply (the response body) larger than this is recorded "
+                                 "truncated to it, as an invalid turn, and never re-sent whole")
 
 
 class FilterSection(Section):
