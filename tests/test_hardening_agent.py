@@ -73,3 +73,18 @@ async def test_retries_really_made_are_reported(openai_double, observation):
             await agent.act(observation, [])
     finally:
         await agent.aclose()
+
+
+async def test_deep_json_from_the_endpoint_is_an_error_not_a_recursionerror(openai_double, observation):
+    from tests.doubles.openai_double import ScriptedReply, tool_call
+
+    deep = "[" * 1500 + "]" * 1500  # under max_reply_bytes, past json's recursion limit
+    openai_double.set_script([tool_call("interact", deep), ScriptedReply(raw_body=deep.encode())])
+    agent = _agent(openai_double)
+    try:
+        decision = await agent.act(observation, [])
+        assert not decision.valid and "nested deeper" in (decision.error or "")
+        with pytest.raises(LLMCallError, match="not JSON"):
+            await agent.act(observation, [])
+    finally:
+        await agent.aclose()

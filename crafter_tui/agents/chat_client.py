@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from crafter_tui import __version__
+from crafter_tui.traces.jsonl import loads_bounded
 
 CHAT_COMPLETIONS = "chat/completions"
 INITIAL_RETRY_DELAY = 0.5
@@ -498,6 +499,6 @@ class ChatClient:
 def _decode_error_body(raw: bytes) -> Any:
     text = raw.decode("utf-8", "replace").strip()
     try:
-        return json.loads(text)
+        return loads_bounded(text)
     except ValueError:
         return text

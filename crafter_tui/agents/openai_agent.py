@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import json
 import ssl
 import time
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,7 @@ from crafter_tui.agents.chat_client import (
 from crafter_tui.agents.replies import decision_from_completion, truncated_reply
 from crafter_tui.config import AppConfig
 from crafter_tui.errors import UserError
+from crafter_tui.traces.jsonl import loads_bounded
 
 if TYPE_CHECKING:  # imported at run time only when an SDK client is used (it costs ~1.5 s to import)
     import openai
@@ -227,7 +227,7 @@ class OpenAIAgent:
             return truncated_reply(raw, self.max_reply_bytes)
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:
-            payload = json.loads(raw)
+            payload = loads_bounded(raw)  # a hostile endpoint's 3 KB of brackets: "not JSON", not a RecursionError
         except ValueError:
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
             raise LLMCallError(f"model endpoint {self.endpoint} returned a body that is not JSON: "

@@ -16,6 +16,7 @@ from typing import Any
 
 from crafter_tui.agents.base import AgentDecision
 from crafter_tui.agents.prompting import MAX_ACTIONS_PER_TURN
+from crafter_tui.traces.jsonl import loads_bounded
 from crafter_tui.world.rules import ACTION_IDS, ACTIONS
 
 INTERACT = "interact"
@@ -96,7 +97,7 @@ def choose_call(calls: list[dict[str, Any]]) -> tuple[int, list[str]]:
 def decode_arguments(name: str, arguments: str) -> tuple[dict[str, Any] | None, str | None]:
     """The call's arguments as an object, or an error saying why they are not one."""
     try:
-        decoded = json.loads(arguments)
+        decoded = loads_bounded(arguments)
     except ValueError as exc:
         return None, f"arguments of {name} are not valid JSON ({exc})"
     if not isinstance(decoded, dict):
