@@ -151,3 +151,22 @@ def test_env_service_refuses_big_bodies_before_buffering():
             assert streamed.startswith(b"HTTP/1.1 413"), streamed[:80]
         with httpx.Client(base_url=svc.base_url, timeout=10) as http:
             assert http.post("/env/CrafterClassic/initialize", json={"seed": 3}).status_code == 200
+
+
+def test_a_deep_training_file_fails_its_job_with_the_line_not_a_500(ft, tmp_path):
+    http, _ = ft
+    data = tiny_dataset(tmp_path / "d.jsonl").read_bytes() + b"[" * 1500 + b"]" * 1500 + b"\n"
+    file_id = _upload(http, data).json()["id"]
+    job = http.post("/v1/fine_tuning/jobs", json={"model": "crafter-tiny", "training_file": file_id})
+    assert job.status_code == 200, job.text
+    assert job.json()["status"] == "failed" and "line 13: not valid JSON" in job.json()["error"]["message"]
+
+
+def test_the_trainer_reads_a_deep_line_as_a_user_error(tmp_path):
+    from crafter_tui.errors import UserError
+    from crafter_tui.finetune.trainer.data import load_chat_jsonl
+
+    path = tiny_dataset(tmp_path / "d.jsonl")
+    path.write_bytes(path.read_bytes() + b"[" * 1500 + b"]" * 1500 + b"\n")
+    with pytest.raises(UserError, match="d.jsonl:13: not valid JSON"):
+        load_chat_jsonl(path)

@@ -56,7 +56,7 @@ from crafter_tui.servers.ft_models import (
     JobError,
     JobObject,
 )
-from crafter_tui.traces.jsonl import iter_jsonl, write_json_atomic
+from crafter_tui.traces.jsonl import iter_jsonl, loads_bounded, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -168,9 +168,9 @@ def check_training_file(path: Path) -> list[str]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"line {number}: not valid JSON ({exc.msg})")
+                row = loads_bounded(line)
+            except ValueError as exc:  # JSONDecodeError, or too deep (JsonLimitError)
+                problems.append(f"line {number}: not valid JSON ({getattr(exc, 'msg', exc)})")
                 continue
             messages = row.get("messages") if isinstance(row, dict) else None
             if not isinstance(messages, list) or not messages:
