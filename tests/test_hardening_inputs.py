@@ -224,3 +224,17 @@ def test_a_killed_exports_temp_file_is_removed_by_the_next_export(store: Path, t
     assert main(["filter", "--input-dir", str(store), "--output", str(out)]) == 0
     assert not stale.exists() and live.exists() and other.exists()
     assert remove_stale_temps(tmp_path / "other.jsonl") == [other]
+
+
+def test_a_call_with_an_id_but_no_usable_function_is_kept(store: Path, caplog) -> None:
+    # a model's malformed call is recorded as an invalid turn: it stays in the store (only a missing id,
+    # which the export and the history need, refuses the line)
+    _edit_first_line(store / "run-a" / "turns.jsonl",
+                     lambda r: r["assistant"]["tool_calls"][0].update(function={"name": None, "arguments": 5}))
+    from crafter_tui.traces.store import TraceStore
+    opened = TraceStore.open(store, turns=True)
+    try:
+        assert opened.cursor().execute("SELECT count(*) FROM turn_index").fetchone()[0] == 17
+    finally:
+        opened.close()
+    assert "not a valid turns record" not in caplog.text

@@ -191,15 +191,14 @@ def parse_block(path: Path, block: bytes, first_line: int, kind: RecordKind, *,
 
 
 def _calls_without_id(table: pa.Table) -> bool:
-    """Whether some turn's tool call has no ``id`` (or no function name): the slow path names the line.
+    """Whether some turn's tool call has no ``id``: the slow path names the line (``TurnRecord``).
 
     The export and the rollout's history answer each call by its id, so such a turn is refused here.
     """
     calls = pc.list_flatten(pc.struct_field(table.column("assistant"), "tool_calls"))
     if len(calls) == 0:
         return False
-    names = pc.struct_field(pc.struct_field(calls, "function"), "name")
-    return bool(calls.null_count or pc.struct_field(calls, "id").null_count or names.null_count)
+    return bool(calls.null_count or pc.struct_field(calls, "id").null_count)
 
 
 def _fill_defaults(table: pa.Table, kind: RecordKind) -> pa.Table:

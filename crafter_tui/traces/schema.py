@@ -131,19 +131,17 @@ class TurnRecord(Record):
     @field_validator("assistant")
     @classmethod
     def _calls_are_answerable(cls, assistant: dict[str, Any]) -> dict[str, Any]:
-        """Every tool call has a string ``id`` and a function name: the history and the export answer each
-        call by its id (a turn without one is refused when read, not a KeyError mid-export)."""
+        """Every tool call is an object with a string ``id``: the history and the export answer each call by
+        its id (a turn without one is refused when read, not a KeyError mid-export). The rest of a call is
+        the model's to get wrong: such a turn is recorded invalid, and kept."""
         calls = assistant.get("tool_calls")
         if calls is None:
             return assistant
         if not isinstance(calls, list):
             raise ValueError("tool_calls must be a list")
         for index, call in enumerate(calls):
-            function = call.get("function") if isinstance(call, dict) else None
             if not isinstance(call, dict) or not isinstance(call.get("id"), str):
                 raise ValueError(f"tool_calls[{index}] has no string 'id'")
-            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                raise ValueError(f"tool_calls[{index}] has no function name")
         return assistant
 
 
