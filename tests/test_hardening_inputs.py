@@ -238,3 +238,24 @@ def test_a_call_with_an_id_but_no_usable_function_is_kept(store: Path, caplog) -
     finally:
         opened.close()
     assert "not a valid turns record" not in caplog.text
+
+
+def test_an_over_long_line_is_skipped_without_being_held_whole(tmp_path: Path, monkeypatch) -> None:
+    import crafter_tui.traces.loader as loader
+    from crafter_tui.traces.loader import EPISODES as KIND, FileCursor, read_new
+
+    source = small_store(tmp_path / "t") / "run-a" / "episodes.jsonl"
+    good = source.read_bytes().splitlines(keepends=True)
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(good[0] + b'{"x":"' + b"y" * 5000 + b'"}\n' + good[1] + good[2])
+    problems: list = []
+    assert len(list(iter_jsonl(path, problems=problems, max_line_bytes=1000))) == 3
+    assert [(p.line, p.reason) for p in problems] == [(2, "line longer than 1000 bytes, skipped")]
+    monkeypatch.setattr(loader, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(loader, "BLOCK_BYTES", 700)  # the long line spans several reads
+    cursor = FileCursor()
+    results = list(read_new(path, cursor, KIND))
+    rows = sum(r.table.num_rows for r in results if r.table is not None)
+    reported = [(p.line, p.reason) for r in results for p in r.problems]
+    assert rows == 3 and reported == [(2, "line longer than 1000 bytes, skipped")]
+    assert (cursor.offset, cursor.lines) == (path.stat().st_size, 4)

@@ -111,11 +111,12 @@ class LineProblem:
 
 
 def iter_jsonl(path: Path, *, problems: list[LineProblem] | None = None,
-               start_offset: int = 0) -> Iterator[dict[str, Any]]:
+               start_offset: int = 0, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[dict[str, Any]]:
     """Yield each JSON object of ``path``; bad lines are skipped and reported.
 
     A last line without a newline is a write in progress (or a torn write) and is skipped
-    silently unless it is also not valid JSON at the end of a finished file.
+    silently unless it is also not valid JSON at the end of a finished file. A line longer
+    than ``max_line_bytes`` is reported and skipped without being held in memory whole.
     """
     try:
         handle = path.open("rb")
@@ -124,7 +125,12 @@ def iter_jsonl(path: Path, *, problems: list[LineProblem] | None = None,
     with handle:
         if start_offset:
             handle.seek(start_offset)
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in enumerate(iter(lambda: handle.readline(max_line_bytes + 1), b""), start=1):
+            if len(raw) > max_line_bytes:
+                while raw and not raw.endswith(b"\n"):  # the rest of the line, a bounded piece at a time
+                    raw = handle.readline(1 << 20)
+                _report(problems, LineProblem(path, number, f"line longer than {max_line_bytes} bytes, skipped"))
+                continue
             if not raw.endswith(b"\n"):
                 _report(problems, LineProblem(path, number, "torn last line (incomplete write), skipped"))
                 return

@@ -119,20 +119,34 @@ def read_new(path: Path, cursor: FileCursor, kind: RecordKind) -> Iterator[LoadR
     with path.open("rb") as handle:
         handle.seek(cursor.offset)
         carry = b""
+        skipping = 0  # bytes read so far of a line longer than MAX_LINE_BYTES (it starts at cursor.offset)
         while True:
             data = handle.read(BLOCK_BYTES)
             if not data:
                 break
+            if skipping:
+                newline = data.find(b"\n")
+                if newline < 0:
+                    skipping += len(data)
+                    continue
+                problem = LineProblem(path, cursor.lines + 1, f"line longer than {MAX_LINE_BYTES} bytes, skipped")
+                cursor.offset += skipping + newline + 1
+                cursor.lines += 1
+                skipping = 0
+                yield LoadResult(None, [problem])
+                data = data[newline + 1:]
             block = carry + data
             end = block.rfind(b"\n")
             if end < 0:
                 carry = block
-                continue
-            complete, carry = block[: end + 1], block[end + 1:]
-            first_line, first_offset = cursor.lines + 1, cursor.offset
-            cursor.offset += len(complete)
-            cursor.lines += complete.count(b"\n")
-            yield parse_block(path, complete, first_line, kind, first_offset=first_offset)
+            else:
+                complete, carry = block[: end + 1], block[end + 1:]
+                first_line, first_offset = cursor.lines + 1, cursor.offset
+                cursor.offset += len(complete)
+                cursor.lines += complete.count(b"\n")
+                yield parse_block(path, complete, first_line, kind, first_offset=first_offset)
+            if len(carry) > MAX_LINE_BYTES:  # a line still without its end: never held whole in memory
+                skipping, carry = len(carry), b""
 
 
 LINE_OFFSET, LINE_BYTES = "_line_offset", "_line_bytes"
