@@ -259,3 +259,21 @@ def test_an_over_long_line_is_skipped_without_being_held_whole(tmp_path: Path, m
     reported = [(p.line, p.reason) for r in results for p in r.problems]
     assert rows == 3 and reported == [(2, "line longer than 1000 bytes, skipped")]
     assert (cursor.offset, cursor.lines) == (path.stat().st_size, 4)
+
+
+def test_deep_or_binary_experiments_and_pipeline_files_are_user_errors(tmp_path: Path) -> None:
+    from crafter_tui.errors import UserError
+    from crafter_tui.evaluation.experiments import load_experiments_file
+    from crafter_tui.services.pipeline import STATE_FILE, PipelineState
+
+    deep, binary = tmp_path / "deep.json", tmp_path / "bin.json"
+    deep.write_text(DEEP)
+    binary.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(UserError, match="deep.json: not valid JSON: nested too deeply"):
+        load_experiments_file(deep)
+    with pytest.raises(UserError, match="bin.json: not UTF-8"):
+        load_experiments_file(binary)
+    for data in (DEEP.encode(), b"\xff\xfe{}"):
+        (tmp_path / STATE_FILE).write_bytes(data)
+        with pytest.raises(UserError, match="pipeline state is corrupt"):
+            PipelineState(tmp_path)
