@@ -457,10 +457,10 @@ def asgi_app(app: FastAPI) -> ASGIApp:
 
     Inside FastAPI the lean path sits under Starlette's own layers (``Starlette.__call__``, the
     server-error, telemetry and body-limit middlewares), which every step paid for. Outside,
-    a common-shape step goes straight to the handler (after the same ``RequestGuard``: token, origin, body size); every other
-    request, including step bodies the lean path passes on, reaches the complete app unchanged
-    (where its own guard and lean middleware run as before, so ``create_app`` alone is
-    still the whole service).
+    a common-shape step goes straight to the handler (after the same ``RequestGuard``: token,
+    origin, body size); every other request, including step bodies the lean path passes on,
+    reaches the complete app unchanged (where its own guard and lean middleware run as before,
+    so ``create_app`` alone is still the whole service).
     """
     settings: EnvServiceSettings = app.state.settings
     if not settings.fast_step:
