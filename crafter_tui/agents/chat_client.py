@@ -483,7 +483,8 @@ class ChatClient:
             context = self._ssl() if callable(self._ssl) else self._ssl
             context = context or ssl.create_default_context()
         _, connection = await asyncio.get_running_loop().create_connection(
-            lambda: _Connection(self.max_response_bytes), self._host, self._port, ssl=context, server_hostname=self._host if self._tls else None)
+            lambda: _Connection(self.max_response_bytes), self._host, self._port, ssl=context,
+            server_hostname=self._host if self._tls else None)
         return connection
 
     async def close(self) -> None:

@@ -33,8 +33,8 @@ from pydantic import SecretStr
 from crafter_tui.agents import prompting
 from crafter_tui.agents.base import AgentDecision, HistoryTurn, TurnObservation
 from crafter_tui.agents.chat_client import (
-    MAX_HEAD_BYTES, ChatClient, ChatClientError, ChatConnectionError, ChatResponseTooLarge, ChatStatusError, ChatTimeoutError,
-    uses_proxy,
+    MAX_HEAD_BYTES, ChatClient, ChatClientError, ChatConnectionError, ChatResponseTooLarge, ChatStatusError,
+    ChatTimeoutError, uses_proxy,
 )
 from crafter_tui.agents.replies import decision_from_completion, truncated_reply
 from crafter_tui.config import AppConfig

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-dir", default=None,
                         help="where files, jobs and models live (default <storage.data_dir>/service)")
     parser.add_argument("--max-upload-bytes", type=positive_int, default=None,
-                        help="largest training file POST /v1/files accepts, streamed to disk (default 1 GiB; 413 above)")
+                        help="largest training file POST /v1/files accepts, streamed to disk "
+                        "(default 1 GiB; 413 above)")
     parser.add_argument("--models-dir", default=None,
                         help="folder a job may name base-model weights in (default <data-dir>/models)")
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads per training worker")
