@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from crafter_tui.errors import ConfigError
 
@@ -33,6 +34,22 @@ Difficulty = Literal["peaceful", "easy", "normal", "hard"]
 NON_LLM_MODELS: dict[str, AgentKind] = {"scripted-expert": "scripted", "scripted": "scripted", "random": "random"}
 #: The model name recorded for each built-in agent.
 AGENT_MODEL_NAMES: dict[str, str] = {"scripted": "scripted-expert", "random": "random"}
+
+
+def http_url(value: str) -> str:
+    """An endpoint must be an http(s) URL with a host: ``notaurl`` is refused when the config is read,
+    naming its key, not deep inside a client after the run folder exists."""
+    try:
+        parts = urlsplit(value)
+        scheme, host = parts.scheme, parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        scheme, host = "", None
+    if scheme not in ("http", "https") or not host:
+        raise ValueError("must be an http(s) URL with a host, e.g. http://127.0.0.1:8000/v1")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(http_url)]
 
 
 class Section(BaseModel):
@@ -80,7 +97,7 @@ class EvalSection(Section):
 class ServiceSection(Section):
     """The Crafter environment service (``--env remote``)."""
 
-    base_url: str = "http://localhost:8901"
+    base_url: str = "http://localhost:8901"  # checked where it is used, naming --env-url (rollout.spec)
     timeout: float = Field(30.0, gt=0)
     token: SecretStr | None = None
 
@@ -94,13 +111,20 @@ class OutputSection(Section):
                             "analyze and the console read")
 
 
+#: A reply of ``max_tokens`` (<= 65,536 tokens) is far below 1 MiB of JSON; anything bigger is a broken endpoint.
+DEFAULT_MAX_REPLY_BYTES = 1 << 20
+
+
 class OpenAISection(Section):
     """Any OpenAI-compatible endpoint used by the ``openai`` agent."""
 
-    base_url: str = "https://api.openai.com/v1"
+    base_url: HttpUrl = "https://api.openai.com/v1"
     api_key: SecretStr | None = None
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(6, ge=0, le=50)
+    max_reply_bytes: int = Field(DEFAULT_MAX_REPLY_BYTES, ge=1024, le=1 << 30,
+                                 description="a model reply (the response body) larger than this is recorded "
+                                 "truncated to it, as an invalid turn, and never re-sent whole")
 
 
 class FilterSection(Section):
@@ -140,9 +164,9 @@ class FinetuneSection(Section):
     learning_rate: float | None = Field(None, gt=0)
     suffix: str | None = Field(None, max_length=64)
     validation_split: float = Field(0.0, ge=0.0, lt=1.0)
-    local_url: str = "http://127.0.0.1:8000/v1"
+    local_url: HttpUrl = "http://127.0.0.1:8000/v1"
     local_token: SecretStr | None = None
-    synth_base_url: str | None = None
+    synth_base_url: HttpUrl | None = None
     synth_api_key: SecretStr | None = None
     modal_app: str = "crafter-tui-finetune"
     modal_gpu: str = "H100"
@@ -210,14 +234,29 @@ def _validation_message(error: ValidationError, where: str) -> ConfigError:
     return ConfigError(f"bad value for '{key}': {first['msg']} (got {got!r})", where=where)
 
 
+#: A config file is a few KB; anything far bigger is a wrong path, refused before it is read.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
 def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file, turning syntax errors into a ConfigError naming the file and line."""
+    """Parse a TOML file, turning every way it can be unreadable into a ConfigError naming the file
+    (a directory, bytes that are not UTF-8, a huge or absurdly nested file, a syntax error and its line)."""
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"larger than {MAX_CONFIG_BYTES} bytes: not a config file", where=str(path))
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("config file not found", where=str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a config file", where=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", where=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", where=str(path)) from None
+    except RecursionError:
+        raise ConfigError("invalid TOML: nested too deeply", where=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", where=str(path)) from None
 
 
 def find_config_file(explicit: Path | None) -> Path | None:

@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from crafter_tui import __version__
+from crafter_tui.traces.jsonl import loads_bounded
 
 CHAT_COMPLETIONS = "chat/completions"
 INITIAL_RETRY_DELAY = 0.5
@@ -61,6 +62,9 @@ MAX_HEAD_BYTES = 64 * 1024
 class ChatClientError(Exception):
     """A chat-completions call failed (after the retries it was allowed)."""
 
+    #: Retries made before this error was raised (set by ``ChatClient.post``; None when not known).
+    retries: int | None = None
+
 
 class ChatConnectionError(ChatClientError):
     """The endpoint could not be reached or dropped the connection; ``__cause__`` is the OS error."""
@@ -68,6 +72,18 @@ class ChatConnectionError(ChatClientError):
 
 class ChatTimeoutError(ChatConnectionError):
     """An attempt did not complete within the client's ``timeout``."""
+
+
+class ChatResponseTooLarge(ChatClientError):
+    """The response body passed ``max_response_bytes``: reading stopped there (``prefix`` is what came).
+
+    Not retried: the same request would get the same reply. The agent records it as an invalid,
+    truncated turn (``[openai] max_reply_bytes``), so a 100 MB reply is never stored or re-sent."""
+
+    def __init__(self, limit: int, prefix: bytes) -> None:
+        super().__init__(f"response larger than {limit} bytes")
+        self.limit = limit
+        self.prefix = prefix
 
 
 class ChatStatusError(ChatClientError):
@@ -252,8 +268,9 @@ class _Connection(asyncio.Protocol):
     the waiting request once, instead of resuming a coroutine for every read.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int | None = None) -> None:
         self.transport: asyncio.Transport | None = None
+        self.max_bytes = max_bytes  # the most a response may take in the buffer (head and body)
         self._buffer = bytearray()
         self._waiter: asyncio.Future[Response] | None = None
         self._eof = False
@@ -270,7 +287,22 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
+        if self.max_bytes is not None and len(self._buffer) > self.max_bytes:
+            self._overflow()
+            return
         self._settle()
+
+    def _overflow(self) -> None:
+        """Stop reading a response past ``max_bytes``: the waiter gets what came, the connection closes."""
+        waiter = self._waiter
+        head_end = self._buffer.find(b"\r\n\r\n")
+        prefix = bytes(self._buffer[head_end + 4 if head_end >= 0 else 0:])
+        self._buffer.clear()
+        self._eof = True
+        if self.transport is not None:
+            self.transport.close()
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ChatResponseTooLarge(self.max_bytes or 0, prefix))
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -341,7 +373,7 @@ class ChatClient:
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float, max_retries: int,
                  ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
-                 default_headers: dict[str, str] | None = None) -> None:
+                 default_headers: dict[str, str] | None = None, max_response_bytes: int | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
@@ -360,6 +392,8 @@ class ChatClient:
         self._head = self._request_head(host if default_port else f"{host}:{self._port}", default_headers)
         self._idle: list[_Connection] = []
         self._closed = False
+        #: Bytes a response may take (head and body); past it, ``ChatResponseTooLarge`` (None: no limit).
+        self.max_response_bytes = max_response_bytes
 
     def _request_head(self, host: str, extra: dict[str, str] | None) -> dict[str, str]:
         headers = {"Host": host, "Accept": "application/json", "Content-Type": "application/json",
@@ -391,15 +425,18 @@ class ChatClient:
         while True:
             try:
                 response = await self._attempt(request)
-            except ChatConnectionError:
+            except ChatConnectionError as exc:
                 if retries >= self.max_retries:
+                    exc.retries = retries
                     raise
                 await asyncio.sleep(retry_delay(retries, None))
             else:
                 if response.status < 400:
                     return response.body, retries + 1
                 if retries >= self.max_retries or not should_retry(response.status, response.headers):
-                    raise ChatStatusError(response.status, response.headers, _decode_error_body(response.body))
+                    error = ChatStatusError(response.status, response.headers, _decode_error_body(response.body))
+                    error.retries = retries  # what was really retried: a too-long Retry-After is not
+                    raise error
                 await asyncio.sleep(retry_delay(retries, response.headers))
             retries += 1
 
@@ -446,7 +483,8 @@ class ChatClient:
             context = self._ssl() if callable(self._ssl) else self._ssl
             context = context or ssl.create_default_context()
         _, connection = await asyncio.get_running_loop().create_connection(
-            _Connection, self._host, self._port, ssl=context, server_hostname=self._host if self._tls else None)
+            lambda: _Connection(self.max_response_bytes), self._host, self._port, ssl=context,
+            server_hostname=self._host if self._tls else None)
         return connection
 
     async def close(self) -> None:
@@ -462,6 +500,6 @@ class ChatClient:
 def _decode_error_body(raw: bytes) -> Any:
     text = raw.decode("utf-8", "replace").strip()
     try:
-        return json.loads(text)
+        return loads_bounded(text)
     except ValueError:
         return text

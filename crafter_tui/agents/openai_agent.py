@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import json
 import ssl
 import time
 from typing import TYPE_CHECKING, Any
@@ -34,11 +33,13 @@ from pydantic import SecretStr
 from crafter_tui.agents import prompting
 from crafter_tui.agents.base import AgentDecision, HistoryTurn, TurnObservation
 from crafter_tui.agents.chat_client import (
-    ChatClient, ChatClientError, ChatConnectionError, ChatStatusError, ChatTimeoutError, uses_proxy,
+    MAX_HEAD_BYTES, ChatClient, ChatClientError, ChatConnectionError, ChatResponseTooLarge, ChatStatusError,
+    ChatTimeoutError, uses_proxy,
 )
-from crafter_tui.agents.replies import decision_from_completion
+from crafter_tui.agents.replies import decision_from_completion, truncated_reply
 from crafter_tui.config import AppConfig
 from crafter_tui.errors import UserError
+from crafter_tui.traces.jsonl import loads_bounded
 
 if TYPE_CHECKING:  # imported at run time only when an SDK client is used (it costs ~1.5 s to import)
     import openai
@@ -105,11 +106,13 @@ def make_sdk_client(base_url: str, api_key: str, timeout: float, max_retries: in
                               max_retries=max_retries, http_client=http_client)
 
 
-def make_client(base_url: str, api_key: str, timeout: float, max_retries: int) -> ChatClient | openai.AsyncOpenAI:
+def make_client(base_url: str, api_key: str, timeout: float, max_retries: int,
+                max_response_bytes: int | None = None) -> ChatClient | openai.AsyncOpenAI:
     """The lean ``ChatClient``, or the SDK when the environment names a proxy for ``base_url``."""
     if uses_proxy(base_url):
         return make_sdk_client(base_url, api_key, timeout, max_retries)
-    return ChatClient(base_url, api_key, timeout=timeout, max_retries=max_retries, ssl_context=shared_ssl_context)
+    return ChatClient(base_url, api_key, timeout=timeout, max_retries=max_retries, ssl_context=shared_ssl_context,
+                      max_response_bytes=max_response_bytes)
 
 
 class OpenAIAgent:
@@ -153,13 +156,15 @@ class OpenAIAgent:
         self._episode_seed = 0
         self.timeout = section.timeout if timeout is None else timeout
         self.max_retries = section.max_retries if max_retries is None else max_retries
+        self.max_reply_bytes = section.max_reply_bytes
         self.endpoint = redact_url(base_url)
         # OpenAI's newer models reject ``max_tokens``; other servers may not know the new name.
         self._max_tokens_field = "max_completion_tokens" if urlsplit(base_url).hostname == OPENAI_HOST else "max_tokens"
         self._owns_client = client is None
         if client is None:
             key = self._resolve_key(api_key if api_key is not None else section.api_key, base_url)
-            client = make_client(base_url, key, self.timeout, self.max_retries)
+            client = make_client(base_url, key, self.timeout, self.max_retries,
+                                 self.max_reply_bytes + MAX_HEAD_BYTES)  # head + a body of max_reply_bytes
         self._client = client
 
     @classmethod
@@ -216,13 +221,17 @@ class OpenAIAgent:
         if isinstance(self._client, ChatClient):
             try:
                 raw, attempts = await self._client.chat_completions(body)
+            except ChatResponseTooLarge as exc:
+                return truncated_reply(exc.prefix, self.max_reply_bytes)
             except ChatClientError as exc:
                 raise LLMCallError(self._describe_failure(exc)) from None
         else:
             raw, attempts = await self._sdk_post(body)
+        if len(raw) > self.max_reply_bytes:
+            return truncated_reply(raw, self.max_reply_bytes)
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:
-            payload = json.loads(raw)
+            payload = loads_bounded(raw)  # a hostile endpoint's 3 KB of brackets: "not JSON", not a RecursionError
         except ValueError:
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
             raise LLMCallError(f"model endpoint {self.endpoint} returned a body that is not JSON: "
@@ -243,6 +252,8 @@ class OpenAIAgent:
         try:
             text = await self._client.post("/chat/completions", cast_to=str, body=body)
         except openai.APIError as exc:
+            if counter[0]:  # counted only on our own SDK client's request hook
+                exc.retries = counter[0] - 1  # type: ignore[attr-defined]
             raise LLMCallError(self._describe_failure(exc)) from None
         finally:
             _attempts.reset(token)
@@ -271,8 +282,10 @@ class OpenAIAgent:
                         f"{type(cause).__name__}: {cause}")
         elif kind == "status":
             status = exc.status_code
-            retried = status in RETRIED_STATUSES or status >= 500
-            text = f"{where} answered HTTP {status}" + (f" after {self.max_retries} retries" if retried else "")
+            retries = getattr(exc, "retries", None)  # what was really retried (a long Retry-After: none)
+            if retries is None:
+                retries = self.max_retries if status in RETRIED_STATUSES or status >= 500 else 0
+            text = f"{where} answered HTTP {status}" + (f" after {retries} retries" if retries else "")
             text += f": {_error_message(exc)}" + _status_hint(status)
         else:
             text = f"{where} failed: {exc}"

@@ -16,6 +16,7 @@ from typing import Any
 
 from crafter_tui.agents.base import AgentDecision
 from crafter_tui.agents.prompting import MAX_ACTIONS_PER_TURN
+from crafter_tui.traces.jsonl import loads_bounded
 from crafter_tui.world.rules import ACTION_IDS, ACTIONS
 
 INTERACT = "interact"
@@ -96,7 +97,7 @@ def choose_call(calls: list[dict[str, Any]]) -> tuple[int, list[str]]:
 def decode_arguments(name: str, arguments: str) -> tuple[dict[str, Any] | None, str | None]:
     """The call's arguments as an object, or an error saying why they are not one."""
     try:
-        decoded = json.loads(arguments)
+        decoded = loads_bounded(arguments)
     except ValueError as exc:
         return None, f"arguments of {name} are not valid JSON ({exc})"
     if not isinstance(decoded, dict):
@@ -230,3 +231,16 @@ def _with_cutoff_hint(error: str, finish_reason: str | None) -> str:
 def _invalid(kept: dict[str, Any], error: str, raw: str, extra: dict[str, Any]) -> AgentDecision:
     return AgentDecision(actions=[], reasoning="", assistant_message=kept, valid=False, error=error,
                          raw=raw, extra=extra)
+
+
+def truncated_reply(body: bytes | str, limit: int) -> AgentDecision:
+    """The invalid decision for a reply larger than ``limit`` bytes (``[openai] max_reply_bytes``).
+
+    Its first ``limit`` bytes are kept as the assistant's text (what the history re-sends and the trace
+    stores, once), the rest is dropped: a 100 MB reply used to be stored twice a turn and re-sent.
+    """
+    data = body.encode("utf-8", "replace") if isinstance(body, str) else body
+    text = data[:limit].decode("utf-8", "ignore")
+    return _invalid({"role": "assistant", "content": text},
+                    f"reply larger than {limit} bytes ([openai] max_reply_bytes): recorded truncated, not played",
+                    None, {"reply_truncated": True})

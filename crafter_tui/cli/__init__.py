@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from crafter_tui import __version__
 from crafter_tui.cli.common import OneLineErrorParser
@@ -66,12 +68,39 @@ def build_parser(only: str | None = None, *, commands: bool = True) -> argparse.
     return parser
 
 
+def os_error_line(exc: OSError) -> str:
+    """``path: reason`` of an OSError, on one line (``path -> other: reason`` for a rename)."""
+    reason = exc.strerror or exc.__class__.__name__
+    if exc.filename is None:
+        return f"{reason}" if not str(exc) else str(exc).splitlines()[0]
+    where = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    return f"{where}: {reason}"
+
+
+def _sigterm_interrupts() -> Any:
+    """SIGTERM ends a command as Ctrl-C does: whatever handles SIGINT now (``asyncio.run`` cancels its
+    main task, so a rollout's ``run.json`` says ``interrupted``) handles it, instead of the process dying
+    with ``running`` in ``run.json`` for good. Returns the handler it replaced."""
+    def interrupt(_signum: int, frame: Any) -> None:
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (a test calling main from a worker): nothing to install
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command, names_one = _command_in(argv)
     wants_help = any(flag in argv for flag in ("-h", "--help"))
     parser = build_parser(only=command, commands=names_one or wants_help)
     args = parser.parse_args(argv)
+    previous = _sigterm_interrupts() if args.command is not None else None
     try:
         if args.command is None:
             from crafter_tui.tui.app import run_console  # imported lazily: Textual only for the console
@@ -81,6 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"crafter-tui: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the command could not use (--out /proc/nope, a full disk): named, no traceback
+        print(f"crafter-tui: error: {os_error_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("crafter-tui: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -23,6 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      token_help="require 'Authorization: Bearer TOKEN' (or set CRAFTER_TUI_SERVE_TOKEN)")
     parser.add_argument("--data-dir", default=None,
                         help="where files, jobs and models live (default <storage.data_dir>/service)")
+    parser.add_argument("--max-upload-bytes", type=positive_int, default=None,
+                        help="largest training file POST /v1/files accepts, streamed to disk "
+                        "(default 1 GiB; 413 above)")
+    parser.add_argument("--models-dir", default=None,
+                        help="folder a job may name base-model weights in (default <data-dir>/models)")
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads per training worker")
     add_config_flag(parser)
     parser.set_defaults(handler=handle)
@@ -35,8 +40,10 @@ def handle(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV_VAR) or None
     data_dir = Path(args.data_dir) if args.data_dir else config.storage.data_dir / "service"
     try:
+        extra = {"max_upload_bytes": args.max_upload_bytes} if args.max_upload_bytes else {}
         settings = ServeSettings(data_dir=data_dir.resolve(), host=args.host, port=args.port,
-                                 token=SecretStr(token) if token else None, threads=config.finetune.threads)
+                                 token=SecretStr(token) if token else None, threads=config.finetune.threads,
+                                 models_dir=Path(args.models_dir).resolve() if args.models_dir else None, **extra)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise UserError(first["msg"], where=f"--{str(first['loc'][0]).replace('_', '-')}") from None

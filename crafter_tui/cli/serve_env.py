@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-envs", type=positive_int, default=1000, help="live environments at most (429 above)")
     parser.add_argument("--idle-timeout", type=float, default=600.0,
                         help="seconds without a request before an environment is dropped (default 600)")
+    parser.add_argument("--max-body-bytes", type=positive_int, default=None,
+                        help="request bodies larger than this are refused with 413 before they are read "
+                        "(default 1048576)")
     parser.add_argument("--threadpool", action="store_true",
                         help="step in the threadpool instead of on the event loop (slower; see the benchmark)")
     parser.set_defaults(handler=handle)
@@ -38,7 +41,8 @@ def handle(args: argparse.Namespace) -> int:
     try:
         settings = EnvServiceSettings(
             host=args.host, port=args.port, token=SecretStr(token) if token else None,
-            max_envs=args.max_envs, idle_timeout=args.idle_timeout, step_in_threadpool=args.threadpool)
+            max_envs=args.max_envs, idle_timeout=args.idle_timeout, step_in_threadpool=args.threadpool,
+            **({"max_body_bytes": args.max_body_bytes} if args.max_body_bytes else {}))
     except ValidationError as exc:
         first = exc.errors()[0]
         raise UserError(first["msg"], where=f"--{str(first['loc'][0]).replace('_', '-')}") from None

@@ -243,7 +243,7 @@ def _run_examples(run_id: str, lines: Iterable[bytes], record: RunRecord, plans:
             if plan is None or line.get("attempt", 0) != plan.attempt or line["turn"] in plan.turn_numbers:
                 continue
             observation, assistant, turn = line["observation"], line["assistant"], line["turn"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             continue  # reported when the store loaded the file
         assistant = exported_reply(assistant, drop_reasoning=drop_reasoning, text_actions=text_actions,
                                    goal=recorded_goal(line) if goal_reasoning else None)

@@ -34,7 +34,7 @@ from crafter_tui.dataset.tokens import (
 )
 from crafter_tui.agents.prompting import TOOLS
 from crafter_tui.errors import UserError
-from crafter_tui.traces.jsonl import temp_sibling
+from crafter_tui.traces.jsonl import remove_stale_temps, temp_sibling
 from crafter_tui.traces.memory import release_freed_memory
 from crafter_tui.traces.store import TraceStore
 
@@ -79,12 +79,15 @@ def export_selection(store: TraceStore, spec: FilterSpec, output: Path, *, fmt: 
     exports of at least ``PARALLEL_MIN_EXAMPLES`` examples on a machine with 2+ cores.
     """
     started = time.perf_counter()
+    valid_path = validation_path(output) if spec.validation_split > 0 else None
+    for path in (output, valid_path):
+        if path is not None and path.is_dir():  # checked before any work: os.replace would fail at the very end
+            raise UserError("is a directory; name the file to write", where=str(path))
     store.ensure_turns()
     cursor = store.cursor()
     build_selection(cursor, spec)
     total = cursor.execute("SELECT count(DISTINCT example_key) FROM selection").fetchone()[0]
     release_freed_memory()  # the selection's window queries left freed pages mapped
-    valid_path = validation_path(output) if spec.validation_split > 0 else None
     output.parent.mkdir(parents=True, exist_ok=True)
     runs = _runs(store)
     options = {"mode": spec.mode, "text_actions": spec.text_actions, "drop_reasoning": spec.drop_reasoning,
@@ -231,6 +234,7 @@ class _ParquetSink:
 
 
 def _sink(path: Path, fmt: ExportFormat) -> _JsonlSink | _ParquetSink:
+    remove_stale_temps(path)  # an export killed before its commit left its temporary file
     if fmt == "jsonl":
         return _JsonlSink(path)
     if fmt == "parquet":

@@ -323,7 +323,7 @@ def run_lines(run_id: str, lines: Iterable[bytes], record: RunRecord, episodes: 
             if episode is None or line.get("attempt", 0) != episode.attempt or turn in episode.seen:
                 continue
             observation, assistant = line["observation"], line["assistant"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             continue  # reported when the store loaded the file
         assistant = exported_reply(assistant, drop_reasoning=drop_reasoning, text_actions=text_actions,
                                    goal=recorded_goal(line) if goal_reasoning else None)

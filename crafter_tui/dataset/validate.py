@@ -10,7 +10,6 @@ library function: the CLI prints the report and the fine-tuning helper calls it 
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import Counter as CountMap
 from pathlib import Path
@@ -23,6 +22,7 @@ from crafter_tui.dataset.tokens import (
     training_cost,
 )
 from crafter_tui.errors import UserError
+from crafter_tui.traces.jsonl import loads_bounded
 
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 MIN_EXAMPLES = 10
@@ -140,7 +140,9 @@ def validate_file(path: Path | str, model: str = DEFAULT_MODEL, *, epochs: int |
                 over += 1
                 found.warn(number, "over_token_limit",
                            f"{total} tokens > {limit} for {model}: the example will be truncated")
-    if examples < MIN_EXAMPLES:
+    if lines == 0:  # nothing to train on (a file of bad lines has errors of its own)
+        found.error(0, "no_examples", "the file is empty: it holds no examples")
+    elif examples < MIN_EXAMPLES:
         found.warn(0, "too_few_examples", f"{examples} examples; at least {MIN_EXAMPLES} are required")
     n_epochs = epochs or default_epochs(examples)
     billed = sum(min(limit, n) for n in n_tokens)
@@ -160,8 +162,8 @@ def _parse_line(raw: bytes, number: int, found: _Collector) -> dict[str, Any] | 
         found.error(number, "blank_line", "empty line (every line must be one JSON object)")
         return None
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = loads_bounded(raw)
+    except ValueError as exc:
         found.error(number, "invalid_json", f"not valid JSON: {exc}")
         return None
     if not isinstance(value, dict):
@@ -288,7 +290,7 @@ def _check_call_list(calls: Any, tools: dict[str, dict[str, Any]] | None, index:
             listed = ", ".join(sorted(tools or {})) or "none"
             found.error(number, "tool_call_unknown_name", f"{where}: tool {name!r} is not in 'tools' ({listed})")
         try:
-            arguments = json.loads(function["arguments"])
+            arguments = loads_bounded(function["arguments"])
         except ValueError as exc:
             found.error(number, "tool_call_arguments_not_json", f"{where}: arguments are not JSON: {exc}")
             continue

@@ -194,6 +194,12 @@ def load_experiments_file(path: Path) -> list[Experiment]:
     except json.JSONDecodeError as exc:
         raise UserError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                         where=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not UTF-8 text (byte {exc.start})", where=str(path)) from None
+    except RecursionError:
+        raise UserError("not valid JSON: nested too deeply", where=str(path)) from None
+    except IsADirectoryError:
+        raise UserError("is a directory, not an experiments file", where=str(path)) from None
     if isinstance(data, list):
         data = {"experiments": data}
     elif isinstance(data, dict) and "experiments" not in data:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from crafter_tui.config import DEFAULT_TRACE_DIR, AgentKind, AppConfig, Difficulty, ObservationFormat
+from crafter_tui.config import DEFAULT_TRACE_DIR, AgentKind, AppConfig, Difficulty, ObservationFormat, http_url
 
 
 class RolloutSpec(BaseModel):
@@ -45,6 +45,11 @@ class RolloutSpec(BaseModel):
     def _check(self) -> "RolloutSpec":
         if self.env == "remote" and not self.env_url:
             raise ValueError("env 'remote' needs an env_url (the Crafter env service)")
+        if self.env == "remote":
+            try:
+                http_url(self.env_url or "")
+            except ValueError as exc:
+                raise ValueError(f"env_url {exc}") from None
         return self
 
     @property

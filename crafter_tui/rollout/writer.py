@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from crafter_tui.errors import first_validation_error
+from crafter_tui.rollout.lock import acquire_unchanged
 from crafter_tui.traces.jsonl import JsonlAppender, iter_jsonl, write_json_atomic
 from crafter_tui.traces.schema import (
     EPISODES_FILE, RUN_FILE, STEPS_FILE, TURNS_FILE, EpisodeSummary, RunRecord, RunStatus,
@@ -32,7 +33,7 @@ class TraceWriter:
     def __init__(self, run_dir: Path, record: RunRecord) -> None:
         self.run_dir = run_dir
         self.record = record
-        run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = acquire_unchanged(run_dir, record)  # one writer per run (rollout.lock)
         self._steps = JsonlAppender(run_dir / STEPS_FILE)
         self._turns = JsonlAppender(run_dir / TURNS_FILE)
         self._episodes = JsonlAppender(run_dir / EPISODES_FILE)
@@ -60,6 +61,7 @@ class TraceWriter:
         self.save_record()
         for appender in (self._steps, self._turns, self._episodes):
             appender.close()
+        self._lock.release()
 
 
 def load_run_record(run_dir: Path) -> RunRecord:

@@ -46,6 +46,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crafter_tui.servers.env_fast import FastStep, LeanStepMiddleware
+from crafter_tui.servers.guard import RequestGuard
 from crafter_tui.servers.env_models import (
     ENV_NAME,
     SEED_LIMIT,
@@ -64,6 +65,10 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 PREFIX = f"/env/{ENV_NAME}"
 
 
+#: A step or initialize body is well under 1 KB; 1 MiB leaves room for any real one.
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+
+
 class EnvServiceSettings(BaseModel):
     """How ``serve-env`` runs; the CLI flags map one to one."""
 
@@ -77,6 +82,8 @@ class EnvServiceSettings(BaseModel):
     reap_interval: float | None = Field(None, gt=0, description="default: idle_timeout / 4, at most 30 s")
     step_in_threadpool: bool = False
     fast_step: bool = Field(True, description="serve well-formed step bodies on the lean ASGI path (fast_step.py)")
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=1 << 30,
+                                description="request bodies larger than this are refused (413) before buffering")
 
 
 class ServiceError(Exception):
@@ -284,24 +291,6 @@ def service_metadata(settings: EnvServiceSettings, registry: EnvRegistry) -> dic
 
 # -- auth ------------------------------------------------------------------------------------------
 
-class BearerTokenMiddleware:
-    """Pure ASGI check of ``Authorization: Bearer <token>`` on every route but ``/health``."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self._expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] != "/health":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not secrets.compare_digest(given, self._expected):
-                response = json_response({"detail": "missing or wrong bearer token (Authorization: Bearer ...)"}, 401)
-                response.headers["WWW-Authenticate"] = "Bearer"
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -449,9 +438,18 @@ def create_app(settings: EnvServiceSettings | None = None) -> FastAPI:
         slot.last_used = time.monotonic()
         return json_response({"env_id": env_id, "semantic_map": slot.world.semantic_map().tolist()})
 
-    if settings.token is not None:  # added last, so it runs first: the lean step path is guarded too
-        app.add_middleware(BearerTokenMiddleware, token=settings.token.get_secret_value())
+    app.add_middleware(**guard_options(settings))  # added last, so it runs first: the lean step path is guarded too
     return app
+
+
+def _render_error(status: int, message: str, code: str) -> bytes:
+    return orjson.dumps({"detail": message})
+
+
+def guard_options(settings: EnvServiceSettings) -> dict[str, Any]:
+    """The ``RequestGuard`` of this service: body limit, cross-site refusal without a token, the token."""
+    return {"middleware_class": RequestGuard, "limit_for": lambda _path: settings.max_body_bytes,
+            "render": _render_error, "token": settings.token.get_secret_value() if settings.token else None}
 
 
 def asgi_app(app: FastAPI) -> ASGIApp:
@@ -459,18 +457,17 @@ def asgi_app(app: FastAPI) -> ASGIApp:
 
     Inside FastAPI the lean path sits under Starlette's own layers (``Starlette.__call__``, the
     server-error, telemetry and body-limit middlewares), which every step paid for. Outside,
-    a common-shape step goes straight to the handler (after the same bearer check); every other
-    request, including step bodies the lean path passes on, reaches the complete app unchanged
-    (where its own bearer check and lean middleware run as before, so ``create_app`` alone is
-    still the whole service).
+    a common-shape step goes straight to the handler (after the same ``RequestGuard``: token,
+    origin, body size); every other request, including step bodies the lean path passes on,
+    reaches the complete app unchanged (where its own guard and lean middleware run as before,
+    so ``create_app`` alone is still the whole service).
     """
     settings: EnvServiceSettings = app.state.settings
     if not settings.fast_step:
         return app
     front: ASGIApp = LeanStepMiddleware(app, path=f"{PREFIX}/step", handler=app.state.lean_step)
-    if settings.token is not None:
-        front = BearerTokenMiddleware(front, token=settings.token.get_secret_value())
-    return front
+    options = guard_options(settings)
+    return options.pop("middleware_class")(front, **options)
 
 
 def serve(settings: EnvServiceSettings, *, on_ready: Callable[[], None] | None = None) -> None:

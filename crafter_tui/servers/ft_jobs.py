@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import BaseModel, Field
 
@@ -56,12 +56,13 @@ from crafter_tui.servers.ft_models import (
     JobError,
     JobObject,
 )
-from crafter_tui.traces.jsonl import iter_jsonl, write_json_atomic
+from crafter_tui.traces.jsonl import iter_jsonl, loads_bounded, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 MAX_RESUMES = 3
 SERVED_NAME_FILE = "served_name.txt"
+UPLOAD_CHUNK = 1 << 20  # bytes an upload is copied to disk in
 _ID_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 
@@ -115,6 +116,31 @@ class FileStore:
         write_json_atomic(self._meta_path(file_id), meta.model_dump())
         return meta
 
+    def save_stream(self, filename: str, purpose: str, source: BinaryIO, limit: int) -> FileObject:
+        """Store an upload read from ``source`` in chunks: a 413 past ``limit`` bytes, a 400 when it
+        holds only whitespace. Nothing is kept of a refused upload."""
+        file_id = new_id("file")
+        target = self.data_path(file_id)
+        size, blank = 0, True
+        try:
+            with target.open("wb") as out:
+                while chunk := source.read(UPLOAD_CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise ServiceError(413, f"File too large (limit {limit} bytes).", param="file",
+                                           code="file_too_large")
+                    blank = blank and not chunk.strip()
+                    out.write(chunk)
+            if blank:
+                raise ServiceError(400, "The uploaded file is empty.", param="file", code="invalid_value")
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        meta = FileObject(id=file_id, bytes=size, created_at=_now(),
+                          filename=Path(filename or "upload.jsonl").name, purpose=purpose)
+        write_json_atomic(self._meta_path(file_id), meta.model_dump())
+        return meta
+
     def get(self, file_id: str) -> FileObject:
         path = self._meta_path(file_id)
         if not path.is_file():
@@ -142,9 +168,9 @@ def check_training_file(path: Path) -> list[str]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"line {number}: not valid JSON ({exc.msg})")
+                row = loads_bounded(line)
+            except ValueError as exc:  # JSONDecodeError, or too deep (JsonLimitError)
+                problems.append(f"line {number}: not valid JSON ({getattr(exc, 'msg', exc)})")
                 continue
             messages = row.get("messages") if isinstance(row, dict) else None
             if not isinstance(messages, list) or not messages:
@@ -180,8 +206,11 @@ class JobManager:
     """Creates jobs, runs their workers one at a time, and answers from the job folders."""
 
     def __init__(self, data_dir: Path, *, trainer: str = DEFAULT_TRAINER, threads: int | None = None,
-                 poll_interval: float = 0.25, worker_env: dict[str, str] | None = None) -> None:
+                 poll_interval: float = 0.25, worker_env: dict[str, str] | None = None,
+                 models_dir: Path | None = None) -> None:
         self.data_dir = data_dir
+        #: The one folder a job may name a base model's weights in (``model: "/etc"`` is refused).
+        self.models_dir = models_dir if models_dir is not None else data_dir / "models"
         self.files = FileStore(data_dir / "files")
         self.jobs_dir = data_dir / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -359,11 +388,13 @@ class JobManager:
         training = self.files.get(request.training_file)
         if request.validation_file:
             self.files.get(request.validation_file)
+        base = self.resolve_base_model(request.model)
         job_id = new_id("ftjob")
         hyper = request.effective_hyperparameters()
         train_path = self.files.data_path(training.id)
         planned = fine_tuned_name(request.model, request.suffix, job_id)
         train_job = self._train_job(request, hyper, job_id, train_path)
+        train_job["model"] = base
         job = JobObject(
             id=job_id, created_at=_now(), model=request.model, status="validating_files",
             hyperparameters={k: train_job.get(k, "auto") for k in ("n_epochs", "batch_size", "learning_rate")},
@@ -420,6 +451,30 @@ class JobManager:
                 if v is not None}
         job.update(lora)
         return {k: v for k, v in job.items() if v is not None}
+
+    def resolve_base_model(self, name: str) -> str:
+        """What the trainer loads for the base model ``name``; a 400 naming ``model`` when it is none of:
+        a built-in model, a model this service has (a finished job's, an imported one), a model in the
+        local Hugging Face cache, or a folder under ``models_dir``. Checked when the job is created, so
+        the worker is never started on a path like ``/etc``."""
+        if name in self.base_models():
+            return name
+        served = self.model_paths()
+        if name in served:
+            return str(served[name])
+        if _in_hf_cache(name):
+            return name
+        root = self.models_dir.resolve()
+        try:
+            folder = Path(name).expanduser().resolve()
+        except (OSError, RuntimeError, ValueError):
+            folder = None
+        if folder is not None and folder.is_relative_to(root) and folder != root and folder.is_dir():
+            return str(folder)
+        builtin = ", ".join(self.base_models()) or "none"
+        raise ServiceError(400, f"Unknown base model {name!r}: use a built-in model ({builtin}), a model this "
+                           f"service has (GET /v1/models), one in the local Hugging Face cache, or a folder "
+                           f"under {root}.", param="model", code="model_not_found")
 
     def _base_learning_rates(self) -> dict[str, float | None]:
         try:
@@ -509,6 +564,18 @@ class JobManager:
             for ckpt in checkpoint_dirs(out):
                 paths[f"{record.planned_model}:ckpt-step-{ckpt.name.split('-', 1)[1]}"] = ckpt
         return paths
+
+
+def _in_hf_cache(name: str) -> bool:
+    """Whether ``name`` is a Hugging Face repo id (``org/model``) whose config is in the local cache."""
+    if name.count("/") != 1 or name.startswith((".", "/", "~")):
+        return False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # noqa: BLE001 - an invalid repo id or no hub library: not a cached model
+        return False
 
 
 def _worker_alive(pid: int | None, job_dir: Path) -> bool:

@@ -56,6 +56,12 @@ class FileDeleted(BaseModel):
 
 
 # -- jobs -------------------------------------------------------------------------------
+#: Bounds of what a job may ask for (OpenAI allows 1-50 epochs; our config's ``[finetune] epochs`` 1-100).
+MAX_EPOCHS = 100
+MAX_BATCH_SIZE = 4096
+MAX_LR_MULTIPLIER = 100.0
+
+
 class Hyperparameters(BaseModel):
     """OpenAI's hyperparameters plus the knobs the Synth service and our trainer take.
 
@@ -63,18 +69,41 @@ class Hyperparameters(BaseModel):
     trainer's default (OpenAI). LoRA keys are used when the base model has weights.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     n_epochs: int | Auto | None = Field(None)
     batch_size: int | Auto | None = Field(None)
     learning_rate_multiplier: float | Auto | None = Field(None)
-    learning_rate: float | None = Field(None, gt=0)
+    learning_rate: float | None = Field(None, gt=0, le=1.0)
     use_qlora: bool | None = None
     use_lora: bool | None = None
     lora_r: int | None = Field(None, ge=1, le=1024)
     lora_alpha: int | None = Field(None, ge=1)
     lora_dropout: float | None = Field(None, ge=0.0, lt=1.0)
     max_length: int | None = Field(None, ge=16, le=131_072)
+
+    # Checked when the job is created (a 400 naming the field), not when the worker starts: a
+    # billion epochs would hold the only training slot, a batch of 0 fails later with a raw dump.
+    @field_validator("n_epochs")
+    @classmethod
+    def _epochs_in_range(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and not 1 <= value <= MAX_EPOCHS:
+            raise ValueError(f"must be between 1 and {MAX_EPOCHS} (or 'auto')")
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_in_range(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and not 1 <= value <= MAX_BATCH_SIZE:
+            raise ValueError(f"must be between 1 and {MAX_BATCH_SIZE} (or 'auto')")
+        return value
+
+    @field_validator("learning_rate_multiplier")
+    @classmethod
+    def _multiplier_positive(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, (int, float)) and not 0 < value <= MAX_LR_MULTIPLIER:
+            raise ValueError(f"must be greater than 0 and at most {MAX_LR_MULTIPLIER} (or 'auto')")
+        return value
 
 
 class SupervisedMethod(BaseModel):

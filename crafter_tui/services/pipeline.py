@@ -167,7 +167,7 @@ class PipelineState:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
                 self.stages = data.get("stages", {})
                 self.settings = data.get("spec")
-            except (json.JSONDecodeError, AttributeError) as exc:
+            except (ValueError, AttributeError, RecursionError) as exc:  # bad JSON or UTF-8, the wrong shape
                 raise UserError(f"pipeline state is corrupt ({exc}); remove it to start over",
                                 where=str(self.path)) from None
 

@@ -11,7 +11,6 @@ never waits on the disk.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -23,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from crafter_tui.config import AppConfig
+from crafter_tui.traces.jsonl import loads_bounded
 from crafter_tui.traces.schema import (
     EPISODES_FILE, RUN_FILE, STEPS_FILE, TURNS_FILE, EpisodeSummary, RunRecord, StepRecord, TurnRecord,
 )
@@ -50,8 +50,8 @@ def read_new_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
         if not raw.strip():
             continue
         try:
-            value = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            value = loads_bounded(raw)
+        except ValueError as exc:
             log.warning("%s: skipped a line that is not valid JSON (%s)", path, exc)
             continue
         if isinstance(value, dict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,9 +18,84 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 log = logging.getLogger(__name__)
+
+#: How deep an untrusted JSON value may nest. Real records nest under 10 levels (a turn's
+#: ``assistant.tool_calls[].function``, a dataset line's ``messages[].tool_calls[].function``);
+#: the limit keeps every reader far from its stack's end: ``json``'s decoder raises
+#: RecursionError near 1000 levels, Arrow's reader crashes the process on a 100k-deep line.
+MAX_JSON_DEPTH = 64
+#: The longest line a reader parses: a longer one is reported and skipped. Model replies are
+#: capped when written (``[openai] max_reply_bytes``), so a real line is far shorter.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+#: A JSON string (the unrolled-loop form: linear, no backtracking), to strip before counting brackets.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = b"[]{}"
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in _BRACKETS)
+_NOT_BRACKETS_OR_NEWLINE = bytes(c for c in range(256) if c not in _BRACKETS + b"\n")
+#: Byte -> nesting change: +1 for ``[``/``{``, -1 for ``]``/``}``, 0 else.
+_DELTA = np.zeros(256, dtype=np.int8)
+_DELTA[[ord("["), ord("{")]] = 1
+_DELTA[[ord("]"), ord("}")]] = -1
+
+
+class JsonLimitError(ValueError):
+    """Untrusted JSON over a limit (depth or size): reported like any other bad line."""
+
+
+def _max_depth(brackets: bytes) -> int:
+    if not brackets:
+        return 0
+    return int(np.cumsum(_DELTA[np.frombuffer(brackets, dtype=np.uint8)], dtype=np.int32).max())
+
+
+def json_depth(raw: bytes | str) -> int:
+    """How deep the JSON text ``raw`` nests (exact for valid JSON: brackets inside strings are not counted)."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    return _max_depth(_STRING.sub(b"", data).translate(None, _NOT_BRACKETS))
+
+
+def lines_may_nest_deeper(block: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether some line of ``block`` may nest deeper than ``limit`` (never False when one does).
+
+    Strings are not stripped (a fast pass over the whole block), so brackets in text can only make
+    a line look deeper than it is: such a block goes the careful way. First the whole block's range
+    of depth bounds every line's; only when that is over the limit is each line measured.
+    """
+    brackets = block.translate(None, _NOT_BRACKETS)
+    if len(brackets) <= limit:
+        return False
+    running = np.cumsum(_DELTA[np.frombuffer(brackets, dtype=np.uint8)], dtype=np.int32)
+    if int(running.max()) - min(int(running.min()), 0) <= limit:
+        return False  # no line can nest deeper than the whole block's range (the common case: one pass)
+    kept = np.frombuffer(block.translate(None, _NOT_BRACKETS_OR_NEWLINE), dtype=np.uint8)
+    depth = np.cumsum(_DELTA[kept], dtype=np.int32)
+    newline = kept == 10
+    bases = np.concatenate(([0], depth[newline]))  # the depth where each line starts
+    return bool((depth - bases[np.cumsum(newline) - newline]).max() > limit)
+
+
+def loads_bounded(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH, max_bytes: int = MAX_LINE_BYTES) -> Any:
+    """``json.loads(raw)`` for untrusted text, depth- and size-bounded.
+
+    Every reader of files or bodies it did not write itself parses through here, so a line of
+    3 KB of brackets is one reported bad line, not a RecursionError (or a crash) of the command.
+    Raises ``ValueError`` (``json.JSONDecodeError``, ``UnicodeDecodeError`` or ``JsonLimitError``).
+    """
+    if len(raw) > max_bytes:
+        raise JsonLimitError(f"{len(raw)} bytes, over the limit of {max_bytes}")
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise JsonLimitError(f"nested deeper than {max_depth} levels") from None
+    opening = raw.count(b"[" if isinstance(raw, bytes) else "[") + raw.count(b"{" if isinstance(raw, bytes) else "{")
+    if opening > max_depth and json_depth(raw) > max_depth:
+        raise JsonLimitError(f"nested deeper than {max_depth} levels")
+    return value
 
 
 @dataclass(slots=True)
@@ -35,11 +111,12 @@ class LineProblem:
 
 
 def iter_jsonl(path: Path, *, problems: list[LineProblem] | None = None,
-               start_offset: int = 0) -> Iterator[dict[str, Any]]:
+               start_offset: int = 0, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[dict[str, Any]]:
     """Yield each JSON object of ``path``; bad lines are skipped and reported.
 
     A last line without a newline is a write in progress (or a torn write) and is skipped
-    silently unless it is also not valid JSON at the end of a finished file.
+    silently unless it is also not valid JSON at the end of a finished file. A line longer
+    than ``max_line_bytes`` is reported and skipped without being held in memory whole.
     """
     try:
         handle = path.open("rb")
@@ -48,15 +125,20 @@ def iter_jsonl(path: Path, *, problems: list[LineProblem] | None = None,
     with handle:
         if start_offset:
             handle.seek(start_offset)
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in enumerate(iter(lambda: handle.readline(max_line_bytes + 1), b""), start=1):
+            if len(raw) > max_line_bytes:
+                while raw and not raw.endswith(b"\n"):  # the rest of the line, a bounded piece at a time
+                    raw = handle.readline(1 << 20)
+                _report(problems, LineProblem(path, number, f"line longer than {max_line_bytes} bytes, skipped"))
+                continue
             if not raw.endswith(b"\n"):
                 _report(problems, LineProblem(path, number, "torn last line (incomplete write), skipped"))
                 return
             if not raw.strip():
                 continue
             try:
-                value = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                value = loads_bounded(raw)
+            except ValueError as exc:
                 _report(problems, LineProblem(path, number, f"not valid JSON ({exc.__class__.__name__}: {exc})"))
                 continue
             if not isinstance(value, dict):
@@ -216,6 +298,42 @@ def temp_sibling(path: Path) -> Path:
     one file (two threads of a process included) never write into the same temporary file — with a
     shared name, one writer's rename could publish the other's half-written bytes."""
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary siblings of ``path`` (``temp_sibling``) whose writer process is gone.
+
+    A writer killed before its ``os.replace`` (kill -9, a power cut) leaves its hidden temporary file
+    behind; the next writer of the same file clears them. A file whose pid still lives is someone's
+    write in progress and is kept. Returns what was removed.
+    """
+    removed: list[Path] = []
+    for candidate in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        pid_text = candidate.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid_text.isdigit() and not pid_alive(int(pid_text)):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters made literal."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one owned by another user counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        return False
+    return True
 
 
 @contextmanager

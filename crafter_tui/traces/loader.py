@@ -19,7 +19,6 @@ whatever order parallel workers appended them in.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +26,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pajson
 from pydantic import BaseModel, ValidationError
 
-from crafter_tui.traces.jsonl import LineProblem
+from crafter_tui.traces.jsonl import MAX_LINE_BYTES, LineProblem, lines_may_nest_deeper, loads_bounded
 from crafter_tui.traces.schema import EpisodeSummary, StepRecord, TurnRecord
 
 #: Bytes handed to Arrow at once: bounds memory while a big file is read.
@@ -49,7 +49,7 @@ EPISODE_SCHEMA = pa.schema([
 EPISODE_REQUIRED = ("episode", "seed", "run_id", "agent", "model", "steps", "turns", "reward",
                     "achievements", "num_achievements", "termination", "wall_s")
 
-_CALL = pa.struct([("function", pa.struct([("name", pa.string()), ("arguments", pa.string())]))])
+_CALL = pa.struct([("id", pa.string()), ("function", pa.struct([("name", pa.string()), ("arguments", pa.string())]))])
 TURN_SCHEMA = pa.schema([
     ("episode", pa.int64()), ("attempt", pa.int64()), ("turn", pa.int64()), ("step", pa.int64()),
     ("observation", pa.string()),
@@ -119,20 +119,34 @@ def read_new(path: Path, cursor: FileCursor, kind: RecordKind) -> Iterator[LoadR
     with path.open("rb") as handle:
         handle.seek(cursor.offset)
         carry = b""
+        skipping = 0  # bytes read so far of a line longer than MAX_LINE_BYTES (it starts at cursor.offset)
         while True:
             data = handle.read(BLOCK_BYTES)
             if not data:
                 break
+            if skipping:
+                newline = data.find(b"\n")
+                if newline < 0:
+                    skipping += len(data)
+                    continue
+                problem = LineProblem(path, cursor.lines + 1, f"line longer than {MAX_LINE_BYTES} bytes, skipped")
+                cursor.offset += skipping + newline + 1
+                cursor.lines += 1
+                skipping = 0
+                yield LoadResult(None, [problem])
+                data = data[newline + 1:]
             block = carry + data
             end = block.rfind(b"\n")
             if end < 0:
                 carry = block
-                continue
-            complete, carry = block[: end + 1], block[end + 1:]
-            first_line, first_offset = cursor.lines + 1, cursor.offset
-            cursor.offset += len(complete)
-            cursor.lines += complete.count(b"\n")
-            yield parse_block(path, complete, first_line, kind, first_offset=first_offset)
+            else:
+                complete, carry = block[: end + 1], block[end + 1:]
+                first_line, first_offset = cursor.lines + 1, cursor.offset
+                cursor.offset += len(complete)
+                cursor.lines += complete.count(b"\n")
+                yield parse_block(path, complete, first_line, kind, first_offset=first_offset)
+            if len(carry) > MAX_LINE_BYTES:  # a line still without its end: never held whole in memory
+                skipping, carry = len(carry), b""
 
 
 LINE_OFFSET, LINE_BYTES = "_line_offset", "_line_bytes"
@@ -171,7 +185,7 @@ def parse_block(path: Path, block: bytes, first_line: int, kind: RecordKind, *,
     ``first_offset``: where the block starts in the file (for the rows' line positions).
     """
     bounds = _looks_like_objects(block)
-    if bounds is None:
+    if bounds is None or lines_may_nest_deeper(block):  # Arrow's reader crashes on a very deep line
         return _parse_slow(path, block, first_line, kind, first_offset)
     starts, ends = bounds
     lines = len(ends)
@@ -184,9 +198,21 @@ def parse_block(path: Path, block: bytes, first_line: int, kind: RecordKind, *,
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
         return _parse_slow(path, block, first_line, kind, first_offset)
-    if table.num_rows != lines or any(table.column(name).null_count for name in kind.required):
+    if (table.num_rows != lines or any(table.column(name).null_count for name in kind.required)
+            or (kind is TURNS and _calls_without_id(table))):
         return _parse_slow(path, block, first_line, kind, first_offset)
     return LoadResult(_with_positions(_fill_defaults(table, kind), starts + first_offset, ends - starts + 1))
+
+
+def _calls_without_id(table: pa.Table) -> bool:
+    """Whether some turn's tool call has no ``id``: the slow path names the line (``TurnRecord``).
+
+    The export and the rollout's history answer each call by its id, so such a turn is refused here.
+    """
+    calls = pc.list_flatten(pc.struct_field(table.column("assistant"), "tool_calls"))
+    if len(calls) == 0:
+        return False
+    return bool(calls.null_count or pc.struct_field(calls, "id").null_count)
 
 
 def _fill_defaults(table: pa.Table, kind: RecordKind) -> pa.Table:
@@ -223,8 +249,8 @@ def _parse_slow(path: Path, block: bytes, first_line: int, kind: RecordKind, fir
 def _check_line(path: Path, number: int, raw: bytes, kind: RecordKind,
                 problems: list[LineProblem]) -> dict[str, Any] | None:
     try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        value = loads_bounded(raw, max_bytes=MAX_LINE_BYTES)
+    except ValueError as exc:
         problems.append(LineProblem(path, number, f"not valid JSON ({exc.__class__.__name__}: {exc})"))
         return None
     if not isinstance(value, dict):
@@ -248,7 +274,7 @@ def _assistant_columns(message: dict[str, Any]) -> dict[str, Any]:
     content = message.get("content")
     return {
         "content": content if isinstance(content, str) else None,
-        "tool_calls": [{"function": {"name": str((call.get("function") or {}).get("name")),
+        "tool_calls": [{"id": call.get("id"), "function": {"name": str((call.get("function") or {}).get("name")),
                                      "arguments": str((call.get("function") or {}).get("arguments"))}}
                        for call in calls if isinstance(call, dict)] or None,
     }

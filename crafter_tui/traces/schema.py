@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FORMAT_VERSION = 1
 RUN_FILE = "run.json"
@@ -39,9 +39,12 @@ FAILED_TERMINATIONS: tuple[str, ...] = ("agent_error", "env_error", "timeout")
 
 
 class Record(BaseModel):
-    """Base for trace lines: unknown keys are kept (newer writers), types are checked."""
+    """Base for trace lines: unknown keys are kept (newer writers), types are checked.
 
-    model_config = ConfigDict(extra="allow")
+    No NaN or infinity in any number: a reward of ``"NaN"`` would poison every mean computed over it.
+    """
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 class Versions(BaseModel):
@@ -129,6 +132,22 @@ class TurnRecord(Record):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_ms: float = 0.0
+
+    @field_validator("assistant")
+    @classmethod
+    def _calls_are_answerable(cls, assistant: dict[str, Any]) -> dict[str, Any]:
+        """Every tool call is an object with a string ``id``: the history and the export answer each call by
+        its id (a turn without one is refused when read, not a KeyError mid-export). The rest of a call is
+        the model's to get wrong: such a turn is recorded invalid, and kept."""
+        calls = assistant.get("tool_calls")
+        if calls is None:
+            return assistant
+        if not isinstance(calls, list):
+            raise ValueError("tool_calls must be a list")
+        for index, call in enumerate(calls):
+            if not isinstance(call, dict) or not isinstance(call.get("id"), str):
+                raise ValueError(f"tool_calls[{index}] has no string 'id'")
+        return assistant
 
 
 class EpisodeSummary(Record):

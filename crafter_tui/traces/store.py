@@ -26,7 +26,6 @@ or of the export's selection query stayed resident.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -43,7 +42,7 @@ from pydantic import BaseModel, ValidationError
 
 from crafter_tui.errors import UserError
 from crafter_tui.traces import sql
-from crafter_tui.traces.jsonl import LineProblem, replacing, write_json_atomic
+from crafter_tui.traces.jsonl import LineProblem, loads_bounded, replacing, write_json_atomic
 from crafter_tui.traces.loader import EPISODES, STEPS, TURNS, FileCursor, RecordKind, read_new
 from crafter_tui.traces.memory import release_freed_memory
 from crafter_tui.traces.schema import EPISODES_FILE, RUN_FILE, STEPS_FILE, TURNS_FILE, RunRecord
@@ -230,6 +229,7 @@ class TraceStore:
         candidates = [self.root] if (self.root / RUN_FILE).is_file() else sorted(
             {p.parent for pattern in ("*/" + RUN_FILE, "*/*/" + RUN_FILE) for p in self.root.glob(pattern)})
         known = {state.path for state in self._runs.values()}
+        self._note_folders_without_record(candidates)
         for run_dir in candidates:
             if run_dir in known:
                 continue
@@ -244,6 +244,19 @@ class TraceStore:
             self._load_compacted(state, tuple(self._loaded))
             report.new_runs += 1
         self._write_runs_table()
+
+    def _note_folders_without_record(self, candidates: list[Path]) -> None:
+        """Report folders that hold trace files but no ``run.json`` (a run copied without it): they cannot be
+        read as runs, and dropping them silently would hide the data they hold."""
+        if self.root in candidates:
+            return
+        found = set(candidates)
+        for name in (EPISODES_FILE, TURNS_FILE, STEPS_FILE):
+            for pattern in ("*/" + name, "*/*/" + name):
+                for path in self.root.glob(pattern):
+                    if path.parent not in found:
+                        found.add(path.parent)
+                        self._skip_dir(path.parent, f"{name} but no {RUN_FILE}")
 
     def _read_record(self, run_dir: Path) -> RunRecord | None:
         path = run_dir / RUN_FILE
@@ -332,7 +345,7 @@ class TraceStore:
         """Start from the run's Parquet snapshot when it still matches the files."""
         folder = state.path / COMPACT_DIR
         try:
-            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            manifest = loads_bounded((folder / MANIFEST).read_bytes())
         except (OSError, ValueError):
             return
         for file_name, entry in manifest.get("files", {}).items():

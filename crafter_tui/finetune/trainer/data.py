@@ -68,6 +68,8 @@ def _normalise_tool_call(call: Any, where: str) -> dict[str, Any]:
             json.loads(arguments)
         except json.JSONDecodeError as exc:
             raise UserError(f"tool call arguments are not valid JSON: {exc.msg}", where=where) from None
+        except RecursionError:
+            raise UserError("tool call arguments are not valid JSON: nested too deeply", where=where) from None
     elif isinstance(arguments, dict):
         arguments = json.dumps(arguments)
     else:
@@ -113,7 +115,10 @@ def parse_example(record: Any, where: str) -> ChatExample:
         raise UserError("no assistant message to learn from", where=where)
     tools = record.get("tools")
     if isinstance(tools, str):
-        tools = json.loads(tools)
+        try:
+            tools = json.loads(tools)
+        except (ValueError, RecursionError):
+            raise UserError("'tools' is a string that is not valid JSON", where=where) from None
     if tools is not None and not isinstance(tools, list):
         raise UserError("'tools' must be a list", where=where)
     return ChatExample(messages=normalised, tools=tools or None, where=where)
@@ -133,6 +138,8 @@ def load_chat_jsonl(path: Path) -> list[ChatExample]:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise UserError(f"not valid JSON ({exc.msg})", where=where) from None
+            except RecursionError:  # the trainer keeps to the stdlib here (it runs on remote hosts too)
+                raise UserError("not valid JSON (nested too deeply)", where=where) from None
             examples.append(parse_example(record, where))
     if not examples:
         raise UserError("no conversations in file", where=str(path))
