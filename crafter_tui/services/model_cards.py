@@ -262,5 +262,4 @@ def bind_resume(spec: RolloutSpec, config: AppConfig, given: dict[str, Any]) -> 
     config = config.model_copy(deep=True)
     if known is not None and known.host == "local" and record.endpoint:
         config.openai.base_url = config.finetune.local_url = record.endpoint
-    notes = [f"resuming {record.run_id} with its recorded settings ({record.agent} {record.model})"]
-    return Binding(spec=spec, config=config, known=known, notes=notes)
+    return Binding(spec=spec, config=config, known=known)
