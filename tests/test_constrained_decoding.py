@@ -8,6 +8,8 @@ Random weights are the hard case: nothing but the mask makes their replies valid
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,11 +18,16 @@ import torch
 from fastapi.testclient import TestClient
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from crafter_tui.agents.base import TurnObservation
+from crafter_tui.agents.openai_agent import OpenAIAgent
 from crafter_tui.agents.prompting import INTERACT_TOOL, TOOLS
+from crafter_tui.config import AppConfig
 from crafter_tui.finetune.constrained import OutputSpec, SchemaError, check_schema, output_spec
 from crafter_tui.finetune.inference import LoadedModel, parse_reply
 from crafter_tui.servers.ft_server import ServeSettings, create_app
+from crafter_tui.world.env import CrafterWorld
 from crafter_tui.world.rules import ACTIONS
+from tests.ft_support import ServerThread
 from tests.trainer_support import rows_tokenizer, short_rows
 
 MODEL = "tiny-random"
@@ -43,13 +50,17 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory, tokenizer):
+def settings(tmp_path_factory, tokenizer) -> ServeSettings:
     data_dir = tmp_path_factory.mktemp("svc")
     folder = data_dir / "models" / MODEL
     _random_model(tokenizer).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "crafter_tui_training.json").write_text(json.dumps({"max_length": 1024}), encoding="utf-8")
-    settings = ServeSettings(data_dir=data_dir, threads=1, default_max_tokens=200)
+    return ServeSettings(data_dir=data_dir, threads=1, default_max_tokens=200)
+
+
+@pytest.fixture(scope="module")
+def client(settings):
     with TestClient(create_app(settings)) as http:
         yield http
 
@@ -154,6 +165,30 @@ def test_unsupported_schema_features_are_400(client, body, feature):
     assert reply.status_code == 400
     error = reply.json()["error"]
     assert feature in error["message"] and set(error) == {"message", "type", "param", "code"}
+
+
+def test_the_agent_gets_valid_decisions_from_our_service(settings):
+    """End to end: the openai agent recognises the service as ours and every sampled turn is valid."""
+    server = ServerThread(create_app(settings)).start()
+    try:
+        config = AppConfig()
+        config.openai.base_url = config.finetune.local_url = server.base_url
+        agent = OpenAIAgent(MODEL, config=config, temperature=1.0, max_tokens=120)
+        world = CrafterWorld("peaceful", max_steps=10)
+        obs = TurnObservation(state=world.reset(1), text="Step 0/10.", turn=0, max_steps=10)
+
+        async def play() -> list:
+            await agent.start_episode(4)
+            try:
+                return [await agent.act(dataclasses.replace(obs, turn=turn), []) for turn in range(5)]
+            finally:
+                await agent.aclose()
+
+        decisions = asyncio.run(play())
+        assert agent.settings["structured"] is True
+        assert all(d.valid and (d.actions or d.terminate) for d in decisions), [d.error for d in decisions]
+    finally:
+        server.stop()
 
 
 def test_auto_with_plain_tools_is_not_constrained():
