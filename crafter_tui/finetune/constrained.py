@@ -314,7 +314,7 @@ class TokenMatcher:
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
         """Set the logits of tokens the grammar forbids to -inf (in place) and return them."""
         bits = np.unpackbits(np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
-        allowed = torch.from_numpy(bits[: logits.shape[-1]].astype(bool))
+        allowed = torch.from_numpy(bits[: logits.shape[-1]].view(bool))
         if allowed.shape[0] < logits.shape[-1]:  # padding rows of the output layer: never allowed
             allowed = torch.cat([allowed, torch.zeros(logits.shape[-1] - allowed.shape[0], dtype=torch.bool)])
         return logits.masked_fill_(~allowed.to(logits.device), float("-inf"))

@@ -224,7 +224,8 @@ class LoadedModel:
         return self._cache, reuse
 
     def _generate(self, ids: list[int], max_tokens: int, temperature: float,
-                  generator: torch.Generator | None, matcher: TokenMatcher | None = None) -> tuple[list[int], int, bool]:
+                  generator: torch.Generator | None,
+                  matcher: TokenMatcher | None = None) -> tuple[list[int], int, bool]:
         if self._decoder is not None:
             return self._generate_fast(self._decoder, ids, max_tokens, temperature, generator, matcher)
         cache, reused = self._start(ids)
