@@ -236,7 +236,8 @@ class LoadedModel:
         stopped = False
         for _ in range(max_tokens):
             logits = self.model(input_ids=feed, cache=cache, use_cache=True, logits_to_keep=1).logits
-            next_id = self._pick(logits[0, -1], temperature, generator, matcher)
+            scores = logits[0, -1] if matcher is None else matcher.mask(logits[0, -1])
+            next_id = self._pick(scores, temperature, generator)
             if next_id in self.stop_ids:
                 stopped = True
                 break
@@ -261,7 +262,7 @@ class LoadedModel:
         stopped = False
         logits = decoder.forward(ids[reused:])
         for step in range(max_tokens):
-            next_id = self._pick(logits, temperature, generator, matcher)
+            next_id = self._pick(logits if matcher is None else matcher.mask(logits), temperature, generator)
             if next_id in self.stop_ids:
                 stopped = True
                 break
@@ -275,10 +276,7 @@ class LoadedModel:
         return generated, reused, stopped
 
     @staticmethod
-    def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None,
-              matcher: TokenMatcher | None = None) -> int:
-        if matcher is not None:
-            logits = matcher.mask(logits)
+    def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
         if temperature <= 0:
             return int(torch.argmax(logits))
         probs = torch.softmax(logits.float() / temperature, dim=-1)
