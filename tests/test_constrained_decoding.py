@@ -212,9 +212,13 @@ def test_grammar_uses_special_tool_call_tokens_only_when_they_exist():
     assert "| <tool_call>" in spec.grammar(True, True) and "| <tool_call>" not in spec.grammar(False, False)
 
 
-def test_greedy_constrained_reply_parses_on_the_engine(tokenizer):
-    """The engine alone (no server): the constrained text is what ``parse_reply`` turns into a call."""
+@pytest.mark.parametrize("fast", [True, False])
+def test_greedy_constrained_reply_parses_on_the_engine(tokenizer, fast):
+    """The engine alone (no server), on the lean decoder and on the Hugging Face forward (other
+    architectures): the constrained text is what ``parse_reply`` turns into a call."""
     loaded = LoadedModel(_random_model(tokenizer), tokenizer, Path("unused"), max_length=1024, threads=1)
+    if not fast:
+        loaded._decoder = None
     spec = output_spec(TOOLS, {"type": "function", "function": {"name": "interact"}}, None)
     result = loaded.chat(MESSAGES, TOOLS, max_tokens=200, output=spec)
     assert result.finish_reason == "tool_calls" and result.tool_calls[0]["function"]["name"] == "interact"
