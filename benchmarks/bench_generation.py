@@ -33,8 +33,8 @@ from a chat JSONL (a GPU host without Crafter); ``--new-tokens N`` makes every r
 
 ``--constrained`` (issue 25) plays the turns four times, alternately free and constrained
 (``tool_choice: "required"``: the grammar of ``finetune.constrained``), and reports p50/p95 per
-call of each, the ratio (goal <= 1.10), and the grammar's own time per reply token (mask plus
-advance, timed inside the matcher). ``--model-dir`` serves a trained model folder instead of
+call of each, the ratio (goal <= 1.10), and the grammar's own time per reply token (check,
+mask and advance, timed inside the matcher). ``--model-dir`` serves a trained model folder instead of
 random weights (its replies end on their own: ``max_tokens`` is then the expert's reply plus
 ``--slack``), so both modes generate the same reply and the calls compare one for one.
 """
@@ -132,12 +132,12 @@ def in_process_caller(loaded: LoadedModel, constrained: bool = False) -> tuple[C
 
 
 class GrammarTimer:
-    """Seconds spent inside ``TokenMatcher.mask``/``advance`` (the whole cost of constraining a
-    token) and how many tokens they saw: the methods are wrapped while the benchmark runs."""
+    """Seconds spent inside ``TokenMatcher.allows``/``mask``/``advance`` (the whole cost of
+    constraining a token) and how many tokens they saw: the methods are wrapped while it runs."""
 
     def __init__(self) -> None:
         self.seconds, self.tokens = 0.0, 0
-        for name in ("mask", "advance"):
+        for name in ("mask", "allows", "advance"):
             setattr(TokenMatcher, name, self._timed(getattr(TokenMatcher, name), name == "advance"))
 
     def _timed(self, method: Callable[..., Any], counts: bool) -> Callable[..., Any]:

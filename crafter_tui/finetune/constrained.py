@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -308,7 +309,14 @@ def bounded(schema: Any, cap: int | None = None) -> Any:
 
 # -- the engine side ------------------------------------------------------------------------
 class TokenMatcher:
-    """One reply's grammar state: mask the logits, advance with the chosen token."""
+    """One reply's grammar state: mask the logits, advance with the chosen token.
+
+    ``choose`` picks a token the way the engine does, but computes the mask only when the
+    unconstrained pick is not allowed: a trained model's pick almost always is, and checking one
+    token costs a few microseconds where a mask costs tens to hundreds. Greedy, this is the argmax
+    of the masked logits; sampled, it is rejection sampling, whose draw has exactly the masked
+    distribution (p(t) + p(rejected) * p(t) / p(allowed) = p(t) / p(allowed)).
+    """
 
     def __init__(self, matcher: Any, vocab_size: int) -> None:
         self._matcher = matcher
@@ -322,9 +330,18 @@ class TokenMatcher:
             allowed = torch.cat([allowed, torch.zeros(logits.shape[-1] - allowed.shape[0], dtype=torch.bool)])
         return logits.masked_fill_(~allowed.to(logits.device), float("-inf"))
 
+    def allows(self, token_id: int) -> bool:
+        """Whether the grammar takes ``token_id`` next (a few microseconds: no mask is computed)."""
+        return self._matcher.validate_tokens([token_id]) == 1
+
     def advance(self, token_id: int) -> bool:
         """Take the chosen token; False if the grammar rejects it (never after ``mask``)."""
         return bool(self._matcher.consume_token(token_id))
+
+    def choose(self, logits: torch.Tensor, pick: Callable[[torch.Tensor], int]) -> int:
+        """``pick(logits)`` if the grammar allows it, else ``pick`` of the masked logits."""
+        token_id = pick(logits)
+        return token_id if self.allows(token_id) else pick(self.mask(logits))
 
     @property
     def finished(self) -> bool:

@@ -236,8 +236,7 @@ class LoadedModel:
         stopped = False
         for _ in range(max_tokens):
             logits = self.model(input_ids=feed, cache=cache, use_cache=True, logits_to_keep=1).logits
-            scores = logits[0, -1] if matcher is None else matcher.mask(logits[0, -1])
-            next_id = self._pick(scores, temperature, generator)
+            next_id = self._choose(logits[0, -1], temperature, generator, matcher)
             if next_id in self.stop_ids:
                 stopped = True
                 break
@@ -262,7 +261,7 @@ class LoadedModel:
         stopped = False
         logits = decoder.forward(ids[reused:])
         for step in range(max_tokens):
-            next_id = self._pick(logits if matcher is None else matcher.mask(logits), temperature, generator)
+            next_id = self._choose(logits, temperature, generator, matcher)
             if next_id in self.stop_ids:
                 stopped = True
                 break
@@ -274,6 +273,13 @@ class LoadedModel:
                 logits = decoder.forward([next_id])
         self._cached_ids = (ids + generated)[: decoder.length]
         return generated, reused, stopped
+
+    def _choose(self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None,
+                matcher: TokenMatcher | None) -> int:
+        """The next token: ``_pick``, within what ``matcher``'s grammar allows when there is one."""
+        if matcher is None:
+            return self._pick(logits, temperature, generator)
+        return matcher.choose(logits, lambda scores: self._pick(scores, temperature, generator))
 
     @staticmethod
     def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
