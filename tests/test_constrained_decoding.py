@@ -106,6 +106,19 @@ def test_named_function_is_honoured(client):
         assert call["name"] == "terminate" and set(json.loads(call["arguments"])) == {"reason"}
 
 
+def test_references_to_definitions_resolve_inside_a_call(client):
+    step = {"type": "function", "function": {"name": "step", "parameters": {
+        "type": "object", "properties": {"move": {"$ref": "#/$defs/move"}}, "required": ["move"],
+        "$defs": {"move": {"type": "string", "enum": ["left", "right"]}}}}}
+    for seed in range(5):
+        reply = _chat(client, tools=[*TOOLS, step], tool_choice={"type": "function", "function": {"name": "step"}},
+                      temperature=1.0, seed=seed).json()
+        call = reply["choices"][0]["message"]["tool_calls"][0]["function"]
+        assert call["name"] == "step" and json.loads(call["arguments"])["move"] in ("left", "right")
+    both = _chat(client, tools=[*TOOLS, step], tool_choice="required", temperature=1.0, seed=0)
+    assert both.status_code == 200
+
+
 def test_strict_tool_with_auto_is_a_valid_call_or_text(client):
     strict = [{**INTERACT_TOOL, "function": {**INTERACT_TOOL["function"], "strict": True, "parameters": {
         **INTERACT_TOOL["function"]["parameters"], "additionalProperties": False}}}]

@@ -71,8 +71,7 @@ SUPPORTED_KEYWORDS = frozenset({
 SUPPORTED_FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6",
                                "uuid"})
 JSON_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
-
-
+DEFINITION_KEYS = ("$defs", "definitions")
 MIN_STRING_CAP = 16
 #: keywords whose values are data, not schemas
 _VALUE_KEYWORDS = frozenset({"enum", "const", "default", "examples", "required", "properties", "$defs", "definitions"})
@@ -122,7 +121,7 @@ class OutputSpec:
             opener = f'"{TOOL_CALL_OPEN}"' + (f" | {TOOL_CALL_OPEN}" if special_open else "")
             closer = f'"{TOOL_CALL_CLOSE}"' + (f" | {TOOL_CALL_CLOSE}" if special_close else "")
             payloads = [json.loads(schema) for _, schema in self.calls]
-            body = payloads[0] if len(payloads) == 1 else {"anyOf": payloads}
+            body = payloads[0] if len(payloads) == 1 else {"anyOf": payloads, **_shared_definitions(payloads)}
             rules += ['call: call_open "\\n"? call_body "\\n"? call_close', f"call_open: {opener}",
                       f"call_close: {closer}", "call_body: %json " + json.dumps({**body, "x-guidance": JSON_FORMAT})]
         if self.json_schema is not None:
@@ -134,6 +133,18 @@ class OutputSpec:
             # any text that does not contain a call (special tokens are never text)
             rules.append(f"TEXT: /(?s:.*)/ & ~/(?s:.*{TOOL_CALL_OPEN}.*)/")
         return "\n".join([f"start: {' | '.join(options)}", *rules])
+
+
+def _shared_definitions(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """The tools' definitions, moved to the root of their ``anyOf`` (where references resolve)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for payload in payloads:
+        for key in DEFINITION_KEYS:
+            for name, schema in payload.pop(key, {}).items():
+                if merged.setdefault(key, {}).setdefault(name, schema) != schema:
+                    raise SchemaError(f"two tools define {key}.{name} differently; give them distinct names",
+                                      param="tools", code="unsupported_value")
+    return merged
 
 
 # -- from the request ---------------------------------------------------------------------
@@ -190,9 +201,11 @@ def _call_schema(tool: dict[str, Any], index: int, cap: int | None) -> tuple[str
     function = tool["function"]
     parameters = function.get("parameters", {"type": "object", "properties": {}})
     check_schema(parameters, f"tools[{index}].function.parameters", strict=function.get("strict") is True)
-    payload = {"type": "object", "properties": {"name": {"const": function["name"]},
-                                                "arguments": bounded(parameters, cap)},
-               "required": ["name", "arguments"], "additionalProperties": False}
+    arguments = bounded(parameters, cap)
+    # definitions move to the payload's root, where the parameters' "#/$defs/..." references now point
+    definitions = {key: arguments.pop(key) for key in DEFINITION_KEYS if key in arguments}
+    payload = {"type": "object", "properties": {"name": {"const": function["name"]}, "arguments": arguments},
+               "required": ["name", "arguments"], "additionalProperties": False, **definitions}
     return function["name"], json.dumps(payload)
 
 
