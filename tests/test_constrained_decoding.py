@@ -239,3 +239,21 @@ def test_greedy_constrained_reply_parses_on_the_engine(tokenizer, fast):
     generated, _, _ = loaded.generate_ids(ids, 200, matcher=loaded.constrainer().matcher(spec))
     content, calls = parse_reply(tokenizer.decode(generated, skip_special_tokens=False))
     assert calls and _valid_interact(json.loads(calls[0]["function"]["arguments"]))
+
+
+class _FreeOnlyModel:
+    """An inference engine from before constrained decoding: its ``chat`` takes no ``output``."""
+
+    def chat(self, messages, tools, max_tokens=64, temperature=0.0, seed=None):
+        raise AssertionError("a constrained request must not reach an engine that cannot constrain")
+
+
+def free_only_loader(path: Path, threads: int | None = None) -> _FreeOnlyModel:
+    return _FreeOnlyModel()
+
+
+def test_an_engine_that_cannot_constrain_answers_400(settings):
+    app = create_app(settings.model_copy(update={"inference": f"{__name__}:free_only_loader"}))
+    with TestClient(app) as http:
+        reply = _chat(http, tools=TOOLS, tool_choice="required")
+    assert reply.status_code == 400 and reply.json()["error"]["code"] == "unsupported_value"

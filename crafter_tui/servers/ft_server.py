@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import ipaddress
 import logging
 import secrets
@@ -132,6 +133,10 @@ class ModelCache:
         """One reply; ``output`` (the request's constraint) is passed only when there is one, so an
         engine without constrained decoding still serves free generation."""
         model = self.get(name, path)
+        if output is not None and "output" not in inspect.signature(model.chat).parameters:
+            raise ServiceError(400, "This service's inference engine cannot constrain decoding (tool_choice "
+                               "'required' or a function, strict tools, response_format); send tool_choice 'auto'.",
+                               param="tool_choice", code="unsupported_value")
         extra = {"output": output} if output is not None else {}
         # one generation at a time: fastest on CPU anyway, and on a GPU it keeps the prompt cache coherent
         with self._generate_lock:
