@@ -257,3 +257,28 @@ def test_an_engine_that_cannot_constrain_answers_400(settings):
     with TestClient(app) as http:
         reply = _chat(http, tools=TOOLS, tool_choice="required")
     assert reply.status_code == 400 and reply.json()["error"]["code"] == "unsupported_value"
+
+
+def test_a_tokenizer_without_tool_call_tokens_spells_the_call_in_text():
+    """Hugging Face tokenizers without ``<tool_call>`` tokens: the grammar's text form is used."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from crafter_tui.finetune.trainer.tokenizer import CHAT_TEMPLATE, seed_corpus
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    bpe.train_from_iterator(seed_corpus(), trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    plain = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                    additional_special_tokens=["<|im_start|>"])
+    plain.chat_template = CHAT_TEMPLATE
+    assert plain.convert_tokens_to_ids("<tool_call>") in (None, plain.unk_token_id)
+    loaded = LoadedModel(_random_model(plain), plain, Path("unused"), max_length=1024, threads=1)
+    for seed in range(3):
+        result = loaded.chat(MESSAGES, TOOLS, max_tokens=300, temperature=1.0, seed=seed,
+                             output=output_spec(TOOLS, {"type": "function", "function": {"name": "interact"}}, None,
+                                                300))
+        assert result.finish_reason == "tool_calls", result.content
+        assert _valid_interact(json.loads(result.tool_calls[0]["function"]["arguments"]))
