@@ -2,6 +2,7 @@
 
     python benchmarks/bench_generation.py [--small] [--model crafter-tiny] [--threads 1]
                                           [--prompt brief|compact|full] [--http]
+    python benchmarks/bench_generation.py --constrained [--model-dir DIR] [--prompt full]
     python benchmarks/bench_generation.py --shape qwen2.5-0.5b --data rows.jsonl --new-tokens 20 \
                                           --verify 4          # on a GPU host
 
@@ -29,6 +30,13 @@ one (``--device`` forces it, ``--dtype`` overrides bfloat16); ``--data FILE`` ta
 from a chat JSONL (a GPU host without Crafter); ``--new-tokens N`` makes every reply N tokens.
 ``--verify N`` first checks the served greedy tokens of N prompts against Hugging Face
 ``model.generate`` on the same device and dtype, and that a seeded sampled reply replays.
+
+``--constrained`` (issue 25) plays the turns four times, alternately free and constrained
+(``tool_choice: "required"``: the grammar of ``finetune.constrained``), and reports p50/p95 per
+call of each, the ratio (goal <= 1.10), and the grammar's own time per reply token (check,
+mask and advance, timed inside the matcher). ``--model-dir`` serves a trained model folder instead of
+random weights (its replies end on their own: ``max_tokens`` is then the expert's reply plus
+``--slack``), so both modes generate the same reply and the calls compare one for one.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from _common import peak_rss_mb, report
 
 from bench_trainer import QWEN_SHAPES, _random_weights_folder
 
+from crafter_tui.finetune.constrained import TokenMatcher, output_spec
 from crafter_tui.finetune.inference import DEVICE_ENV_VAR, LoadedModel, load_model
 from crafter_tui.finetune.trainer.data import load_chat_jsonl
 from crafter_tui.finetune.trainer.models import BUILTIN_SIZES, build_model
@@ -113,11 +122,70 @@ def file_rows(path: Path, turns: int) -> list[dict[str, Any]]:
     return [{"messages": e.messages, "tools": e.tools} for e in load_chat_jsonl(path)[:turns]]
 
 
-def in_process_caller(loaded: LoadedModel) -> tuple[Callable[[dict, int], Any], Callable[[], None]]:
+def in_process_caller(loaded: LoadedModel, constrained: bool = False) -> tuple[Callable[[dict, int], Any],
+                                                                               Callable[[], None]]:
     def call(row: dict, max_tokens: int) -> Any:
-        return loaded.chat(row["messages"][:-1], row["tools"], max_tokens=max_tokens)
+        output = output_spec(row["tools"], "required", None, max_tokens) if constrained else None
+        return loaded.chat(row["messages"][:-1], row["tools"], max_tokens=max_tokens, output=output)
 
     return call, lambda: None
+
+
+class GrammarTimer:
+    """Seconds spent inside ``TokenMatcher.allows``/``mask``/``advance`` (the whole cost of
+    constraining a token) and how many tokens they saw: the methods are wrapped while it runs."""
+
+    def __init__(self) -> None:
+        self.seconds, self.tokens = 0.0, 0
+        for name in ("mask", "allows", "advance"):
+            setattr(TokenMatcher, name, self._timed(getattr(TokenMatcher, name), name == "advance"))
+
+    def _timed(self, method: Callable[..., Any], counts: bool) -> Callable[..., Any]:
+        def wrapper(*args: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*args)
+            finally:
+                self.seconds += time.perf_counter() - started
+                self.tokens += counts
+
+        return wrapper
+
+
+def constrained_comparison(loaded: LoadedModel, rows: list[dict[str, Any]], budgets: list[int],
+                           common: dict[str, Any]) -> None:
+    """Free vs constrained over the same turns (passes free, constrained, free, constrained, the
+    prompt cache reset before each so every pass starts alike); p50/p95 per call of each."""
+    timer = GrammarTimer()
+    latencies: dict[bool, list[float]] = {False: [], True: []}
+    tokens: dict[bool, list[int]] = {False: [], True: []}
+    valid = 0
+    for constrained in (False, True, False, True):
+        call, _ = in_process_caller(loaded, constrained)
+        loaded.reset_prompt_cache()
+        for index, (row, budget) in enumerate(zip(rows, budgets, strict=True)):
+            started = time.perf_counter()
+            result = call(row, budget)
+            if index:  # the first call of a pass runs its whole prompt: left out of both
+                latencies[constrained].append((time.perf_counter() - started) * 1000)
+                tokens[constrained].append(result.completion_tokens)
+            valid += constrained and bool(result.tool_calls)
+
+    def pct(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    for q, label in ((0.5, "p50"), (0.95, "p95")):
+        free, forced = pct(latencies[False], q), pct(latencies[True], q)
+        report(f"generation_{label}_free", free, "ms", "informational", **common)
+        report(f"generation_{label}_constrained", forced, "ms", "informational")
+        report(f"generation_{label}_constrained_over_free", forced / free, "ratio", "<= 1.10")
+    report("generation_reply_tokens_mean_free", sum(tokens[False]) / len(tokens[False]), "tokens", "informational")
+    report("generation_reply_tokens_mean_constrained", sum(tokens[True]) / len(tokens[True]), "tokens",
+           "informational")
+    report("generation_constrained_valid_calls", valid / (2 * len(rows)), "fraction", "1.0 when replies end")
+    report("constraint_ms_per_token", 1000 * timer.seconds / max(1, timer.tokens), "ms", "informational",
+           tokens=timer.tokens)
 
 
 def verify(loaded: LoadedModel, rows: list[dict[str, Any]], new_tokens: int) -> None:
@@ -173,7 +241,9 @@ def http_caller(folder: Path, threads: int, data_dir: Path) -> tuple[Callable[[d
 
 
 def _model_folder(args: argparse.Namespace, rows: list[dict[str, Any]], tmp: Path) -> Path:
-    """A saved model folder: random weights of ``--shape`` or a fresh built-in model."""
+    """A saved model folder: ``--model-dir``, random weights of ``--shape`` or a fresh built-in model."""
+    if args.model_dir:
+        return args.model_dir
     if args.shape:
         data = args.data or tmp / "rows.jsonl"
         if not args.data:
@@ -202,6 +272,9 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="override the serving dtype")
     parser.add_argument("--verify", type=int, default=0, metavar="N", help="check N prompts against model.generate")
     parser.add_argument("--http", action="store_true", help="through the service's /v1/chat/completions")
+    parser.add_argument("--constrained", action="store_true", help="free vs tool_choice required, same turns")
+    parser.add_argument("--model-dir", type=Path, help="a trained model folder instead of random weights")
+    parser.add_argument("--slack", type=int, default=16, help="with --model-dir: max_tokens = reply + slack")
     return parser.parse_args()
 
 
@@ -216,8 +289,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = _model_folder(args, rows, Path(tmp))
         loaded = load_model(folder, threads=args.threads, dtype=dtype)
-        budgets = [args.new_tokens or reply_tokens(loaded.tokenizer, row) for row in rows]
+        slack = args.slack if args.model_dir else 0
+        budgets = [args.new_tokens or reply_tokens(loaded.tokenizer, row) + slack for row in rows]
         device = torch.cuda.get_device_name(loaded.device) if loaded.device.type == "cuda" else "cpu"
+        if args.constrained:
+            name = args.model_dir.name if args.model_dir else args.shape or args.model
+            constrained_comparison(loaded, rows, budgets, {"model": name, "prompt": args.prompt, "device": device,
+                                                           "threads": args.threads, "turns": len(rows) - 1})
+            return 0
         if args.verify:
             verify(loaded, rows[: args.verify], args.new_tokens or 20)
             loaded.reset_prompt_cache()  # the first timed call runs uncached, as without --verify

@@ -125,6 +125,8 @@ class OpenAISection(Section):
     max_reply_bytes: int = Field(DEFAULT_MAX_REPLY_BYTES, ge=1024, le=1 << 30,
                                  description="a model reply (the response body) larger than this is recorded "
                                  "truncated to it, as an invalid turn, and never re-sent whole")
+    #: ask for tool_choice "required" + strict tools: "on", "off", or "auto" (on for [finetune] local_url)
+    structured: Literal["auto", "on", "off"] = "auto"
 
 
 class FilterSection(Section):

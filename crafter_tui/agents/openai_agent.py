@@ -37,6 +37,7 @@ from crafter_tui.agents.chat_client import (
     ChatTimeoutError, uses_proxy,
 )
 from crafter_tui.agents.replies import decision_from_completion, truncated_reply
+from crafter_tui.agents.structured import tool_request, wants_structured
 from crafter_tui.config import AppConfig
 from crafter_tui.errors import UserError
 from crafter_tui.traces.jsonl import loads_bounded
@@ -135,7 +136,7 @@ class OpenAIAgent:
         history_turns: int | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
-        tool_choice: str | dict[str, Any] = "auto",
+        tool_choice: str | dict[str, Any] | None = None,
         system_prompt: str = prompting.SYSTEM_PROMPT,
         client: ChatClient | openai.AsyncOpenAI | None = None,
     ) -> None:
@@ -150,7 +151,9 @@ class OpenAIAgent:
         self.history_turns = run.history_turns if history_turns is None else history_turns
         self.temperature = run.temperature if temperature is None else temperature
         self.max_tokens = run.max_tokens if max_tokens is None else max_tokens
-        self.tool_choice = tool_choice
+        #: structured output asked for (see ``agents.structured``): "required" and strict tools
+        self.structured = wants_structured(section.structured, base_url, config.finetune.local_url)
+        self.tools, self.tool_choice = tool_request(prompting.TOOLS, tool_choice, self.structured)
         #: ``text``: the model writes its call as JSON text (trained on ``--text-actions`` data): no tools are sent
         self.reply_actions = "tools"
         self._episode_seed = 0
@@ -188,7 +191,7 @@ class OpenAIAgent:
         """What shaped the calls, for the run record (no secrets)."""
         return {"endpoint": self.endpoint, "temperature": self.temperature, "max_tokens": self.max_tokens,
                 "history_turns": self.history_turns, "tool_choice": self.tool_choice,
-                "reply_actions": self.reply_actions,
+                "structured": self.structured, "reply_actions": self.reply_actions,
                 "timeout": self.timeout, "max_retries": self.max_retries}
 
     def request_body(self, obs: TurnObservation, history: list[HistoryTurn]) -> dict[str, Any]:
@@ -202,7 +205,7 @@ class OpenAIAgent:
             "messages": prompting.build_messages(self.system_prompt, history, obs.text, self.history_turns),
         }
         if self.reply_actions == "tools":
-            body["tools"] = prompting.TOOLS
+            body["tools"] = self.tools
             body["tool_choice"] = self.tool_choice
         body["temperature"] = self.temperature
         body[self._max_tokens_field] = self.max_tokens

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import uuid
 from pathlib import Path
@@ -36,6 +35,7 @@ from pydantic import BaseModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedTokenizerBase
 
 from crafter_tui.errors import UserError
+from crafter_tui.finetune.constrained import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, Constrainer, OutputSpec, TokenMatcher
 from crafter_tui.finetune.qwen2_decoder import Qwen2Decoder
 from crafter_tui.finetune.trainer.data import fit_messages, normalise_message
 from crafter_tui.finetune.trainer.models import BUILTIN_SIZES
@@ -44,7 +44,7 @@ TRAINING_INFO_FILE = "crafter_tui_training.json"
 #: Forces the inference device (``auto``, ``cpu``, ``cuda``, ``cuda:N``); unset means ``auto``.
 DEVICE_ENV_VAR = "CRAFTER_TUI_INFERENCE_DEVICE"
 DEFAULT_MAX_LENGTH = 2048
-_TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
+_JSON = json.JSONDecoder()
 
 
 class ChatResult(BaseModel):
@@ -59,16 +59,16 @@ class ChatResult(BaseModel):
 
 
 def parse_reply(text: str) -> tuple[str | None, list[dict[str, Any]] | None]:
-    """Split generated text into content and OpenAI ``tool_calls``; unparseable calls stay text."""
-    matches = list(_TOOL_CALL.finditer(text))
-    if not matches:
-        return (text.strip() or None), None
+    """Split generated text into content and OpenAI ``tool_calls``; unparseable calls stay text.
+
+    Each ``<tool_call>`` is followed by one JSON value, read as JSON (so a string inside it may
+    contain ``</tool_call>``), then ``</tool_call>`` or the end of the text.
+    """
+    spans = _tool_call_spans(text)
+    if not spans:  # no call, or one that does not parse
+        return text.strip() or None, None
     calls = []
-    for match in matches:
-        try:
-            payload = json.loads(match.group(1).strip())
-        except json.JSONDecodeError:
-            return text.strip() or None, None
+    for _, _, payload in spans:
         if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
             return text.strip() or None, None
         arguments = payload.get("arguments", {})
@@ -76,8 +76,38 @@ def parse_reply(text: str) -> tuple[str | None, list[dict[str, Any]] | None]:
             arguments = json.dumps(arguments)
         calls.append({"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
                       "function": {"name": payload["name"], "arguments": arguments}})
-    content = _TOOL_CALL.sub("", text).strip()
+    pieces, last = [], 0
+    for start, end, _ in spans:  # the text around the calls
+        pieces.append(text[last:start])
+        last = end
+    content = ("".join(pieces) + text[last:]).strip()
     return content or None, calls
+
+
+def _tool_call_spans(text: str) -> list[tuple[int, int, Any]] | None:
+    """(start, end, payload) of each tool call in ``text``; None when one does not parse."""
+    spans: list[tuple[int, int, Any]] = []
+    position = 0
+    while (start := text.find(TOOL_CALL_OPEN, position)) >= 0:
+        begin = _skip_space(text, start + len(TOOL_CALL_OPEN))
+        try:
+            payload, end = _JSON.raw_decode(text, begin)
+        except json.JSONDecodeError:
+            return None
+        end = _skip_space(text, end)
+        if text.startswith(TOOL_CALL_CLOSE, end):
+            end += len(TOOL_CALL_CLOSE)
+        elif end < len(text):  # something other than the closing tag after the JSON
+            return None
+        spans.append((start, end, payload))
+        position = end
+    return spans
+
+
+def _skip_space(text: str, index: int) -> int:
+    while index < len(text) and text[index].isspace():
+        index += 1
+    return index
 
 
 def _stop_token_ids(tokenizer: PreTrainedTokenizerBase, model: torch.nn.Module) -> set[int]:
@@ -117,6 +147,14 @@ class LoadedModel:
         self._cached_ids: list[int] = []
         #: The lean forward for Qwen2 models (the built-in ones): ~3x faster per token; others use HF's.
         self._decoder = Qwen2Decoder(self.model) if Qwen2Decoder.supports(self.model) else None
+        self._constrainer: Constrainer | None = None  # built on the first constrained call
+
+    def constrainer(self) -> Constrainer:
+        """The grammar engine on this model's tokenizer (built once: ~1 s for a 150k vocabulary)."""
+        if self._constrainer is None:
+            vocab = int(getattr(self.model.config, "vocab_size", 0) or len(self.tokenizer))
+            self._constrainer = Constrainer(self.tokenizer, vocab, self.stop_ids)
+        return self._constrainer
 
     def reset_prompt_cache(self) -> None:
         """Forget the previous call's KV: the next call runs its whole prompt (benchmarks, checks)."""
@@ -137,27 +175,37 @@ class LoadedModel:
         return fitted[1]
 
     def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None,
-             max_tokens: int = 96, temperature: float = 0.0, seed: int | None = None) -> ChatResult:
-        """Generate one reply; greedy at temperature 0, sampled (seeded if given) otherwise."""
+             max_tokens: int = 96, temperature: float = 0.0, seed: int | None = None,
+             output: OutputSpec | None = None) -> ChatResult:
+        """Generate one reply; greedy at temperature 0, sampled (seeded if given) otherwise.
+
+        ``output`` constrains decoding (``constrained.output_spec``): a reply that ends before
+        ``max_tokens`` then is exactly a schema-valid call, JSON or call-free text.
+        """
         ids = self.prompt_ids(messages, tools, max_tokens)
-        generated, reused, stopped = self.generate_ids(ids, max_tokens, temperature, seed)
+        matcher = self.constrainer().matcher(output) if output is not None else None
+        generated, reused, stopped = self.generate_ids(ids, max_tokens, temperature, seed, matcher)
         text = self.tokenizer.decode(generated, skip_special_tokens=False)
-        content, calls = parse_reply(text)
+        if output is not None and output.kind in ("json", "text"):
+            content, calls = text.strip() or None, None  # the grammar allowed no call: nothing to parse
+        else:
+            content, calls = parse_reply(text)
         reason: Literal["stop", "length", "tool_calls"] = "tool_calls" if calls else ("stop" if stopped else "length")
         return ChatResult(content=content, tool_calls=calls, prompt_tokens=len(ids),
                           completion_tokens=len(generated) + int(stopped), finish_reason=reason,
                           cached_prompt_tokens=reused)
 
     def generate_ids(self, ids: list[int], max_tokens: int, temperature: float = 0.0,
-                     seed: int | None = None) -> tuple[list[int], int, bool]:
+                     seed: int | None = None, matcher: TokenMatcher | None = None) -> tuple[list[int], int, bool]:
         """The reply's token ids after prompt ``ids`` (stop token excluded), the prompt tokens
-        taken from the prompt cache, and whether a stop token ended the reply."""
+        taken from the prompt cache, and whether a stop token (or a finished grammar) ended the
+        reply. ``matcher`` masks every step's logits to what its grammar allows."""
         generator = None
         if temperature > 0:  # on the model's device: torch.multinomial there needs a generator there
             generator = torch.Generator(self.device).manual_seed(seed if seed is not None else torch.seed())
         with self._lock, torch.inference_mode():
             self._pin_threads()
-            return self._generate(ids, max_tokens, temperature, generator)
+            return self._generate(ids, max_tokens, temperature, generator, matcher)
 
     def _pin_threads(self) -> None:
         """Re-apply the thread count: other libraries in the process may have changed it, and on a
@@ -176,9 +224,10 @@ class LoadedModel:
         return self._cache, reuse
 
     def _generate(self, ids: list[int], max_tokens: int, temperature: float,
-                  generator: torch.Generator | None) -> tuple[list[int], int, bool]:
+                  generator: torch.Generator | None,
+                  matcher: TokenMatcher | None = None) -> tuple[list[int], int, bool]:
         if self._decoder is not None:
-            return self._generate_fast(self._decoder, ids, max_tokens, temperature, generator)
+            return self._generate_fast(self._decoder, ids, max_tokens, temperature, generator, matcher)
         cache, reused = self._start(ids)
         self._cache, self._cached_ids = None, []  # invalid until this call completes
         feed = torch.tensor([ids[reused:]], dtype=torch.long, device=self.device)
@@ -187,11 +236,14 @@ class LoadedModel:
         stopped = False
         for _ in range(max_tokens):
             logits = self.model(input_ids=feed, cache=cache, use_cache=True, logits_to_keep=1).logits
-            next_id = self._pick(logits[0, -1], temperature, generator)
+            next_id = self._choose(logits[0, -1], temperature, generator, matcher)
             if next_id in self.stop_ids:
                 stopped = True
                 break
             generated.append(next_id)
+            if matcher is not None and _grammar_done(matcher, next_id):
+                stopped = True
+                break
             feed = torch.tensor([[next_id]], dtype=torch.long, device=self.device)
             fed.append(next_id)
         fed = fed[: cache.get_seq_length()]
@@ -199,7 +251,8 @@ class LoadedModel:
         return generated, reused, stopped
 
     def _generate_fast(self, decoder: Qwen2Decoder, ids: list[int], max_tokens: int, temperature: float,
-                       generator: torch.Generator | None) -> tuple[list[int], int, bool]:
+                       generator: torch.Generator | None,
+                       matcher: TokenMatcher | None = None) -> tuple[list[int], int, bool]:
         """``_generate`` on the lean decoder, whose own KV cache is the prompt cache."""
         reused = min(_common_prefix(self._cached_ids, ids), len(ids) - 1, decoder.length)
         decoder.truncate(reused)
@@ -208,15 +261,25 @@ class LoadedModel:
         stopped = False
         logits = decoder.forward(ids[reused:])
         for step in range(max_tokens):
-            next_id = self._pick(logits, temperature, generator)
+            next_id = self._choose(logits, temperature, generator, matcher)
             if next_id in self.stop_ids:
                 stopped = True
                 break
             generated.append(next_id)
+            if matcher is not None and _grammar_done(matcher, next_id):
+                stopped = True  # only a stop token could follow: save the forward that would pick it
+                break
             if step + 1 < max_tokens:
                 logits = decoder.forward([next_id])
         self._cached_ids = (ids + generated)[: decoder.length]
         return generated, reused, stopped
+
+    def _choose(self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None,
+                matcher: TokenMatcher | None) -> int:
+        """The next token: ``_pick``, within what ``matcher``'s grammar allows when there is one."""
+        if matcher is None:
+            return self._pick(logits, temperature, generator)
+        return matcher.choose(logits, lambda scores: self._pick(scores, temperature, generator))
 
     @staticmethod
     def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
@@ -224,6 +287,13 @@ class LoadedModel:
             return int(torch.argmax(logits))
         probs = torch.softmax(logits.float() / temperature, dim=-1)
         return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _grammar_done(matcher: TokenMatcher, token_id: int) -> bool:
+    """Advance the grammar with the token just chosen; True when the reply is complete."""
+    if not matcher.advance(token_id):  # cannot happen after masking; end the reply rather than loop
+        return True
+    return matcher.finished
 
 
 def _training_info(path: Path) -> dict[str, Any]:

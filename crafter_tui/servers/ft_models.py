@@ -239,6 +239,8 @@ class ChatRequest(BaseModel):
     messages: list[dict[str, Any]] = Field(min_length=1)
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
+    #: ``{"type": "text" | "json_object" | "json_schema", "json_schema": {"schema": ..., "strict": ...}}``
+    response_format: dict[str, Any] | None = None
     max_tokens: int | None = Field(None, ge=1, le=32_768)
     max_completion_tokens: int | None = Field(None, ge=1, le=32_768)
     temperature: float | None = Field(None, ge=0.0, le=2.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import ipaddress
 import logging
 import secrets
@@ -31,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crafter_tui.dataset.card import CARD_METADATA_KEY
 from crafter_tui.errors import UserError
+from crafter_tui.finetune.constrained import OutputSpec, SchemaError, output_spec
 from crafter_tui.servers.ft_jobs import DEFAULT_TRAINER, JobManager, ServiceError
 from crafter_tui.servers.guard import RequestGuard
 from crafter_tui.servers.ft_models import (
@@ -126,12 +128,20 @@ class ModelCache:
                 self._models.popitem(last=False)
             return model
 
-    def chat(self, name: str, path: Path, request: ChatRequest, max_tokens: int) -> Any:
+    def chat(self, name: str, path: Path, request: ChatRequest, max_tokens: int,
+             output: OutputSpec | None = None) -> Any:
+        """One reply; ``output`` (the request's constraint) is passed only when there is one, so an
+        engine without constrained decoding still serves free generation."""
         model = self.get(name, path)
+        if output is not None and "output" not in inspect.signature(model.chat).parameters:
+            raise ServiceError(400, "This service's inference engine cannot constrain decoding (tool_choice "
+                               "'required' or a function, strict tools, response_format); send tool_choice 'auto'.",
+                               param="tool_choice", code="unsupported_value")
+        extra = {"output": output} if output is not None else {}
         # one generation at a time: fastest on CPU anyway, and on a GPU it keeps the prompt cache coherent
         with self._generate_lock:
             return model.chat(request.messages, request.tools, max_tokens=max_tokens,
-                              temperature=request.temperature or 0.0, seed=request.seed)
+                              temperature=request.temperature or 0.0, seed=request.seed, **extra)
 
 
 def _tool_calls(raw: Any) -> list[ToolCall] | None:
@@ -371,8 +381,11 @@ def _model_routes(app: FastAPI, manager: JobManager, models: ModelCache, setting
             raise ServiceError(404, f"The weights of '{request.model}' are missing ({path.name}).",
                                param="model", code="model_not_found")
         budget = request.token_budget(settings.default_max_tokens)
-        try:
-            result = await asyncio.to_thread(models.chat, request.model, path, request, budget)
+        try:  # before the model loads: a schema we cannot honour is the client's 400
+            output = output_spec(request.tools, request.tool_choice, request.response_format, budget)
+            result = await asyncio.to_thread(models.chat, request.model, path, request, budget, output)
+        except SchemaError as exc:
+            raise ServiceError(400, exc.message, param=exc.param, code=exc.code) from None
         except (ValueError, UserError) as exc:  # the engine rejects a prompt it cannot take
             raise ServiceError(400, f"The model cannot take this request: {exc}", param="messages",
                                code="invalid_value") from None

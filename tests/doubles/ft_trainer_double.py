@@ -97,7 +97,9 @@ class DoubleModel:
         self.path = path
 
     def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-             max_tokens: int = 64, temperature: float = 0.0, seed: int | None = None) -> ChatResult:
+             max_tokens: int = 64, temperature: float = 0.0, seed: int | None = None,
+             output: Any = None) -> ChatResult:
+        """A canned reply: a valid ``interact`` call, which also meets a required-call ``output``."""
         if not tools:
             return ChatResult(content="no tools given", prompt_tokens=len(messages), completion_tokens=3)
         args = json.dumps({"actions": ["do"], "reasoning": "double"})
