@@ -519,3 +519,15 @@ def test_rollout_against_the_double_counts_invalid_turns_and_writes_no_key(monke
     assert sum(s["prompt_tokens"] for s in summaries) > 0
     record = json.loads((run_dir / "run.json").read_text())
     assert record["endpoint"] == double.base_url
+
+
+def test_an_empty_reply_is_kept_as_empty_text_so_the_next_prompt_is_accepted():
+    """A model that answers nothing (no content, no call) must not break the next request: history
+    re-sends its turn, and an assistant message with neither content nor calls is refused by
+    OpenAI and by our own service (``trainer.data.normalise_message``)."""
+    from crafter_tui.finetune.trainer.data import normalise_message
+
+    decision = decision_from_message({"role": "assistant", "content": None})
+    assert not decision.valid and decision.error.startswith("empty reply")
+    assert decision.assistant_message == {"role": "assistant", "content": ""}
+    assert normalise_message(decision.assistant_message, "history")["content"] == ""

@@ -62,6 +62,8 @@ def assistant_message(message: dict[str, Any]) -> dict[str, Any]:
     calls = message.get("tool_calls") or []
     if calls:
         kept["tool_calls"] = [_normalised_call(call, index) for index, call in enumerate(calls)]
+    elif kept["content"] is None:  # an empty reply: re-sent in history as "", which every endpoint takes
+        kept["content"] = ""
     return kept
 
 
