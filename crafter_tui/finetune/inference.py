@@ -92,7 +92,7 @@ def _tool_call_spans(text: str) -> list[tuple[int, int, Any]] | None:
         begin = _skip_space(text, start + len(TOOL_CALL_OPEN))
         try:
             payload, end = _JSON.raw_decode(text, begin)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # generated text: a deeply nested "call" stays text
             return None
         end = _skip_space(text, end)
         if text.startswith(TOOL_CALL_CLOSE, end):
