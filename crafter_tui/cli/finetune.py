@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lora-r", type=positive_int, default=None)
     parser.add_argument("--lora-alpha", type=positive_int, default=None)
     parser.add_argument("--lora-dropout", type=float, default=None)
-    parser.add_argument("--qlora", action="store_true", default=None, help="ask the host for QLoRA (Synth)")
+    parser.add_argument("--qlora", action="store_true", default=None,
+                        help="4-bit QLoRA (Synth; refused on the hosts that cannot train it)")
     parser.add_argument("--watch", action="store_true", help="follow the job, then test the model")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between polls with --watch")
     parser.add_argument("--test-observations", type=positive_int, default=3, help="Crafter turns in the model test")
@@ -55,13 +56,16 @@ def _request(args: argparse.Namespace):  # noqa: ANN202 - imported lazily
 
     from crafter_tui.services.finetune import LaunchRequest
 
+    # Only what the user set (a flag, or a key in the config file/environment) is sent: the [finetune]
+    # defaults would override the host's own choice (OpenAI picks epochs and batch size from the data).
     config = config_from_args(args, {"finetune": {
         "backend": args.backend, "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "suffix": args.suffix, "validation_split": args.validation_split}})
     ft = config.finetune
+    epochs, batch_size = (getattr(ft, key) if key in ft.model_fields_set else None for key in ("epochs", "batch_size"))
     try:
         request = LaunchRequest(
-            data=Path(args.data), backend=ft.backend, model=ft.model, epochs=ft.epochs, batch_size=ft.batch_size,
+            data=Path(args.data), backend=ft.backend, model=ft.model, epochs=epochs, batch_size=batch_size,
             learning_rate=ft.learning_rate, learning_rate_multiplier=args.learning_rate_multiplier,
             suffix=ft.suffix, subset=args.subset, subset_mode=args.subset_mode,
             validation_split=ft.validation_split, seed=args.seed, lora_r=args.lora_r, lora_alpha=args.lora_alpha,

@@ -159,6 +159,7 @@ class FinetuneService:
 
     async def launch(self, request: LaunchRequest, prepared: PreparedData) -> JobEntry:
         """Upload and create the job on its host; record it in the registry."""
+        self.host(request.backend).refuse_qlora(request.use_qlora)  # before anything is uploaded or started
         spec_fields = request.model_dump(include={"model", "batch_size", "learning_rate", "learning_rate_multiplier",
                                                   "suffix", "lora_r", "lora_alpha", "lora_dropout", "use_qlora"})
         spec_fields["n_epochs"] = prepared.estimate.epochs if request.epochs else None

@@ -1,0 +1,136 @@
+"""Every fine-tuning host as a new user meets it, against OpenAI- and Synth-shaped TEST DOUBLES over loopback:
+no key fails before any upload, only the hyperparameters the user set are sent, the guide's model aliases are
+priced, the guide's ``MODAL_BASE_URL`` (no ``/v1``) works, and QLoRA is refused where it cannot be trained."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import SecretStr
+
+from crafter_tui.cli import main
+from crafter_tui.config import AppConfig
+from crafter_tui.dataset.tokens import resolve_model, token_limit, training_cost
+from crafter_tui.errors import UserError
+from crafter_tui.finetune.hosts import host_from_config, normalise_base_url
+from crafter_tui.services.finetune import FinetuneService, LaunchRequest
+from tests.doubles.ft_host_double import FineTuneHostDouble
+from tests.ft_support import ServerThread, tiny_dataset
+
+KEY = "sk-test-HOSTS-0123456789"
+
+
+@pytest.fixture()
+def host_double():
+    double = FineTuneHostDouble()
+    server = ServerThread(double.app).start()
+    double.base_url = server.base_url
+    double.root_url = server.base_url.removesuffix("/v1")
+    yield double
+    server.stop()
+
+
+def _write_config(tmp_path, double, extra: str = "") -> str:
+    path = tmp_path / "crafter_config.toml"
+    path.write_text(f'[openai]\nbase_url = "{double.base_url}"\napi_key = "{KEY}"\n'
+                    f'[storage]\ndata_dir = "{tmp_path / "state"}"\n{extra}')
+    return str(path)
+
+
+def _created(double) -> dict:
+    return [r for r in double.requests if r["path"] == "/v1/fine_tuning/jobs" and r["method"] == "POST"][-1]["json"]
+
+
+def test_openai_without_a_key_fails_before_any_upload_naming_the_variable(host_double, tmp_path, monkeypatch,
+                                                                          capsys):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    config = tmp_path / "crafter_config.toml"
+    config.write_text(f'[openai]\nbase_url = "{host_double.base_url}"\n[storage]\ndata_dir = "{tmp_path / "s"}"\n')
+    data = tiny_dataset(tmp_path / "d.jsonl")
+    code = main(["--config", str(config), "finetune", str(data), "--backend", "openai", "--model", "gpt-4o-mini",
+                 "--yes"])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "OPENAI_API_KEY" in err and "Traceback" not in err
+    assert host_double.requests == []  # nothing uploaded, no job created
+
+
+def test_openai_gets_only_the_hyperparameters_the_user_set(host_double, tmp_path, capsys):
+    data = tiny_dataset(tmp_path / "d.jsonl")
+    config = _write_config(tmp_path, host_double)
+    assert main(["--config", config, "finetune", str(data), "--backend", "openai", "--model", "gpt-4o-mini",
+                 "--yes"]) == 0
+    body = _created(host_double)
+    # neither [finetune] batch_size (4) nor epochs (3), the config's defaults, overrides OpenAI's own choice
+    assert body["method"] == {"type": "supervised", "supervised": {"hyperparameters": {}}}
+    assert body["model"] == "gpt-4o-mini" and body["seed"] == 0
+    assert set(body) == {"model", "training_file", "seed", "method"}
+
+    assert main(["--config", config, "finetune", str(data), "--backend", "openai", "--model", "gpt-4o-mini",
+                 "--batch-size", "8", "--yes"]) == 0
+    assert _created(host_double)["method"]["supervised"]["hyperparameters"] == {"batch_size": 8}
+
+    # a key the config file sets is the user's choice too
+    config = _write_config(tmp_path, host_double, "[finetune]\nbatch_size = 2\nepochs = 5\n")
+    assert main(["--config", config, "finetune", str(data), "--backend", "openai", "--model", "gpt-4o-mini",
+                 "--yes"]) == 0
+    assert _created(host_double)["method"]["supervised"]["hyperparameters"] == {"n_epochs": 5, "batch_size": 2}
+    out = capsys.readouterr().out
+    assert "cost:       $" in out and "unknown" not in out.split("cost:")[1].splitlines()[0]
+
+
+def test_aliases_resolve_to_their_snapshot_for_prices_limits_and_counting():
+    assert resolve_model("gpt-4o-mini") == "gpt-4o-mini-2024-07-18"
+    assert resolve_model("openai/gpt-4.1-mini") == "gpt-4.1-mini-2025-04-14"
+    assert resolve_model("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
+    assert token_limit("gpt-4o-mini") == 65_536 == token_limit("gpt-4o-mini-2024-07-18")
+    assert training_cost("gpt-4o-mini", 1_000_000, 2) == training_cost("gpt-4o-mini-2024-07-18", 1_000_000, 2) == 6.0
+
+
+@pytest.mark.parametrize("form", ["root", "root/", "v1", "v1/"])
+def test_synth_base_url_with_or_without_v1(host_double, tmp_path, form):
+    url = {"root": host_double.root_url, "root/": host_double.root_url + "/",
+           "v1": host_double.base_url, "v1/": host_double.base_url + "/"}[form]
+    config = AppConfig()
+    config.finetune.synth_base_url = url
+    config.finetune.synth_api_key = SecretStr(KEY)
+    config.storage.data_dir = tmp_path / "state"
+    service = FinetuneService(config)
+    request = LaunchRequest(data=tiny_dataset(tmp_path / "d.jsonl"), backend="synth",
+                            model="Qwen/Qwen2.5-7B-Instruct", epochs=2)
+    entry = asyncio.run(service.launch(request, asyncio.run(service.prepare(request))))
+    assert [r["path"] for r in host_double.requests] == ["/v1/files", "/v1/fine_tuning/jobs"]
+    assert entry.base_url == host_double.base_url
+    assert _created(host_double)["hyperparameters"] == {"n_epochs": 2}
+
+
+def test_every_host_url_is_normalised_once():
+    assert normalise_base_url("https://x.modal.run") == "https://x.modal.run/v1"
+    assert normalise_base_url("https://x.modal.run/v1/") == "https://x.modal.run/v1"
+    assert normalise_base_url("http://127.0.0.1:8000/api/") == "http://127.0.0.1:8000/api/v1"
+    config = AppConfig()
+    config.openai.base_url = "https://api.openai.com/"
+    config.finetune.local_url = "http://127.0.0.1:8000"
+    assert host_from_config("openai", config).base_url == "https://api.openai.com/v1"
+    assert host_from_config("local", config).base_url == "http://127.0.0.1:8000/v1"
+
+
+class _NoModal:
+    def launch(self, *args, **kwargs):  # pragma: no cover - reaching it is the failure
+        raise AssertionError("QLoRA must be refused before Modal is touched")
+
+
+@pytest.mark.parametrize("backend", ["local", "modal"])
+def test_qlora_is_refused_where_it_cannot_be_trained(tmp_path, backend):
+    config = AppConfig()
+    config.storage.data_dir = tmp_path / "state"
+    config.finetune.local_url = "http://127.0.0.1:9/v1"  # nothing may be started or reached
+    service = FinetuneService(config, modal_host=_NoModal(), autostart_local=False)
+    request = LaunchRequest(data=tiny_dataset(tmp_path / "d.jsonl"), backend=backend,
+                            model="Qwen/Qwen2.5-0.5B-Instruct", use_qlora=True)
+    prepared = asyncio.run(service.prepare(request))
+    with pytest.raises(UserError, match="QLoRA") as caught:
+        asyncio.run(service.launch(request, prepared))
+    assert caught.value.where == "--qlora" and "bitsandbytes" in str(caught.value)
+    assert service.registry.all() == []
