@@ -16,7 +16,7 @@ from crafter_tui.errors import UserError
 from crafter_tui.finetune.hosts import host_from_config, normalise_base_url
 from crafter_tui.services.finetune import FinetuneService, LaunchRequest
 from tests.doubles.ft_host_double import FineTuneHostDouble
-from tests.ft_support import ServerThread, tiny_dataset
+from tests.ft_support import ServerThread, free_port, tiny_dataset
 
 KEY = "sk-test-HOSTS-0123456789"
 
@@ -31,10 +31,12 @@ def host_double():
     server.stop()
 
 
-def _write_config(tmp_path, double, extra: str = "") -> str:
+def _write_config(tmp_path, double, finetune: str = "") -> str:
+    """The user's config: OpenAI at the double; our service's URL where nothing answers (none is asked)."""
     path = tmp_path / "crafter_config.toml"
     path.write_text(f'[openai]\nbase_url = "{double.base_url}"\napi_key = "{KEY}"\n'
-                    f'[storage]\ndata_dir = "{tmp_path / "state"}"\n{extra}')
+                    f'[storage]\ndata_dir = "{tmp_path / "state"}"\n'
+                    f'[finetune]\nlocal_url = "http://127.0.0.1:{free_port()}/v1"\n{finetune}')
     return str(path)
 
 
@@ -72,7 +74,7 @@ def test_openai_gets_only_the_hyperparameters_the_user_set(host_double, tmp_path
     assert _created(host_double)["method"]["supervised"]["hyperparameters"] == {"batch_size": 8}
 
     # a key the config file sets is the user's choice too
-    config = _write_config(tmp_path, host_double, "[finetune]\nbatch_size = 2\nepochs = 5\n")
+    config = _write_config(tmp_path, host_double, "batch_size = 2\nepochs = 5\n")
     assert main(["--config", config, "finetune", str(data), "--backend", "openai", "--model", "gpt-4o-mini",
                  "--yes"]) == 0
     assert _created(host_double)["method"]["supervised"]["hyperparameters"] == {"n_epochs": 5, "batch_size": 2}
@@ -134,3 +136,72 @@ def test_qlora_is_refused_where_it_cannot_be_trained(tmp_path, backend):
         asyncio.run(service.launch(request, prepared))
     assert caught.value.where == "--qlora" and "bitsandbytes" in str(caught.value)
     assert service.registry.all() == []
+
+
+def test_jobs_on_every_host_are_listed_shown_and_analysed(host_double, tmp_path, capsys):
+    """A job made with the openai client directly on the host (not by crafter-tui) is on ``jobs list``
+    (unmarked), and ``jobs show/events/watch`` and ``analyze training`` take its id."""
+    import openai
+
+    config = _write_config(tmp_path, host_double)
+    data = tiny_dataset(tmp_path / "d.jsonl")
+    assert main(["--config", config, "finetune", str(data), "--backend", "openai", "--model", "gpt-4o-mini",
+                 "--yes"]) == 0
+    ours = next(iter(host_double.jobs))
+    sdk = openai.OpenAI(base_url=host_double.base_url, api_key=KEY, max_retries=0)
+    theirs = sdk.fine_tuning.jobs.create(model="gpt-4.1-mini", training_file="file-x").id
+    capsys.readouterr()
+
+    assert main(["--config", config, "jobs", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"* {ours}  openai") for line in lines)
+    assert any(line.startswith(f"  {theirs}  openai") and "gpt-4.1-mini" in line for line in lines)
+    assert main(["--config", config, "jobs", "list", "--ours", "--json"]) == 0
+    import json
+    assert [row["job_id"] for row in json.loads(capsys.readouterr().out)] == [ours]
+
+    host_double.next_status = "succeeded"
+    assert main(["--config", config, "jobs", "show", theirs]) == 0
+    out = capsys.readouterr().out
+    assert f"job:        {theirs} on openai" in out and "status:     succeeded" in out
+    assert main(["--config", config, "jobs", "events", theirs]) == 0
+    assert "message 6" in capsys.readouterr().out
+    assert main(["--config", config, "jobs", "watch", theirs, "--interval", "0.01"]) == 0
+    assert f"model: ft:Qwen/Qwen2.5-7B-Instruct:org-x:20250730:{theirs}" in capsys.readouterr().out
+    report = tmp_path / "training.json"
+    assert main(["--config", config, "analyze", "training", "--job-ids", theirs, "--output", str(report)]) == 0
+    assert json.loads(report.read_text())["jobs"][0]["job_id"] == theirs
+    # nothing about the job crafter-tui did not launch is written to its registry
+    assert len(list((tmp_path / "state" / "jobs").glob("*.json"))) == 1
+
+    assert main(["--config", config, "jobs", "show", "ftjob-nowhere"]) != 0
+    err = capsys.readouterr().err
+    assert "no job 'ftjob-nowhere'" in err and "not on openai either" in err
+
+
+def test_a_job_made_on_our_service_with_the_openai_client_is_found(tmp_path, monkeypatch, capsys):
+    import openai
+
+    from crafter_tui.servers.ft_server import ServeSettings, create_app
+    from tests.doubles.ft_trainer_double import INFERENCE, TRAINER
+    from tests.ft_support import REPO_ROOT, wait_for
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    monkeypatch.setenv("FT_DOUBLE_STEPS", "3")
+    monkeypatch.setenv("FT_DOUBLE_STEP_SECONDS", "0.02")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server = ServerThread(create_app(ServeSettings(data_dir=tmp_path / "svc", trainer=TRAINER, inference=INFERENCE,
+                                                   poll_interval=0.05))).start()
+    try:
+        sdk = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+        uploaded = sdk.files.create(file=tiny_dataset(tmp_path / "d.jsonl").open("rb"), purpose="fine-tune")
+        job = sdk.fine_tuning.jobs.create(model="crafter-tiny", training_file=uploaded.id)
+        wait_for(lambda: sdk.fine_tuning.jobs.retrieve(job.id).status == "succeeded", timeout=30)
+        config = tmp_path / "crafter_config.toml"
+        config.write_text(f'[finetune]\nlocal_url = "{server.base_url}"\n[storage]\ndata_dir = "{tmp_path / "s"}"\n')
+        assert main(["--config", str(config), "jobs", "list"]) == 0
+        assert any(line.startswith(f"  {job.id}  local") for line in capsys.readouterr().out.splitlines())
+        assert main(["--config", str(config), "jobs", "show", job.id]) == 0
+        assert "status:     succeeded" in capsys.readouterr().out
+    finally:
+        server.stop()

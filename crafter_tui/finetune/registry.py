@@ -39,6 +39,9 @@ class JobEntry(BaseModel):
     error: str | None = None
     card: ModelCard | None = None  # how the model must be played (the training data's card, host, sampling)
     service_dir: str | None = None  # local host: the data folder of the service that trained (and serves) the model
+    #: A job crafter-tui did not launch (found on its host by id or in the host's own list): shown and
+    #: followed like ours, never written to the registry.
+    external: bool = False
 
 
 def _filename(host: str, job_id: str) -> str:

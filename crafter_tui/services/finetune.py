@@ -57,11 +57,16 @@ class LaunchRequest(PrepareRequest):
 
 
 class JobRow(BaseModel):
-    """One line of ``jobs list``: the registry entry refreshed from its host (or why it could not be)."""
+    """One line of ``jobs list``: the registry entry refreshed from its host (or why it could not be),
+    or a job from a host's own list that crafter-tui did not launch (``entry.external``)."""
 
     entry: JobEntry
     info: JobInfo | None = None
     problem: str | None = None
+
+    @property
+    def launched_here(self) -> bool:
+        return not self.entry.external
 
     @property
     def status(self) -> str:
@@ -117,6 +122,7 @@ class FinetuneService:
         self._modal = modal_host
         self._sleep = clock
         self._clients: dict[str, FineTuneClient] = {}
+        self.host_problems: dict[str, str] = {}  # host -> why its own job list could not be read (last list)
 
     # -- hosts --------------------------------------------------------------------------------
     def host(self, name: str) -> Host:
@@ -205,7 +211,9 @@ class FinetuneService:
             info = self.client(entry.host).retrieve(entry.job_id)
         changed = (info.status, info.fine_tuned_model, info.error) != (
             entry.status, entry.fine_tuned_model, entry.error)
-        if changed:
+        if changed and entry.external:
+            entry.status, entry.fine_tuned_model, entry.error = info.status, info.fine_tuned_model, info.error
+        elif changed:
             entry.status, entry.fine_tuned_model, entry.error = info.status, info.fine_tuned_model, info.error
             self.registry.save(_card_follows(entry))
         return info
@@ -213,8 +221,42 @@ class FinetuneService:
     async def refresh(self, entry: JobEntry) -> JobInfo:
         return await asyncio.to_thread(self._refresh_sync, entry)
 
-    async def list_jobs(self) -> list[JobRow]:
-        """Every registered job, newest first, each refreshed from its host (concurrently)."""
+    async def list_jobs(self, *, hosts: bool = False) -> list[JobRow]:
+        """Every registered job, newest first, each refreshed from its host (concurrently); with ``hosts``
+        also each configured host's own list (OpenAI's, Synth's, our service's), those crafter-tui did not
+        launch marked ``external``. A host that cannot be listed is a row-less problem in ``host_problems``."""
+        rows = await self._registry_rows()
+        if not hosts:
+            return rows
+        ours = {(r.entry.host, r.entry.job_id) for r in rows}
+        self.host_problems.clear()
+        for name in await asyncio.to_thread(self.reachable_hosts):
+            try:
+                client = await self.client_async(name)
+                listed = await asyncio.to_thread(client.list, 100)
+            except UserError as exc:
+                self.host_problems[name] = str(exc)
+                continue
+            rows.extend(JobRow(entry=_external_entry(info, client.host), info=info)
+                        for info in listed if (name, info.id) not in ours)
+        rows.sort(key=lambda r: r.entry.created_at, reverse=True)
+        return rows
+
+    def reachable_hosts(self) -> list[str]:
+        """The protocol hosts worth asking about jobs we did not launch: OpenAI with a key, Synth with a URL,
+        our service when it already runs (never started just to be asked). Blocking."""
+        names = []
+        if self.config.openai.api_key is not None:
+            names.append("openai")
+        if self.config.finetune.synth_base_url:
+            names.append("synth")
+        from crafter_tui.finetune.local_service import is_up
+
+        if is_up(self.host("local").require_url()):
+            names.append("local")
+        return names
+
+    async def _registry_rows(self) -> list[JobRow]:
         entries = self.registry.all()
 
         async def row(entry: JobEntry) -> JobRow:
@@ -228,7 +270,25 @@ class FinetuneService:
         return list(await asyncio.gather(*(row(entry) for entry in entries)))
 
     def find(self, job_id: str) -> JobEntry:
-        return self.registry.find(job_id)
+        """The registry's entry for ``job_id``, else the job on the first configured host that knows it
+        (launched with another client, e.g. the openai SDK or OpenAI's dashboard). Blocking."""
+        try:
+            return self.registry.find(job_id)
+        except UserError as missing:
+            asked = []
+            for name in self.reachable_hosts():
+                asked.append(name)
+                client = self.client(name)
+                try:
+                    info = client.retrieve(job_id)
+                except UserError:
+                    continue
+                return _external_entry(info, client.host)
+            hosts = f"; not on {', '.join(asked)} either" if asked else "; no other host is configured"
+            raise UserError(f"{missing.message}{hosts}", where="JOB_ID") from None
+
+    async def locate(self, job_id: str) -> JobEntry:
+        return await asyncio.to_thread(self.find, job_id)
 
     def _events_sync(self, entry: JobEntry, seen: set[str] | None = None) -> list[JobEvent]:
         if entry.host == "modal":
@@ -238,23 +298,26 @@ class FinetuneService:
 
     async def events(self, job_id: str) -> list[JobEvent]:
         """All events of a job, oldest first."""
-        return await asyncio.to_thread(self._events_sync, self.find(job_id))
+        return await asyncio.to_thread(self._events_sync, await self.locate(job_id))
 
     async def detail(self, job_id: str) -> JobDetail:
-        entry = self.find(job_id)
+        entry = await self.locate(job_id)
         info = await self.refresh(entry)
         events = await asyncio.to_thread(self._events_sync, entry)
         if entry.host == "modal":
             checkpoints = await asyncio.to_thread(self.modal().checkpoints, entry)
         else:
             client = await self.client_async(entry.host)
-            checkpoints = await asyncio.to_thread(client.checkpoints, entry.job_id)
+            try:
+                checkpoints = await asyncio.to_thread(client.checkpoints, entry.job_id)
+            except UserError:  # a host without the checkpoints route (not every OpenAI-shaped host has it)
+                checkpoints = []
         return JobDetail(entry=entry, info=info, metrics=metrics_from_events(events), checkpoints=checkpoints,
                          events=events)
 
     async def watch(self, job_id: str, *, interval: float = 2.0) -> AsyncIterator[FinetuneEvent]:
         """Follow a job until it ends. One poll at a time; only new events are fetched and yielded."""
-        entry = self.find(job_id)
+        entry = await self.locate(job_id)
         seen: set[str] = set()
         last_status: str | None = None
         while True:
@@ -276,14 +339,15 @@ class FinetuneService:
             await self._sleep(interval)
 
     async def cancel(self, job_id: str) -> JobInfo:
-        entry = self.find(job_id)
+        entry = await self.locate(job_id)
         if entry.host == "modal":
             info = await asyncio.to_thread(self.modal().cancel, entry)
         else:
             client = await self.client_async(entry.host)
             info = await asyncio.to_thread(client.cancel, entry.job_id)
         entry.status = info.status
-        self.registry.save(entry)
+        if not entry.external:
+            self.registry.save(entry)
         return info
 
     # -- models -----------------------------------------------------------------------------------
@@ -358,6 +422,13 @@ def _card_follows(entry: JobEntry) -> JobEntry:
         entry.card = entry.card.model_copy(update={"job_id": entry.job_id,
                                                    "fine_tuned_model": entry.fine_tuned_model})
     return entry
+
+
+def _external_entry(info: JobInfo, host: Host) -> JobEntry:
+    """A job crafter-tui did not launch, as an (unsaved) entry so it is shown and followed like ours."""
+    return JobEntry(job_id=info.id, host=host.name, base_url=host.base_url, model=info.model, status=info.status,
+                    created_at=float(info.created_at or 0), fine_tuned_model=info.fine_tuned_model,
+                    error=info.error, hyperparameters=info.hyperparameters, suffix=info.suffix, external=True)
 
 
 def _info_from_entry(entry: JobEntry) -> JobInfo:
