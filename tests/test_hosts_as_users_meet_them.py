@@ -129,8 +129,8 @@ def test_qlora_is_refused_where_it_cannot_be_trained(tmp_path, backend):
     config.storage.data_dir = tmp_path / "state"
     config.finetune.local_url = "http://127.0.0.1:9/v1"  # nothing may be started or reached
     service = FinetuneService(config, modal_host=_NoModal(), autostart_local=False)
-    request = LaunchRequest(data=tiny_dataset(tmp_path / "d.jsonl"), backend=backend,
-                            model="Qwen/Qwen2.5-0.5B-Instruct", use_qlora=True)
+    model = "crafter-tiny" if backend == "local" else "Qwen/Qwen2.5-0.5B-Instruct"
+    request = LaunchRequest(data=tiny_dataset(tmp_path / "d.jsonl"), backend=backend, model=model, use_qlora=True)
     prepared = asyncio.run(service.prepare(request))
     with pytest.raises(UserError, match="QLoRA") as caught:
         asyncio.run(service.launch(request, prepared))
@@ -205,3 +205,69 @@ def test_a_job_made_on_our_service_with_the_openai_client_is_found(tmp_path, mon
         assert "status:     succeeded" in capsys.readouterr().out
     finally:
         server.stop()
+
+
+def test_models_check_each_host(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty Hugging Face cache
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = tiny_dataset(tmp_path / "d.jsonl")
+    assert main(["models", "check", "Qwen/Qwen2.5-7B-Instruct", "--backend", "local"]) == 1
+    out = capsys.readouterr().out
+    assert "local can fine-tune Qwen/Qwen2.5-7B-Instruct: NO" in out and "no weights on this disk" in out
+    assert main(["models", "check", "gpt-4o-mini", "--backend", "openai", "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "(= gpt-4o-mini-2024-07-18): yes" in out and "65,536 tokens" in out and "(fits, counted with" in out
+    assert main(["models", "check", "gpt-4o-mini-tts", "--backend", "openai"]) == 1
+    capsys.readouterr()
+    assert main(["models", "check", "Qwen/Qwen2.5-7B-Instruct", "--backend", "synth", "--json"]) == 0
+    import json
+    synth = json.loads(capsys.readouterr().out)
+    assert synth["ok"] and synth["context_limit"] == 32_768 and synth["too_long"] is False
+    assert main(["models", "check", "Qwen/Qwen2.5-3B-Instruct", "--backend", "synth"]) == 1
+    assert main(["models", "check", "Qwen/Qwen2.5-3B-Instruct", "--backend", "modal"]) == 0
+    assert main(["models", "check", "crafter-tiny", "--backend", "local", "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "crafter-tiny: yes - a built-in size" in out and "1,024 tokens per example" in out
+    weights = tmp_path / "my-model"
+    weights.mkdir()
+    (weights / "config.json").write_text("{}")
+    assert main(["models", "check", str(weights), "--backend", "local"]) == 0
+    assert "weights on this disk" in capsys.readouterr().out
+
+
+def test_local_backend_refuses_a_model_without_weights_before_launching(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    port = free_port()
+    config = tmp_path / "crafter_config.toml"
+    config.write_text(f'[finetune]\nlocal_url = "http://127.0.0.1:{port}/v1"\n'
+                      f'[storage]\ndata_dir = "{tmp_path / "state"}"\n')
+    data = tiny_dataset(tmp_path / "d.jsonl")
+    assert main(["--config", str(config), "finetune", str(data), "--backend", "local",
+                 "--model", "Qwen/Qwen2.5-7B-Instruct", "--yes"]) != 0
+    err = capsys.readouterr().err
+    assert "local cannot fine-tune Qwen/Qwen2.5-7B-Instruct: no weights on this disk" in err
+    assert not (tmp_path / "state").exists()  # no service started, no job recorded, no subset written
+    assert list(tmp_path.glob("d.*.jsonl")) == []
+
+
+def test_models_says_it_starts_the_service_and_stops_it(tmp_path, capsys):
+    from crafter_tui.finetune.local_service import is_up
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    config = tmp_path / "crafter_config.toml"
+    config.write_text(f'[finetune]\nlocal_url = "{url}"\n[storage]\ndata_dir = "{tmp_path / "state"}"\n')
+    try:
+        assert main(["--config", str(config), "models", "--backend", "local"]) == 0
+        captured = capsys.readouterr()
+        assert f"started the local fine-tune service at {url}" in captured.err and "stopped afterwards" in captured.err
+        assert "local: " in captured.out and not is_up(url)
+
+        assert main(["--config", str(config), "models", "--backend", "local", "--keep-service"]) == 0
+        assert "crafter-tui serve --stop" in capsys.readouterr().err and is_up(url)
+        assert main(["--config", str(config), "serve", "--stop"]) == 0
+        assert "stopped the fine-tune service" in capsys.readouterr().out and not is_up(url)
+    finally:
+        from crafter_tui.finetune.local_service import stop_service
+
+        stop_service(tmp_path / "state" / "service" / "serve.pid", url)

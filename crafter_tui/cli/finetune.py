@@ -47,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--test-observations", type=positive_int, default=3, help="Crafter turns in the model test")
     parser.add_argument("--no-test", action="store_true", help="skip the model test after --watch")
     parser.add_argument("--yes", "-y", action="store_true", help="launch without asking")
+    parser.add_argument("--keep-service", action="store_true", help="local backend with --watch: leave the "
+                        "service this command started running afterwards (it is stopped by default)")
     add_config_flag(parser)
     parser.set_defaults(handler=handle)
 
@@ -84,6 +86,8 @@ def _print_plan(request, prepared) -> None:  # noqa: ANN001
     for warning in prepared.warnings:
         print(f"warning:    {warning}")
     print(f"backend:    {request.backend}   model: {request.model}   epochs: {est.epochs}")
+    if prepared.compatibility is not None:
+        print("check:      " + "; ".join(prepared.compatibility.lines()))
     print(f"tokens:     {est.tokens_per_epoch:,} per epoch, {est.total_tokens:,} in all "
           f"(counted with {prepared.report.encoding})")
     cost = f"${est.cost_usd:,.2f}" if est.cost_usd is not None else "unknown"
@@ -117,7 +121,6 @@ def confirm(yes: bool, stdin=None) -> None:  # noqa: ANN001
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from crafter_tui.cli.jobs import follow, print_info
     from crafter_tui.services.finetune import FinetuneService
 
     config, request = _request(args)
@@ -125,11 +128,28 @@ async def _run(args: argparse.Namespace) -> int:
     prepared = await service.prepare(request)
     _print_plan(request, prepared)
     confirm(args.yes)
+    started = False
     if request.backend == "local":
         url, started = await service.ensure_local_service()
         if started:
-            print(f"started the local fine-tune service at {url} (log: "
+            stays = ("until the job is done" if args.watch and not args.keep_service
+                     else "and keeps running (the job trains there): stop it with 'crafter-tui serve --stop'")
+            print(f"started the local fine-tune service at {url} {stays} (log: "
                   f"{config.storage.data_dir / 'service' / 'serve.log'})")
+    try:
+        return await _launch_and_follow(service, request, prepared, args)
+    finally:
+        if started and args.watch and not args.keep_service:
+            from crafter_tui.finetune.local_service import service_dir, stop_service
+
+            await asyncio.to_thread(stop_service, service_dir(config) / "serve.pid", config.finetune.local_url)
+            print("stopped the local fine-tune service this command started (rollout/eval start it again to "
+                  "play the model; 'crafter-tui serve' runs it for the call above)")
+
+
+async def _launch_and_follow(service, request, prepared, args: argparse.Namespace) -> int:  # noqa: ANN001
+    from crafter_tui.cli.jobs import follow, print_info
+
     entry = await service.launch(request, prepared)
     print(f"launched:   {entry.job_id} on {entry.host}")
     if not args.watch:
