@@ -101,6 +101,8 @@ class OpenAISection(Section):
     api_key: SecretStr | None = None
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(6, ge=0, le=50)
+    confirm_above_usd: float = Field(5.0, ge=0, description="rollout/eval/pipeline ask before an LLM run whose "
+                                     "estimated cost is above this (--yes skips the question)")
 
 
 class FilterSection(Section):

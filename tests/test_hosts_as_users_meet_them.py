@@ -271,3 +271,52 @@ def test_models_says_it_starts_the_service_and_stops_it(tmp_path, capsys):
         from crafter_tui.finetune.local_service import stop_service
 
         stop_service(tmp_path / "state" / "service" / "serve.pid", url)
+
+
+def test_llm_runs_show_their_cost_first_ask_above_the_limit_and_record_it(tmp_path, capsys, monkeypatch):
+    import json
+
+    from tests.doubles.openai_double import OpenAIDouble, WoodcutterResponder
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin", open("/dev/null"))  # nobody at a terminal to answer
+    with OpenAIDouble(WoodcutterResponder()) as double:
+        config = tmp_path / "crafter_config.toml"
+        config.write_text(f'[openai]\nbase_url = "{double.base_url}"\napi_key = "k"\nconfirm_above_usd = 0.001\n')
+        command = ["--config", str(config), "rollout", "--model", "gpt-4o-mini", "--episodes", "3", "--max-turns",
+                   "4", "--quiet", "--out", "traces"]
+        assert main(command) != 0
+        err = capsys.readouterr().err
+        assert "cost estimate: at most 3 episodes x 4 turns" in err and "pass --yes" in err
+        assert double.chat_requests == [] and not (tmp_path / "traces").exists()
+
+        config.write_text(f'[openai]\nbase_url = "{double.base_url}"\napi_key = "k"\n')  # default limit: $5
+        assert main(command) == 0
+        err = capsys.readouterr().err
+        line = next(x for x in err.splitlines() if x.startswith("cost estimate"))
+        assert "at gpt-4o-mini's list price" in line
+    recorded = json.loads(next((tmp_path / "traces").rglob("cost.json")).read_text())
+    estimate, actual = recorded["estimate"], recorded["actual"]
+    assert estimate["prompt_tokens"] == 3 * 4 * estimate["prompt_tokens_per_turn"] > 0
+    assert estimate["usd"] == pytest.approx((estimate["prompt_tokens"] * 0.15
+                                             + estimate["completion_tokens"] * 0.60) / 1e6, abs=1e-4)
+    sent = [r.json for r in double.chat_requests]
+    assert actual["prompt_tokens"] > 0 and actual["usd"] is not None and len(sent) <= 12
+
+
+def test_eval_and_pipeline_ask_before_a_priced_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin", open("/dev/null"))
+    config = tmp_path / "crafter_config.toml"
+    config.write_text('[openai]\nbase_url = "http://127.0.0.1:9/v1"\napi_key = "k"\nconfirm_above_usd = 0\n'
+                      f'[storage]\ndata_dir = "{tmp_path / "state"}"\n')
+    assert main(["--config", str(config), "eval", "--experiment", "e1", "--model", "gpt-4o-mini", "--episodes", "2",
+                 "--difficulty", "easy,normal"]) != 0
+    err = capsys.readouterr().err
+    assert "cost estimate: at most 4 episodes x 300 turns" in err and "pass --yes" in err
+    assert main(["--config", str(config), "pipeline", "--workdir", "pipe", "--agent", "openai", "--data-model",
+                 "gpt-4o-mini", "--backend", "openai", "--models", "gpt-4o-mini", "--episodes", "10"]) != 0
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("cost estimate")]
+    assert len(lines) == 2 and "at most 10 episodes" in lines[0] and "ft:gpt-4o-mini-2024-07-18" in lines[1]
+    assert "pass --yes" in err and not (tmp_path / "pipe").exists() and not (tmp_path / "state").exists()

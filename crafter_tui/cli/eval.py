@@ -18,7 +18,7 @@ from pathlib import Path
 
 from crafter_tui.cli.common import config_from_args, non_negative_int, print_json
 from crafter_tui.cli.progress import RolloutProgress
-from crafter_tui.cli.rollout import add_rollout_arguments, binding_from_args, failure_exit, print_notes
+from crafter_tui.cli.rollout import add_rollout_arguments, binding_from_args, cost_gate, failure_exit, print_notes
 from crafter_tui.errors import UserError
 from crafter_tui.evaluation.experiments import NAME_PATTERN, Experiment
 from crafter_tui.rollout.events import RunFinished
@@ -78,6 +78,7 @@ def handle(args: argparse.Namespace) -> int:
     binding = binding_from_args(args)
     print_notes(binding, quiet=args.quiet or args.json)
     spec, config = binding.spec, binding.config
+    cost_gate(binding, args.yes, spec.episodes * len(difficulties or [spec.difficulty]))
     request = EvalRequest(experiment=args.experiment, spec=spec, difficulties=difficulties or [spec.difficulty],
                           version=args.exp_version, training_data=args.training_data, epochs=args.epochs)
 

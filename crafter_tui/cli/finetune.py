@@ -106,18 +106,19 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def confirm(yes: bool, stdin=None) -> None:  # noqa: ANN001
+def confirm(yes: bool, stdin=None, *, question: str = "Launch this job?", doing: str = "launching",  # noqa: ANN001
+            done: str = "launched") -> None:
     """Ask before spending money or hours; refuse rather than guess when nobody can answer
     (``stdin``: the current ``sys.stdin`` unless given)."""
     if yes:
         return
     stdin = stdin or sys.stdin
     if not stdin.isatty():
-        raise UserError("not launching without confirmation: stdin is not a terminal; pass --yes to launch",
+        raise UserError(f"not {doing} without confirmation: stdin is not a terminal; pass --yes to go ahead",
                         where="--yes")
-    answer = input("Launch this job? [y/N] ").strip().lower()
+    answer = input(f"{question} [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
-        raise UserError("not launched", where="confirmation")
+        raise UserError(f"not {done}", where="confirmation")
 
 
 async def _run(args: argparse.Namespace) -> int:
