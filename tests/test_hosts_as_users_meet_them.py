@@ -320,3 +320,36 @@ def test_eval_and_pipeline_ask_before_a_priced_run(tmp_path, capsys, monkeypatch
     lines = [x for x in err.splitlines() if x.startswith("cost estimate")]
     assert len(lines) == 2 and "at most 10 episodes" in lines[0] and "ft:gpt-4o-mini-2024-07-18" in lines[1]
     assert "pass --yes" in err and not (tmp_path / "pipe").exists() and not (tmp_path / "state").exists()
+
+
+def test_analyze_hooks_compares_each_hook_before_and_after(tmp_path, capsys, monkeypatch):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    for agent in ("random", "scripted"):
+        assert main(["rollout", "--agent", agent, "--episodes", "8", "--max-steps", "60", "--out", "traces",
+                     "--quiet", "--run-id", f"run-{agent}"]) == 0
+    (tmp_path / "hooks.py").write_text("def wood(episodes):\n"
+                                       "    return [1.0 if 'collect_wood' in (e.achievements or []) else 0.0"
+                                       " for e in episodes]\n")
+    (tmp_path / "enhanced_hooks.json").write_text(json.dumps({
+        "before": {"model": "random"}, "after": {"runs": ["run-scripted"]},
+        "hooks": {"achievements": "achievements", "wood": "hooks.py:wood",
+                  "invalid": {"metric": "invalid_actions", "higher_is_better": False}}}))
+    capsys.readouterr()
+    assert main(["analyze", "hooks", "--traces", "traces", "--enhancements", "enhanced_hooks.json",
+                 "--output", "hooks_report.json"]) == 0
+    report = json.loads((tmp_path / "hooks_report.json").read_text())
+    assert report["before_runs"] == ["run-random"] and report["after_runs"] == ["run-scripted"]
+    effects = {e["hook"]: e for e in report["effects"]}
+    assert set(effects) == {"achievements", "wood", "invalid"}
+    achievements = effects["achievements"]["comparison"]
+    assert achievements["n_baseline"] == achievements["n_candidate"] == 8 and achievements["difference"] > 0
+    assert achievements["p_permutation_holm"] >= achievements["p_permutation"]
+    assert effects["achievements"]["recommendation"].startswith("keep")
+    assert 0 <= effects["wood"]["comparison"]["mean_candidate"] <= 1
+    assert "achievements: +" in capsys.readouterr().err
+
+    (tmp_path / "bad.json").write_text(json.dumps({"before": {}, "after": {"model": "x"}, "hooks": {"a": "reward"}}))
+    assert main(["analyze", "hooks", "--traces", "traces", "--enhancements", "bad.json"]) != 0
+    assert "'runs'" in capsys.readouterr().err
