@@ -353,3 +353,27 @@ def test_analyze_hooks_compares_each_hook_before_and_after(tmp_path, capsys, mon
     (tmp_path / "bad.json").write_text(json.dumps({"before": {}, "after": {"model": "x"}, "hooks": {"a": "reward"}}))
     assert main(["analyze", "hooks", "--traces", "traces", "--enhancements", "bad.json"]) != 0
     assert "'runs'" in capsys.readouterr().err
+
+
+def test_eval_notes_are_a_changelog_per_version_in_list_and_compare(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for agent in ("random", "scripted"):
+        assert main(["rollout", "--agent", agent, "--episodes", "4", "--max-steps", "40", "--out", "traces",
+                     "--quiet", "--run-id", f"run-{agent}"]) == 0
+    assert main(["eval", "--experiment", "agent", "--runs", "traces/run-random", "--notes", "first try: random"]) == 0
+    assert main(["eval", "--experiment", "agent", "--runs", "traces/run-scripted",
+                 "--notes", "v1.1: the scripted expert plays"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[1:]] == ["v1.0", "v1.1"]
+    assert out[1].endswith("first try: random") and out[2].endswith("v1.1: the scripted expert plays")
+    # (two versions of one experiment cannot be compared with each other yet: names must be unique)
+    assert main(["eval", "--experiment", "base", "--runs", "traces/run-random", "--notes", "the baseline"]) == 0
+    assert main(["compare", "--experiments", "base,agent", "--format", "md", "--output", "c.md",
+                 "--resamples", "99"]) == 0
+    report = (tmp_path / "c.md").read_text()
+    assert "## Changelog" in report and "- **agent v1.1**: v1.1: the scripted expert plays" in report
+    assert "- **base v1.0**: the baseline" in report
+    assert main(["compare", "--experiments", "base,agent", "--output", "c.html", "--resamples", "99"]) == 0
+    assert "<h3>Changelog</h3>" in (tmp_path / "c.html").read_text()

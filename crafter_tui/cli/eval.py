@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--version", dest="exp_version", default=None, metavar="VERSION",
                         help="version label (default: next of v1.0, v1.1, ...)")
     parser.add_argument("--training-data", default=None, help="the SFT file the model was trained on (hashed)")
+    parser.add_argument("--notes", default=None, metavar="TEXT",
+                        help="this version's changelog entry: what changed since the last version (shown by "
+                        "--list and in compare reports)")
     parser.add_argument("--epochs", type=non_negative_int, default=None, help="training epochs of the model")
     parser.add_argument("--runs", default=None, metavar="DIR[,DIR]",
                         help="register existing run folders instead of playing episodes")
@@ -80,7 +83,8 @@ def handle(args: argparse.Namespace) -> int:
     spec, config = binding.spec, binding.config
     cost_gate(binding, args.yes, spec.episodes * len(difficulties or [spec.difficulty]))
     request = EvalRequest(experiment=args.experiment, spec=spec, difficulties=difficulties or [spec.difficulty],
-                          version=args.exp_version, training_data=args.training_data, epochs=args.epochs)
+                          version=args.exp_version, training_data=args.training_data, epochs=args.epochs,
+                          notes=args.notes)
 
     async def play() -> Experiment:
         async with serving(binding):
@@ -124,7 +128,7 @@ def _register_runs(args: argparse.Namespace) -> int:
     service = EvaluationService(config)
     experiment = asyncio.run(service.register_runs(args.experiment, run_dirs, model=args.model,
                                                    version=args.exp_version, training_data=args.training_data,
-                                                   epochs=args.epochs))
+                                                   epochs=args.epochs, notes=args.notes))
     _report(experiment, args.json)
     return 0
 
@@ -156,4 +160,6 @@ def _list(args: argparse.Namespace) -> int:
     for info in infos:
         print(f"{info.name:30} {info.version:8} {info.model:30} {info.episodes:6} episodes  "
               f"{','.join(info.instances)}")
+        for entry in info.changelog:
+            print(f"    {entry['version']:8} {entry['created_at']}  {entry['notes']}")
     return 0
