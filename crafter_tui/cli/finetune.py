@@ -165,7 +165,8 @@ async def _launch_and_follow(service, request, prepared, args: argparse.Namespac
 
 async def _test_and_explain(service, model: str, host: str, args: argparse.Namespace) -> int:  # noqa: ANN001
     code = 0
-    if not args.no_test and host != "modal":
+    servable = host != "modal" or service.config.finetune.modal_serve_url  # Modal: its serve function
+    if not args.no_test and servable:
         report = await service.test_model(model, backend=host, count=args.test_observations, seed=args.seed)
         print(f"model test: {report.passed}/{len(report.checks)} Crafter observations answered with a valid "
               "interact call")
@@ -174,7 +175,7 @@ async def _test_and_explain(service, model: str, host: str, args: argparse.Names
             what = ", ".join(check.actions) if check.passed else check.detail
             print(f"  {mark} seed {check.seed} step {check.step}: {what}")
         code = 0 if report.ok else 1
-    elif host == "modal":
+    elif not servable:
         from crafter_tui.services.finetune import MODAL_SERVING_HINT
 
         print("model test skipped: " + MODAL_SERVING_HINT.format(model=model))

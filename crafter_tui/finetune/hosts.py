@@ -102,7 +102,9 @@ def host_from_config(name: str, config: AppConfig) -> Host:
         return Host(name="local", base_url=ft.local_url, api_key=ft.local_token, dialect="local",
                     takes_learning_rate=True, takes_lora=True)
     if name == "modal":
-        return Host(name="modal", base_url=None, dialect="modal", takes_learning_rate=True, takes_lora=True)
+        # jobs go through the Modal SDK; base_url is where its 'serve' function plays the trained models
+        return Host(name="modal", base_url=ft.modal_serve_url, api_key=ft.modal_serve_token, dialect="modal",
+                    takes_learning_rate=True, takes_lora=True)
     raise UserError(f"unknown fine-tune host {name!r}; choose one of {', '.join(HOST_NAMES)}", where="--backend")
 
 

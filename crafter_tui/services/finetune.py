@@ -36,7 +36,11 @@ from crafter_tui.finetune.registry import JobEntry, JobRegistry
 
 
 MODAL_SERVING_HINT = (
-    "Modal-trained weights stay on the Modal Volume: fetch them with 'modal volume get crafter-tui-finetune "
+    "Modal-trained weights are served by the Modal app's 'serve' function: deploy it with 'modal deploy "
+    "crafter_tui/finetune/modal_app.py' (after 'modal secret create crafter-tui-serve "
+    "CRAFTER_TUI_SERVE_TOKEN=...') and set [finetune] modal_serve_url (or CRAFTER_TUI_MODAL_SERVE_URL) to the URL "
+    "it prints and modal_serve_token (CRAFTER_TUI_MODAL_SERVE_TOKEN) to the token. Or fetch them with "
+    "'modal volume get crafter-tui-finetune "
     "jobs/<job-id>/out/model DIR', put DIR under <data_dir>/service/models/ with the line '{model}' in "
     "DIR/served_name.txt, and the local service serves it (then test with --backend local)")
 
@@ -362,9 +366,11 @@ class FinetuneService:
                          seed: int = 0, max_tokens: int = 256) -> ModelTestReport:
         """Ask the model a few real Crafter turns; each reply must be a valid ``interact`` call."""
         host = self.model_host(model, backend)
-        if host == "modal":
+        if host == "modal" and not self.config.finetune.modal_serve_url:
             raise UserError(MODAL_SERVING_HINT.format(model=model), where=model)
-        client = await self.client_async(host)
+        client = (FineTuneClient(self.host("modal"), max_retries=self.config.openai.max_retries,
+                                 timeout=self.config.openai.timeout)
+                  if host == "modal" else await self.client_async(host))
         entry = self.registry.find_model(model)
         card = entry.card if entry is not None else None
         play = card.format if card is not None else None  # the turns the model was trained on, not the full ones

@@ -208,6 +208,11 @@ def _route(known: KnownModel, config: AppConfig, base_url: str | None) -> str:
         config.openai.api_key = config.finetune.synth_api_key
         return f"{known.model}: trained on the Synth service, played at {url}"
     if known.host == "modal":
+        if config.finetune.modal_serve_url:  # the Modal app's serve function (modal_serve)
+            url = normalise_base_url(config.finetune.modal_serve_url)
+            config.openai.base_url = url
+            config.openai.api_key = config.finetune.modal_serve_token
+            return f"{known.model}: trained on Modal, played at {url}"
         from crafter_tui.services.finetune import MODAL_SERVING_HINT
 
         raise UserError(MODAL_SERVING_HINT.format(model=known.model) + "; or give --base-url where it is served",
