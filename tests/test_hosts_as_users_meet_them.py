@@ -295,13 +295,19 @@ def test_llm_runs_show_their_cost_first_ask_above_the_limit_and_record_it(tmp_pa
         err = capsys.readouterr().err
         line = next(x for x in err.splitlines() if x.startswith("cost estimate"))
         assert "at gpt-4o-mini's list price" in line
+        rollout_requests = len(double.chat_requests)
+        assert main(["--config", str(config), "eval", "--experiment", "priced", "--model", "gpt-4o-mini",
+                     "--episodes", "2", "--max-turns", "2", "--difficulty", "easy,normal", "--quiet",
+                     "--out", "evals"]) == 0
+        for difficulty in ("easy", "normal"):
+            per_run = json.loads((tmp_path / "evals" / f"priced-v1.0-{difficulty}" / "cost.json").read_text())
+            assert per_run["estimate"]["episodes"] == 2 and per_run["actual"]["prompt_tokens"] > 0
     recorded = json.loads(next((tmp_path / "traces").rglob("cost.json")).read_text())
     estimate, actual = recorded["estimate"], recorded["actual"]
     assert estimate["prompt_tokens"] == 3 * 4 * estimate["prompt_tokens_per_turn"] > 0
     assert estimate["usd"] == pytest.approx((estimate["prompt_tokens"] * 0.15
                                              + estimate["completion_tokens"] * 0.60) / 1e6, abs=1e-4)
-    sent = [r.json for r in double.chat_requests]
-    assert actual["prompt_tokens"] > 0 and actual["usd"] is not None and len(sent) <= 12
+    assert actual["prompt_tokens"] > 0 and actual["usd"] is not None and rollout_requests <= 12
 
 
 def test_eval_and_pipeline_ask_before_a_priced_run(tmp_path, capsys, monkeypatch):

@@ -91,10 +91,25 @@ def handle(args: argparse.Namespace) -> int:
             return await _run(EvaluationService(config), request, quiet=args.quiet or args.json)
 
     experiment = asyncio.run(play())
+    _record_costs(experiment, spec)
     _report(experiment, args.json)
     failed = [e for e in experiment.episodes if e.termination in FAILED_TERMINATIONS]
     first = f"seed {failed[0].seed}: {failed[0].termination}" if failed else None
     return failure_exit(len(experiment.episodes), dict(Counter(e.termination for e in failed)), first, config)
+
+
+def _record_costs(experiment: Experiment, spec) -> None:  # noqa: ANN001
+    """Each instance's run folder gets ``cost.json``: its estimate next to its actual tokens (priced models)."""
+    from crafter_tui.cli.rollout import write_cost
+    from crafter_tui.rollout.cost import estimate_run_cost
+
+    for run_dir in experiment.runs:
+        episodes = [e for e in experiment.episodes if e.run_dir == run_dir]
+        instance = episodes[0].instance if episodes else spec.difficulty
+        estimate = estimate_run_cost(spec.model_copy(update={"difficulty": instance}))
+        if estimate is not None:
+            write_cost(Path(run_dir), estimate, sum(e.prompt_tokens or 0 for e in episodes),
+                       sum(e.completion_tokens or 0 for e in episodes))
 
 
 async def _run(service: EvaluationService, request: EvalRequest, *, quiet: bool) -> Experiment:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any, get_args
 
 from pydantic import ValidationError
@@ -172,15 +173,17 @@ def cost_gate(binding: Binding, yes: bool, episodes: int | None = None):  # noqa
 
 def record_cost(result: RunResult, estimate) -> None:  # noqa: ANN001
     """``cost.json`` in the run folder: the estimate made before the run next to what it really used."""
-    if estimate is None:
-        return
+    if estimate is not None:
+        write_cost(result.run_dir, estimate, result.stats.prompt_tokens, result.stats.completion_tokens)
+
+
+def write_cost(run_dir: Path, estimate, prompt_tokens: int, completion_tokens: int) -> None:  # noqa: ANN001
     from crafter_tui.rollout.cost import dollars
     from crafter_tui.traces.jsonl import write_json_atomic
 
-    stats = result.stats
-    actual = {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
-              "usd": dollars(estimate.model, stats.prompt_tokens, stats.completion_tokens)}
-    write_json_atomic(result.run_dir / "cost.json", {"estimate": estimate.model_dump(mode="json"), "actual": actual})
+    actual = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+              "usd": dollars(estimate.model, prompt_tokens, completion_tokens)}
+    write_json_atomic(run_dir / "cost.json", {"estimate": estimate.model_dump(mode="json"), "actual": actual})
 
 
 def print_notes(binding: Binding, *, quiet: bool) -> None:
