@@ -267,6 +267,14 @@ def test_models_says_it_starts_the_service_and_stops_it(tmp_path, capsys):
         assert "crafter-tui serve --stop" in capsys.readouterr().err and is_up(url)
         assert main(["--config", str(config), "serve", "--stop"]) == 0
         assert "stopped the fine-tune service" in capsys.readouterr().out and not is_up(url)
+
+        # a job on our service that is still running: 'jobs' starts the service to reach it, and says so
+        from crafter_tui.finetune.registry import JobEntry, JobRegistry
+
+        JobRegistry.from_data_dir(tmp_path / "state").save(JobEntry(job_id="ftjob-x", host="local", model="m",
+                                                                    status="running", base_url=url))
+        assert main(["--config", str(config), "jobs", "list", "--ours"]) == 0
+        assert "it keeps running so its jobs go on: stop it with 'crafter-tui serve --stop'" in capsys.readouterr().err
     finally:
         from crafter_tui.finetune.local_service import stop_service
 

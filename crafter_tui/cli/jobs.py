@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true")
     listing.add_argument("--ours", action="store_true", help="only the jobs crafter-tui launched (no host lists)")
     add_config_flag(listing)
-    listing.set_defaults(handler=handle_list)
+    listing.set_defaults(handler=_saying_started(handle_list))
     for name, handler, text in (("show", handle_show, "status, hyperparameters, metrics, checkpoints"),
                                 ("watch", handle_watch, "follow a job until it ends, with its loss"),
                                 ("events", handle_events, "every event of a job, oldest first"),
@@ -39,13 +39,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "watch":
             command.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
         add_config_flag(command)
-        command.set_defaults(handler=handler)
+        command.set_defaults(handler=_saying_started(handler))
 
 
 def _service(args: argparse.Namespace):  # noqa: ANN202 - imported lazily
     from crafter_tui.services.finetune import FinetuneService
 
-    return FinetuneService(config_from_args(args))
+    service = FinetuneService(config_from_args(args))
+    args.finetune_service = service  # for _saying_started
+    return service
+
+
+def _saying_started(handler):  # noqa: ANN001, ANN202
+    """The handler, then a word on stderr when it started the local service to reach its jobs: it keeps running
+    (its jobs train there), and how to stop it."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        finally:
+            service = getattr(args, "finetune_service", None)
+            if service is not None and service.started_service:
+                print(f"started the local fine-tune service at {service.started_service}; it keeps running so "
+                      "its jobs go on: stop it with 'crafter-tui serve --stop'", file=sys.stderr)
+    return run
 
 
 def _when(ts: float | None) -> str:

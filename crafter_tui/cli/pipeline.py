@@ -123,9 +123,9 @@ def _cost_gate(spec: PipelineSpec, config, yes: bool) -> None:  # noqa: ANN001
         runs.append(RolloutSpec(agent="openai", model=spec.data_model, episodes=spec.data_episodes,
                                 seed=spec.data_seed, history_turns=spec.history_turns, **common))
     if spec.backend == "openai":  # the tuned models are billed at their base's fine-tuned rate
+        episodes = spec.eval_episodes * len(spec.eval_difficulties)
         runs += [RolloutSpec(agent="openai", model=f"ft:{resolve_model(base)}:estimate", seed=spec.eval_seed,
-                             episodes=spec.eval_episodes * len(spec.eval_difficulties), history_turns=spec.history_turns,
-                             **common) for base in spec.models]
+                             episodes=episodes, history_turns=spec.history_turns, **common) for base in spec.models]
     estimates = [e for e in (estimate_run_cost(run) for run in runs) if e is not None]
     for estimate in estimates:
         print(estimate.line(), file=sys.stderr)

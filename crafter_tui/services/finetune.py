@@ -127,6 +127,7 @@ class FinetuneService:
         self._sleep = clock
         self._clients: dict[str, FineTuneClient] = {}
         self.host_problems: dict[str, str] = {}  # host -> why its own job list could not be read (last list)
+        self.started_service: str | None = None  # the local service's URL when this object started it
 
     # -- hosts --------------------------------------------------------------------------------
     def host(self, name: str) -> Host:
@@ -142,7 +143,9 @@ class FinetuneService:
             if name == "local" and self.autostart_local:
                 from crafter_tui.finetune.local_service import ensure_local_service
 
-                ensure_local_service(self.config)  # started for the user, then reused by later commands
+                url, started = ensure_local_service(self.config)  # started for the user, reused by later commands
+                if started:
+                    self.started_service = url  # the front end says so
             self._clients[name] = FineTuneClient(self.host(name), max_retries=self.config.openai.max_retries,
                                                  timeout=self.config.openai.timeout)
         return self._clients[name]
