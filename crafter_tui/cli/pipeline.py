@@ -64,6 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--baselines", default="random", help="comma-separated: random, scripted (or none)")
     parser.add_argument("--name", default="pipeline", help="prefix of run, job and experiment names")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep-service", action="store_true",
+                        help="--backend local: leave the fine-tune service the pipeline started running afterwards")
     parser.add_argument("--yes", "-y", action="store_true",
                         help="start without asking when the estimated LLM cost is above [openai] confirm_above_usd")
     add_config_flag(parser)
@@ -100,7 +102,7 @@ def handle(args: argparse.Namespace) -> int:
         raise UserError(message, where="--" + field.replace("_", "-").replace(".", "-")) from None
     _cost_gate(spec, config, args.yes)
     view = PipelineView(enabled=not args.json)
-    result = asyncio.run(_run(PipelineService(config), spec, view))
+    result = asyncio.run(_with_service(PipelineService(config), spec, view, args.keep_service))
     if args.json:
         print_json({"report": str(result.report), "experiments": result.experiments,
                     "progression": {e.name: e.progression for e in result.comparison.experiments}})
@@ -133,6 +135,27 @@ def _cost_gate(spec: PipelineSpec, config, yes: bool) -> None:  # noqa: ANN001
     if estimates and total > config.openai.confirm_above_usd:
         confirm(yes, question=f"{usd_text(total)} in all is above [openai] confirm_above_usd "
                 f"({usd_text(config.openai.confirm_above_usd)}). Start?", doing="starting", done="started")
+
+
+async def _with_service(service: PipelineService, spec: PipelineSpec, view: PipelineView,
+                        keep: bool) -> PipelineFinished:
+    """The pipeline; with ``--backend local`` inside the local service, started (and said so) when none runs and
+    stopped afterwards unless ``keep``."""
+    if spec.backend != "local":
+        return await _run(service, spec, view)
+    from crafter_tui.finetune.local_service import ensure_local_service, running_local_service
+
+    if keep:
+        url, started = await asyncio.to_thread(ensure_local_service, service.config)
+        if started:
+            print(f"started the local fine-tune service at {url}; it keeps running: stop it with "
+                  "'crafter-tui serve --stop'", file=sys.stderr)
+        return await _run(service, spec, view)
+    async with running_local_service(service.config) as (url, started):
+        if started:
+            print(f"started the local fine-tune service at {url} for the pipeline; it is stopped when the pipeline "
+                  "ends (--keep-service leaves it running)", file=sys.stderr)
+        return await _run(service, spec, view)
 
 
 async def _run(service: PipelineService, spec: PipelineSpec, view: PipelineView) -> PipelineFinished:
