@@ -32,7 +32,7 @@ from crafter_tui.finetune.client import (
 from crafter_tui.finetune.hosts import Host, host_from_config
 from crafter_tui.finetune.model_test import ModelTestReport, ObservationCheck, check_reply, crafter_turns, usage_example
 from crafter_tui.finetune.prepare import PreparedData, PrepareRequest, prepare_dataset
-from crafter_tui.finetune.registry import JobEntry, JobRegistry
+from crafter_tui.finetune.registry import JobEntry, JobNotFound, JobRegistry
 
 
 MODAL_SERVING_HINT = (
@@ -218,11 +218,10 @@ class FinetuneService:
             info = self.client(entry.host).retrieve(entry.job_id)
         changed = (info.status, info.fine_tuned_model, info.error) != (
             entry.status, entry.fine_tuned_model, entry.error)
-        if changed and entry.external:
+        if changed:
             entry.status, entry.fine_tuned_model, entry.error = info.status, info.fine_tuned_model, info.error
-        elif changed:
-            entry.status, entry.fine_tuned_model, entry.error = info.status, info.fine_tuned_model, info.error
-            self.registry.save(_card_follows(entry))
+            if not entry.external:  # a job launched elsewhere is never written to our registry
+                self.registry.save(_card_follows(entry))
         return info
 
     async def refresh(self, entry: JobEntry) -> JobInfo:
@@ -281,7 +280,7 @@ class FinetuneService:
         (launched with another client, e.g. the openai SDK or OpenAI's dashboard). Blocking."""
         try:
             return self.registry.find(job_id)
-        except UserError as missing:
+        except JobNotFound as missing:
             asked = []
             for name in self.reachable_hosts():
                 asked.append(name)
