@@ -127,6 +127,8 @@ class OpenAISection(Section):
                                  "truncated to it, as an invalid turn, and never re-sent whole")
     #: ask for tool_choice "required" + strict tools: "on", "off", or "auto" (on for [finetune] local_url)
     structured: Literal["auto", "on", "off"] = "auto"
+    confirm_above_usd: float = Field(5.0, ge=0, description="rollout/eval/pipeline ask before an LLM run whose "
+                                     "estimated cost is above this (--yes skips the question)")
 
 
 class FilterSection(Section):
@@ -172,6 +174,9 @@ class FinetuneSection(Section):
     synth_api_key: SecretStr | None = None
     modal_app: str = "crafter-tui-finetune"
     modal_gpu: str = "H100"
+    modal_serve_url: str | None = Field(None, description="the URL of the Modal app's 'serve' function (printed by "
+                                        "'modal deploy'), where Modal-trained models are played")
+    modal_serve_token: SecretStr | None = None
     threads: int | None = Field(None, ge=1, le=256)
 
 
@@ -220,6 +225,8 @@ ENV_OVERRIDES: tuple[tuple[str, str, str], ...] = (
     ("SYNTH_API_KEY", "finetune", "synth_api_key"),
     ("CRAFTER_ENV_URL", "service", "base_url"),
     ("CRAFTER_TUI_DATA_DIR", "storage", "data_dir"),
+    ("CRAFTER_TUI_MODAL_SERVE_URL", "finetune", "modal_serve_url"),
+    ("CRAFTER_TUI_MODAL_SERVE_TOKEN", "finetune", "modal_serve_token"),
 )
 
 

@@ -16,7 +16,8 @@ from crafter_tui.finetune.registry import JobEntry
 from tests.doubles.ft_trainer_double import TRAINER
 from tests.ft_support import tiny_dataset
 
-pytestmark = pytest.mark.filterwarnings("ignore:The train function is executing locally:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:The train function is executing locally:UserWarning"),
+              pytest.mark.filterwarnings("ignore:The serve function is executing locally:UserWarning")]
 
 
 class FakeFunctionCall:
@@ -162,3 +163,60 @@ def test_launch_uploads_then_spawns_and_cancel_cancels(tmp_path):
     assert uploads == [(str(data), "/" + job_paths(entry.job_id)["train"])]
     assert spawned[0]["train_job"] == {"model": "Qwen/Qwen2.5-7B-Instruct", "n_epochs": 2, "lora_r": 16}
     assert host.cancel(entry).status == "cancelled" and call.cancelled
+
+
+def test_serve_plays_what_modal_trained_from_the_volume(tmp_path, monkeypatch, capsys):
+    """The serving app over a local Volume folder: ``serve.local()`` (no Modal servers) lists the trained
+    model under its job's name and requires the token; a rollout routed by the model's registry entry plays it."""
+    import httpx
+    from fastapi.testclient import TestClient
+
+    from crafter_tui.cli import main
+    from crafter_tui.finetune.modal_app import serve
+    from crafter_tui.finetune.modal_serve import serve_app
+    from crafter_tui.finetune.registry import JobRegistry
+    from tests.doubles.ft_trainer_double import INFERENCE
+    from tests.ft_support import ServerThread
+
+    volume = tmp_path / "volume"
+    monkeypatch.setenv("CRAFTER_TUI_MODAL_ROOT", str(volume))
+    monkeypatch.setenv("CRAFTER_TUI_SERVE_WORK", str(tmp_path / "work"))
+    monkeypatch.setenv("FT_DOUBLE_STEPS", "2")
+    paths = job_paths("modaljob-s1")
+    (volume / paths["dir"]).mkdir(parents=True)
+    tiny_dataset(volume / paths["train"])
+    assert train.local(_payload("modaljob-s1"))["fine_tuned_model"] == "ft:crafter-tiny:crafter:modaljob-s1"
+    (volume / "jobs" / "modaljob-failed").mkdir()
+    (volume / "jobs" / "modaljob-failed" / "result.json").write_text('{"status": "failed"}')
+
+    monkeypatch.delenv("CRAFTER_TUI_SERVE_TOKEN", raising=False)
+    with pytest.raises(Exception, match="crafter-tui-serve"):
+        serve.local()  # a public endpoint without a token is refused
+    monkeypatch.setenv("CRAFTER_TUI_SERVE_TOKEN", "serve-token")
+    with TestClient(serve.local()) as client:
+        assert client.get("/v1/models").status_code == 401
+        listed = client.get("/v1/models", headers={"Authorization": "Bearer serve-token"}).json()
+        served = [m["id"] for m in listed["data"]]
+        assert "ft:crafter-tiny:crafter:modaljob-s1" in served and not [m for m in served if "failed" in m]
+
+    # evaluation routes a Modal-trained model to the serve function (here over loopback, with the test inference)
+    server = ServerThread(serve_app(volume, tmp_path / "work2", inference=INFERENCE)).start()
+    try:
+        JobRegistry.from_data_dir(tmp_path / "state").save(JobEntry(
+            job_id="modaljob-s1", host="modal", model="crafter-tiny", status="succeeded",
+            fine_tuned_model="ft:crafter-tiny:crafter:modaljob-s1", modal_call_id="fc-1"))
+        config = tmp_path / "crafter_config.toml"
+        config.write_text(f'[finetune]\nmodal_serve_url = "{server.base_url.removesuffix("/v1")}"\n'
+                          f'modal_serve_token = "serve-token"\n[storage]\ndata_dir = "{tmp_path / "state"}"\n')
+        assert main(["--config", str(config), "rollout", "--model", "ft:crafter-tiny:crafter:modaljob-s1",
+                     "--episodes", "1", "--max-turns", "2", "--out", str(tmp_path / "traces"), "--json"]) == 0
+        captured = capsys.readouterr()
+        assert f"trained on Modal, played at {server.base_url}" in captured.err
+        assert json.loads(captured.out)["failed"] == 0 and json.loads(captured.out)["episodes"] == 1
+        answer = httpx.post(server.base_url + "/chat/completions", headers={"Authorization": "Bearer serve-token"},
+                            json={"model": "ft:crafter-tiny:crafter:modaljob-s1", "messages": [
+                                {"role": "user", "content": "hi"}], "tools": [
+                                {"type": "function", "function": {"name": "interact", "parameters": {}}}]})
+        assert answer.status_code == 200
+    finally:
+        server.stop()

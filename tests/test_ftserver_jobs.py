@@ -198,3 +198,16 @@ def test_non_loopback_without_token_warns():
     assert warn_if_exposed(ServeSettings(data_dir="/tmp/x", host="0.0.0.0", token="t")) is None
     assert warn_if_exposed(ServeSettings(data_dir="/tmp/x", host="127.0.0.1")) is None
     assert warn_if_exposed(ServeSettings(data_dir="/tmp/x", host="::1")) is None
+
+
+def test_qlora_is_refused_at_create_never_trained_as_plain_lora(server, tmp_path):
+    """Our trainer has no 4-bit mode: a job asking for QLoRA (the Synth knob, sent by any OpenAI client)
+    is a 400 naming use_qlora, and no job exists afterwards."""
+    client = _client(server)
+    uploaded = client.files.create(file=tiny_dataset(tmp_path / "d.jsonl").open("rb"), purpose="fine-tune")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.fine_tuning.jobs.create(model="crafter-tiny", training_file=uploaded.id, extra_body={
+            "method": {"type": "supervised", "supervised": {"hyperparameters": {"use_qlora": True}}}})
+    error = caught.value.body
+    assert error["param"] == "use_qlora" and "bitsandbytes" in error["message"]
+    assert client.fine_tuning.jobs.list().data == []

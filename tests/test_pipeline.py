@@ -114,11 +114,11 @@ def _pipeline_spec(monkeypatch, argv: list[str]) -> PipelineSpec:
 
     seen = []
 
-    async def capture(service, spec, view):
+    async def capture(service, spec, view, keep_service):
         seen.append(spec)
         raise SystemExit(0)
 
-    monkeypatch.setattr(pipeline_cli, "_run", capture)
+    monkeypatch.setattr(pipeline_cli, "_with_service", capture)  # before any service is started
     with pytest.raises(SystemExit):
         main(["pipeline", *argv])
     return seen[0]

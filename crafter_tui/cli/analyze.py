@@ -7,6 +7,8 @@
     analyze rules        --traces DIR [--output rules.json]          (rule understanding)
     analyze efficiency   --traces DIR [--output efficiency.json]     (time efficiency)
     analyze training     --job-ids a,b --output training_analysis.json [--metrics-file events.jsonl]
+    analyze hooks        --traces DIR --enhancements enhanced_hooks.json [--output hooks.json]
+                         (analyze_enhanced_hooks: each hook's before/after effect, compare's statistics)
 
 JSON reports go to stdout when there is no ``--output``; image and HTML outputs need one.
 ``training`` also writes a PNG next to the JSON.
@@ -25,7 +27,7 @@ from crafter_tui.errors import UserError
 from crafter_tui.evaluation import analyses
 from crafter_tui.evaluation.episodes import read_runs
 
-KINDS = ("actions", "achievements", "seeds", "quality", "training", "rules", "efficiency")
+KINDS = ("actions", "achievements", "seeds", "quality", "training", "rules", "efficiency", "hooks")
 DEFAULT_OUTPUTS = {"actions": "action_patterns.png", "achievements": "achievement_analysis.html"}
 
 
@@ -38,7 +40,8 @@ def int_list(text: str) -> list[int]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "analyze", help="analyses of traces: actions, achievements, seeds, quality, rules, efficiency, training",
+        "analyze", help="analyses of traces: actions, achievements, seeds, quality, rules, efficiency, hooks, "
+        "training",
         description="Analyse trace folders (or fine-tune jobs for 'training') and write JSON, PNG or HTML.")
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--traces", "--input-dir", dest="traces", default=None,
@@ -48,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--job-ids", default=None, help="fine-tune job ids (training), comma-separated")
     parser.add_argument("--metrics-file", default=None,
                         help="JSONL of metrics events with job_id (training; instead of asking the hosts)")
+    parser.add_argument("--enhancements", default=None,
+                        help="hooks: JSON naming the before/after runs and the hooks (trace metrics or "
+                        "file.py:function) to compare")
     parser.add_argument("--top", type=int, default=15, help="n-grams to list (actions)")
     parser.add_argument("--config", type=str, default=argparse.SUPPRESS, help="config file")
     parser.set_defaults(handler=handle)
@@ -62,6 +68,8 @@ def handle(args: argparse.Namespace) -> int:
     for run in runs:
         for problem in run.problems:
             print(f"crafter-tui: warning: {problem}", file=sys.stderr)
+    if args.kind == "hooks":
+        return _hooks(args, runs, config)
     if args.kind == "actions":
         report = analyses.analyze_actions(runs, top=args.top)
         _write_figure(analyses.actions_figure(report), _output(args))
@@ -107,6 +115,25 @@ def _emit_json(value: Any, output: str | None) -> None:
         sys.stdout.write(text)
 
 
+def _hooks(args: argparse.Namespace, runs: list, config: Any) -> int:
+    from crafter_tui.evaluation.compare import CompareOptions
+    from crafter_tui.evaluation.hooks import analyze_hooks, load_enhancements
+
+    if not args.enhancements:
+        raise UserError("name the enhancements file", where="--enhancements")
+    path = Path(args.enhancements)
+    options = CompareOptions(alpha=config.evaluation.alpha, resamples=config.evaluation.resamples)
+    report = analyze_hooks(runs, load_enhancements(path), path.parent, options)
+    for effect in report.effects:
+        c = effect.comparison
+        diff = f"{c.difference:+.3g}" if c.difference is not None else "-"
+        holm = f"{c.p_permutation_holm:.3g}" if c.p_permutation_holm is not None else "-"
+        print(f"{effect.hook}: {diff} (before {c.n_baseline}, after {c.n_candidate} episodes; p={holm} Holm; "
+              f"A12={c.a12 if c.a12 is None else round(c.a12, 2)}) - {effect.recommendation}", file=sys.stderr)
+    _emit_json(report.model_dump(mode="json"), args.output)
+    return 0
+
+
 def _training(args: argparse.Namespace, config: Any) -> int:
     if not args.job_ids:
         raise UserError("name the fine-tune jobs", where="--job-ids")
@@ -127,14 +154,20 @@ def _training(args: argparse.Namespace, config: Any) -> int:
 
 
 def job_metrics_from_hosts(job_id: str, config: Any) -> list[analyses.TrainingPoint]:
-    """A job's metrics events via the job registry (which host) and the fine-tune client."""
-    from crafter_tui.finetune.client import FineTuneClient
+    """A job's metrics events from its host: the job registry says which, else the first configured host
+    that knows the id (a job launched with another client)."""
+    from crafter_tui.finetune.client import FineTuneClient, metrics_from_events
     from crafter_tui.finetune.hosts import host_from_config
-    from crafter_tui.finetune.registry import JobRegistry
+    from crafter_tui.services.finetune import FinetuneService
 
-    entry = JobRegistry.from_data_dir(config.storage.data_dir).find(job_id)
-    host = host_from_config(entry.host, config)
-    if entry.base_url and host.base_url != entry.base_url:
-        host = host.model_copy(update={"base_url": entry.base_url})
-    client = FineTuneClient(host, max_retries=config.openai.max_retries, timeout=config.openai.timeout)
-    return [analyses.TrainingPoint.model_validate(point.model_dump()) for point in client.metrics(entry.job_id)]
+    service = FinetuneService(config, autostart_local=False)
+    entry = service.find(job_id)
+    if entry.host == "modal":
+        points = metrics_from_events(service.modal().events(entry))
+    else:
+        host = host_from_config(entry.host, config)
+        if entry.base_url and host.base_url != entry.base_url:
+            host = host.model_copy(update={"base_url": entry.base_url})
+        client = FineTuneClient(host, max_retries=config.openai.max_retries, timeout=config.openai.timeout)
+        points = client.metrics(entry.job_id)
+    return [analyses.TrainingPoint.model_validate(point.model_dump()) for point in points]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from crafter_tui.cli.common import config_from_args, non_negative_int, print_json
 from crafter_tui.cli.progress import RolloutProgress
-from crafter_tui.cli.rollout import add_rollout_arguments, binding_from_args, failure_exit, print_notes
+from crafter_tui.cli.rollout import add_rollout_arguments, binding_from_args, cost_gate, failure_exit, print_notes
 from crafter_tui.errors import UserError
 from crafter_tui.evaluation.experiments import NAME_PATTERN, Experiment
 from crafter_tui.rollout.events import RunFinished
@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--version", dest="exp_version", default=None, metavar="VERSION",
                         help="version label (default: next of v1.0, v1.1, ...)")
     parser.add_argument("--training-data", default=None, help="the SFT file the model was trained on (hashed)")
+    parser.add_argument("--notes", default=None, metavar="TEXT",
+                        help="this version's changelog entry: what changed since the last version (shown by "
+                        "--list and in compare reports)")
     parser.add_argument("--epochs", type=non_negative_int, default=None, help="training epochs of the model")
     parser.add_argument("--runs", default=None, metavar="DIR[,DIR]",
                         help="register existing run folders instead of playing episodes")
@@ -78,18 +81,35 @@ def handle(args: argparse.Namespace) -> int:
     binding = binding_from_args(args)
     print_notes(binding, quiet=args.quiet or args.json)
     spec, config = binding.spec, binding.config
+    cost_gate(binding, args.yes, spec.episodes * len(difficulties or [spec.difficulty]))
     request = EvalRequest(experiment=args.experiment, spec=spec, difficulties=difficulties or [spec.difficulty],
-                          version=args.exp_version, training_data=args.training_data, epochs=args.epochs)
+                          version=args.exp_version, training_data=args.training_data, epochs=args.epochs,
+                          notes=args.notes)
 
     async def play() -> Experiment:
         async with serving(binding):
             return await _run(EvaluationService(config), request, quiet=args.quiet or args.json)
 
     experiment = asyncio.run(play())
+    _record_costs(experiment, spec)
     _report(experiment, args.json)
     failed = [e for e in experiment.episodes if e.termination in FAILED_TERMINATIONS]
     first = f"seed {failed[0].seed}: {failed[0].termination}" if failed else None
     return failure_exit(len(experiment.episodes), dict(Counter(e.termination for e in failed)), first, config)
+
+
+def _record_costs(experiment: Experiment, spec) -> None:  # noqa: ANN001
+    """Each instance's run folder gets ``cost.json``: its estimate next to its actual tokens (priced models)."""
+    from crafter_tui.cli.rollout import write_cost
+    from crafter_tui.rollout.cost import estimate_run_cost
+
+    for run_dir in experiment.runs:
+        episodes = [e for e in experiment.episodes if e.run_dir == run_dir]
+        instance = episodes[0].instance if episodes else spec.difficulty
+        estimate = estimate_run_cost(spec.model_copy(update={"difficulty": instance}))
+        if estimate is not None:
+            write_cost(Path(run_dir), estimate, sum(e.prompt_tokens or 0 for e in episodes),
+                       sum(e.completion_tokens or 0 for e in episodes))
 
 
 async def _run(service: EvaluationService, request: EvalRequest, *, quiet: bool) -> Experiment:
@@ -123,7 +143,7 @@ def _register_runs(args: argparse.Namespace) -> int:
     service = EvaluationService(config)
     experiment = asyncio.run(service.register_runs(args.experiment, run_dirs, model=args.model,
                                                    version=args.exp_version, training_data=args.training_data,
-                                                   epochs=args.epochs))
+                                                   epochs=args.epochs, notes=args.notes))
     _report(experiment, args.json)
     return 0
 
@@ -155,4 +175,6 @@ def _list(args: argparse.Namespace) -> int:
     for info in infos:
         print(f"{info.name:30} {info.version:8} {info.model:30} {info.episodes:6} episodes  "
               f"{','.join(info.instances)}")
+        for entry in info.changelog:
+            print(f"    {entry['version']:8} {entry['created_at']}  {entry['notes']}")
     return 0

@@ -40,12 +40,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lora-r", type=positive_int, default=None)
     parser.add_argument("--lora-alpha", type=positive_int, default=None)
     parser.add_argument("--lora-dropout", type=float, default=None)
-    parser.add_argument("--qlora", action="store_true", default=None, help="ask the host for QLoRA (Synth)")
+    parser.add_argument("--qlora", action="store_true", default=None,
+                        help="4-bit QLoRA (Synth; refused on the hosts that cannot train it)")
     parser.add_argument("--watch", action="store_true", help="follow the job, then test the model")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between polls with --watch")
     parser.add_argument("--test-observations", type=positive_int, default=3, help="Crafter turns in the model test")
     parser.add_argument("--no-test", action="store_true", help="skip the model test after --watch")
     parser.add_argument("--yes", "-y", action="store_true", help="launch without asking")
+    parser.add_argument("--keep-service", action="store_true", help="local backend with --watch: leave the "
+                        "service this command started running afterwards (it is stopped by default)")
     add_config_flag(parser)
     parser.set_defaults(handler=handle)
 
@@ -55,13 +58,16 @@ def _request(args: argparse.Namespace):  # noqa: ANN202 - imported lazily
 
     from crafter_tui.services.finetune import LaunchRequest
 
+    # Only what the user set (a flag, or a key in the config file/environment) is sent: the [finetune]
+    # defaults would override the host's own choice (OpenAI picks epochs and batch size from the data).
     config = config_from_args(args, {"finetune": {
         "backend": args.backend, "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "suffix": args.suffix, "validation_split": args.validation_split}})
     ft = config.finetune
+    epochs, batch_size = (getattr(ft, key) if key in ft.model_fields_set else None for key in ("epochs", "batch_size"))
     try:
         request = LaunchRequest(
-            data=Path(args.data), backend=ft.backend, model=ft.model, epochs=ft.epochs, batch_size=ft.batch_size,
+            data=Path(args.data), backend=ft.backend, model=ft.model, epochs=epochs, batch_size=batch_size,
             learning_rate=ft.learning_rate, learning_rate_multiplier=args.learning_rate_multiplier,
             suffix=ft.suffix, subset=args.subset, subset_mode=args.subset_mode,
             validation_split=ft.validation_split, seed=args.seed, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
@@ -80,6 +86,8 @@ def _print_plan(request, prepared) -> None:  # noqa: ANN001
     for warning in prepared.warnings:
         print(f"warning:    {warning}")
     print(f"backend:    {request.backend}   model: {request.model}   epochs: {est.epochs}")
+    if prepared.compatibility is not None:
+        print("check:      " + "; ".join(prepared.compatibility.lines()))
     print(f"tokens:     {est.tokens_per_epoch:,} per epoch, {est.total_tokens:,} in all "
           f"(counted with {prepared.report.encoding})")
     cost = f"${est.cost_usd:,.2f}" if est.cost_usd is not None else "unknown"
@@ -98,22 +106,22 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def confirm(yes: bool, stdin=None) -> None:  # noqa: ANN001
+def confirm(yes: bool, stdin=None, *, question: str = "Launch this job?", doing: str = "launching",  # noqa: ANN001
+            done: str = "launched") -> None:
     """Ask before spending money or hours; refuse rather than guess when nobody can answer
     (``stdin``: the current ``sys.stdin`` unless given)."""
     if yes:
         return
     stdin = stdin or sys.stdin
     if not stdin.isatty():
-        raise UserError("not launching without confirmation: stdin is not a terminal; pass --yes to launch",
+        raise UserError(f"not {doing} without confirmation: stdin is not a terminal; pass --yes to go ahead",
                         where="--yes")
-    answer = input("Launch this job? [y/N] ").strip().lower()
+    answer = input(f"{question} [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
-        raise UserError("not launched", where="confirmation")
+        raise UserError(f"not {done}", where="confirmation")
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from crafter_tui.cli.jobs import follow, print_info
     from crafter_tui.services.finetune import FinetuneService
 
     config, request = _request(args)
@@ -121,11 +129,28 @@ async def _run(args: argparse.Namespace) -> int:
     prepared = await service.prepare(request)
     _print_plan(request, prepared)
     confirm(args.yes)
+    started = False
     if request.backend == "local":
         url, started = await service.ensure_local_service()
         if started:
-            print(f"started the local fine-tune service at {url} (log: "
+            stays = ("until the job is done" if args.watch and not args.keep_service
+                     else "and keeps running (the job trains there): stop it with 'crafter-tui serve --stop'")
+            print(f"started the local fine-tune service at {url} {stays} (log: "
                   f"{config.storage.data_dir / 'service' / 'serve.log'})")
+    try:
+        return await _launch_and_follow(service, request, prepared, args)
+    finally:
+        if started and args.watch and not args.keep_service:
+            from crafter_tui.finetune.local_service import service_dir, stop_service
+
+            await asyncio.to_thread(stop_service, service_dir(config) / "serve.pid", config.finetune.local_url)
+            print("stopped the local fine-tune service this command started (rollout/eval start it again to "
+                  "play the model; 'crafter-tui serve' runs it for the call above)")
+
+
+async def _launch_and_follow(service, request, prepared, args: argparse.Namespace) -> int:  # noqa: ANN001
+    from crafter_tui.cli.jobs import follow, print_info
+
     entry = await service.launch(request, prepared)
     print(f"launched:   {entry.job_id} on {entry.host}")
     if not args.watch:
@@ -140,7 +165,8 @@ async def _run(args: argparse.Namespace) -> int:
 
 async def _test_and_explain(service, model: str, host: str, args: argparse.Namespace) -> int:  # noqa: ANN001
     code = 0
-    if not args.no_test and host != "modal":
+    servable = host != "modal" or service.config.finetune.modal_serve_url  # Modal: its serve function
+    if not args.no_test and servable:
         report = await service.test_model(model, backend=host, count=args.test_observations, seed=args.seed)
         print(f"model test: {report.passed}/{len(report.checks)} Crafter observations answered with a valid "
               "interact call")
@@ -149,7 +175,7 @@ async def _test_and_explain(service, model: str, host: str, args: argparse.Names
             what = ", ".join(check.actions) if check.passed else check.detail
             print(f"  {mark} seed {check.seed} step {check.step}: {what}")
         code = 0 if report.ok else 1
-    elif host == "modal":
+    elif not servable:
         from crafter_tui.services.finetune import MODAL_SERVING_HINT
 
         print("model test skipped: " + MODAL_SERVING_HINT.format(model=model))

@@ -17,12 +17,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "jobs", help="list, show, follow and cancel fine-tune jobs on every host",
         description="Jobs launched with 'crafter-tui finetune' on OpenAI, Synth, Modal or the local service, "
-        "as recorded in the job registry, each refreshed from its host.")
+        "as recorded in the job registry, each refreshed from its host, and the jobs each configured host "
+        "lists itself. show/watch/events/cancel take any job id a configured host knows.")
     sub = parser.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
-    listing = sub.add_parser("list", help="all jobs, newest first")
+    listing = sub.add_parser("list", help="all jobs, newest first: ours and each configured host's own list",
+                             description="The jobs crafter-tui launched (from its registry, refreshed from their "
+                             "hosts) and the jobs each configured host lists itself (OpenAI with a key, the Synth "
+                             "service with a URL, our service when it runs); '*' marks the ones crafter-tui "
+                             "launched.")
     listing.add_argument("--json", action="store_true")
+    listing.add_argument("--ours", action="store_true", help="only the jobs crafter-tui launched (no host lists)")
     add_config_flag(listing)
-    listing.set_defaults(handler=handle_list)
+    listing.set_defaults(handler=_saying_started(handle_list))
     for name, handler, text in (("show", handle_show, "status, hyperparameters, metrics, checkpoints"),
                                 ("watch", handle_watch, "follow a job until it ends, with its loss"),
                                 ("events", handle_events, "every event of a job, oldest first"),
@@ -33,13 +39,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "watch":
             command.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
         add_config_flag(command)
-        command.set_defaults(handler=handler)
+        command.set_defaults(handler=_saying_started(handler))
 
 
 def _service(args: argparse.Namespace):  # noqa: ANN202 - imported lazily
     from crafter_tui.services.finetune import FinetuneService
 
-    return FinetuneService(config_from_args(args))
+    service = FinetuneService(config_from_args(args))
+    args.finetune_service = service  # for _saying_started
+    return service
+
+
+def _saying_started(handler):  # noqa: ANN001, ANN202
+    """The handler, then a word on stderr when it started the local service to reach its jobs: it keeps running
+    (its jobs train there), and how to stop it."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        finally:
+            service = getattr(args, "finetune_service", None)
+            if service is not None and service.started_service:
+                print(f"started the local fine-tune service at {service.started_service}; it keeps running so "
+                      "its jobs go on: stop it with 'crafter-tui serve --stop'", file=sys.stderr)
+    return run
 
 
 def _when(ts: float | None) -> str:
@@ -47,9 +69,13 @@ def _when(ts: float | None) -> str:
 
 
 def handle_list(args: argparse.Namespace) -> int:
-    rows = asyncio.run(_service(args).list_jobs())
+    service = _service(args)
+    rows = asyncio.run(service.list_jobs(hosts=not args.ours))
+    for host, problem in service.host_problems.items():
+        print(f"warning: the {host} host's job list could not be read: {problem}", file=sys.stderr)
     if args.json:
         print_json([{"job_id": r.entry.job_id, "host": r.entry.host, "status": r.status,
+                     "launched_by_crafter_tui": r.launched_here,
                      "model": r.entry.model, "fine_tuned_model": r.info.fine_tuned_model if r.info else None,
                      "error": (r.info.error if r.info else None), "problem": r.problem} for r in rows])
         return 0
@@ -59,12 +85,15 @@ def handle_list(args: argparse.Namespace) -> int:
     for row in rows:
         info = row.info
         made = info.fine_tuned_model if info and info.fine_tuned_model else ""
-        print(f"{row.entry.job_id}  {row.entry.host:<6} {row.status:<16} {_when(row.entry.created_at)}  "
+        mark = "*" if row.launched_here else " "
+        print(f"{mark} {row.entry.job_id}  {row.entry.host:<6} {row.status:<16} {_when(row.entry.created_at)}  "
               f"{row.entry.model}  {made}")
         if info and info.error:
             print(f"    reason: {info.error}")
         if row.problem:
             print(f"    (last known state; {row.problem})")
+    if any(not row.launched_here for row in rows):
+        print("* launched by crafter-tui; the others are on their host's own list")
     return 0
 
 

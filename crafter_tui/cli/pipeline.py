@@ -64,6 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--baselines", default="random", help="comma-separated: random, scripted (or none)")
     parser.add_argument("--name", default="pipeline", help="prefix of run, job and experiment names")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep-service", action="store_true",
+                        help="--backend local: leave the fine-tune service the pipeline started running afterwards")
+    parser.add_argument("--yes", "-y", action="store_true",
+                        help="start without asking when the estimated LLM cost is above [openai] confirm_above_usd")
     add_config_flag(parser)
     parser.set_defaults(handler=handle)
 
@@ -96,14 +100,62 @@ def handle(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         field, message = first_validation_error(exc, default_field="dagger_seed")  # the one whole-spec check
         raise UserError(message, where="--" + field.replace("_", "-").replace(".", "-")) from None
+    _cost_gate(spec, config, args.yes)
     view = PipelineView(enabled=not args.json)
-    result = asyncio.run(_run(PipelineService(config), spec, view))
+    result = asyncio.run(_with_service(PipelineService(config), spec, view, args.keep_service))
     if args.json:
         print_json({"report": str(result.report), "experiments": result.experiments,
                     "progression": {e.name: e.progression for e in result.comparison.experiments}})
     else:
         sys.stdout.write(f"Report: {result.report}\n")
     return 0
+
+
+def _cost_gate(spec: PipelineSpec, config, yes: bool) -> None:  # noqa: ANN001
+    """The priced LLM runs of the pipeline (an OpenAI model playing the training episodes; OpenAI-fine-tuned
+    models playing the evaluation) estimated before anything starts, asked above the limit."""
+    from crafter_tui.cli.finetune import confirm
+    from crafter_tui.dataset.tokens import resolve_model
+    from crafter_tui.rollout.cost import estimate_run_cost, usd_text
+    from crafter_tui.rollout.spec import RolloutSpec
+
+    runs = []
+    common = {"max_steps": spec.max_steps, "observation": spec.observation, "difficulty": spec.difficulty}
+    if spec.data_agent == "openai":
+        runs.append(RolloutSpec(agent="openai", model=spec.data_model, episodes=spec.data_episodes,
+                                seed=spec.data_seed, history_turns=spec.history_turns, **common))
+    if spec.backend == "openai":  # the tuned models are billed at their base's fine-tuned rate
+        episodes = spec.eval_episodes * len(spec.eval_difficulties)
+        runs += [RolloutSpec(agent="openai", model=f"ft:{resolve_model(base)}:estimate", seed=spec.eval_seed,
+                             episodes=episodes, history_turns=spec.history_turns, **common) for base in spec.models]
+    estimates = [e for e in (estimate_run_cost(run) for run in runs) if e is not None]
+    for estimate in estimates:
+        print(estimate.line(), file=sys.stderr)
+    total = sum(e.usd for e in estimates)
+    if estimates and total > config.openai.confirm_above_usd:
+        confirm(yes, question=f"{usd_text(total)} in all is above [openai] confirm_above_usd "
+                f"({usd_text(config.openai.confirm_above_usd)}). Start?", doing="starting", done="started")
+
+
+async def _with_service(service: PipelineService, spec: PipelineSpec, view: PipelineView,
+                        keep: bool) -> PipelineFinished:
+    """The pipeline; with ``--backend local`` inside the local service, started (and said so) when none runs and
+    stopped afterwards unless ``keep``."""
+    if spec.backend != "local":
+        return await _run(service, spec, view)
+    from crafter_tui.finetune.local_service import ensure_local_service, running_local_service
+
+    if keep:
+        url, started = await asyncio.to_thread(ensure_local_service, service.config)
+        if started:
+            print(f"started the local fine-tune service at {url}; it keeps running: stop it with "
+                  "'crafter-tui serve --stop'", file=sys.stderr)
+        return await _run(service, spec, view)
+    async with running_local_service(service.config) as (url, started):
+        if started:
+            print(f"started the local fine-tune service at {url} for the pipeline; it is stopped when the pipeline "
+                  "ends (--keep-service leaves it running)", file=sys.stderr)
+        return await _run(service, spec, view)
 
 
 async def _run(service: PipelineService, spec: PipelineSpec, view: PipelineView) -> PipelineFinished:

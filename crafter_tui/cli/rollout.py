@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any, get_args
 
 from pydantic import ValidationError
@@ -65,6 +66,8 @@ def add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit non-zero when more than this fraction of episodes failed (default [eval] "
                         "max_failed_fraction, 0.1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--yes", "-y", action="store_true",
+                        help="start without asking when the estimated cost is above [openai] confirm_above_usd")
     add_config_flag(parser)
 
 
@@ -133,6 +136,7 @@ def _flag_error(exc: ValidationError) -> UserError:
 def handle(args: argparse.Namespace) -> int:
     binding = binding_from_args(args)
     print_notes(binding, quiet=args.quiet)
+    estimate = cost_gate(binding, args.yes)
     progress = RolloutProgress(enabled=not (args.quiet or args.json) and sys.stderr.isatty())
 
     async def play() -> RunResult:
@@ -141,12 +145,45 @@ def handle(args: argparse.Namespace) -> int:
 
     with progress:
         result = asyncio.run(play())
+    record_cost(result, estimate)
     if args.json:
         print_json(result_json(result))
     else:
         print_summary(result)
     stats = result.stats
     return failure_exit(stats.episodes + stats.failed, stats.failed_by_cause, stats.first_failure, binding.config)
+
+
+def cost_gate(binding: Binding, yes: bool, episodes: int | None = None):  # noqa: ANN201 - RunCostEstimate | None
+    """A priced model's estimated tokens and dollars, on stderr; above ``[openai] confirm_above_usd`` the user
+    is asked first (``--yes`` skips)."""
+    from crafter_tui.cli.finetune import confirm
+    from crafter_tui.rollout.cost import estimate_run_cost, usd_text
+
+    estimate = estimate_run_cost(binding.spec, episodes)
+    if estimate is None:
+        return None
+    print(estimate.line(), file=sys.stderr)
+    limit = binding.config.openai.confirm_above_usd
+    if estimate.usd > limit:
+        confirm(yes, question=f"That is above [openai] confirm_above_usd ({usd_text(limit)}). Start?",
+                doing="starting", done="started")
+    return estimate
+
+
+def record_cost(result: RunResult, estimate) -> None:  # noqa: ANN001
+    """``cost.json`` in the run folder: the estimate made before the run next to what it really used."""
+    if estimate is not None:
+        write_cost(result.run_dir, estimate, result.stats.prompt_tokens, result.stats.completion_tokens)
+
+
+def write_cost(run_dir: Path, estimate, prompt_tokens: int, completion_tokens: int) -> None:  # noqa: ANN001
+    from crafter_tui.rollout.cost import dollars
+    from crafter_tui.traces.jsonl import write_json_atomic
+
+    actual = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+              "usd": dollars(estimate.model, prompt_tokens, completion_tokens)}
+    write_json_atomic(run_dir / "cost.json", {"estimate": estimate.model_dump(mode="json"), "actual": actual})
 
 
 def print_notes(binding: Binding, *, quiet: bool) -> None:

@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--models-dir", default=None,
                         help="folder a job may name base-model weights in (default <data-dir>/models)")
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads per training worker")
+    parser.add_argument("--stop", action="store_true",
+                        help="stop the service crafter-tui started for you (at [finetune] local_url) and exit")
     add_config_flag(parser)
     parser.set_defaults(handler=handle)
 
@@ -37,6 +39,8 @@ def handle(args: argparse.Namespace) -> int:
     from crafter_tui.servers.ft_server import TOKEN_ENV_VAR, ServeSettings, run_server, warn_if_exposed
 
     config = config_from_args(args, {"finetune": {"threads": args.threads}})
+    if args.stop:
+        return _stop(config, Path(args.data_dir) if args.data_dir else None)
     token = args.token or os.environ.get(TOKEN_ENV_VAR) or None
     data_dir = Path(args.data_dir) if args.data_dir else config.storage.data_dir / "service"
     try:
@@ -54,4 +58,24 @@ def handle(args: argparse.Namespace) -> int:
     print(f"crafter-tui: fine-tune service on http://{settings.host}:{settings.port}/v1 ({auth}, "
           f"data in {settings.data_dir})", file=sys.stderr)
     run_server(settings)
+    return 0
+
+
+def _stop(config, data_dir: Path | None) -> int:  # noqa: ANN001
+    """Stop a service started in the background for the user (its pid is in <data dir>/serve.pid)."""
+    from crafter_tui.finetune.local_service import is_up, service_dir, stop_service
+
+    url = config.finetune.local_url
+    pid_file = (data_dir or service_dir(config)) / "serve.pid"
+    if not is_up(url):
+        print(f"no fine-tune service answers at {url}")
+        return 0
+    if not pid_file.is_file():
+        raise UserError(f"a service answers at {url} but crafter-tui did not start it (no {pid_file}); "
+                        "stop it where it runs", where="--stop")
+    stop_service(pid_file, url)
+    if is_up(url):
+        raise UserError(f"the service at {url} still answers", where="--stop")
+    pid_file.unlink(missing_ok=True)
+    print(f"stopped the fine-tune service at {url}")
     return 0

@@ -29,7 +29,7 @@ from crafter_tui.dataset.spec import FilterSpec
 from crafter_tui.dataset.stats import CostEstimate, SelectionStats, TokenStats, episode_stats, turn_stats
 from crafter_tui.dataset.writer import PieceWriter
 from crafter_tui.dataset.tokens import (
-    PRICE_TABLE_DATE, TRAINING_PRICE_PER_MILLION, counter_for, default_epochs, example_tokens, token_limit,
+    PRICE_TABLE_DATE, counter_for, default_epochs, example_tokens, token_limit, training_price,
     training_cost,
 )
 from crafter_tui.agents.prompting import TOOLS
@@ -272,7 +272,7 @@ def selection_tokens(store: TraceStore, cursor: duckdb.DuckDBPyConnection, spec:
 
 def cost_estimate(spec: FilterSpec, tokens: TokenStats, examples: int, epochs: int | None = None) -> CostEstimate | None:
     """Training cost of the selection on ``spec.cost_model`` (None when it has no listed price)."""
-    price = TRAINING_PRICE_PER_MILLION.get(spec.cost_model)
+    price = training_price(spec.cost_model)
     if price is None:
         return None
     n_epochs = epochs or default_epochs(examples)

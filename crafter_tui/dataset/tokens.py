@@ -48,6 +48,30 @@ TOKEN_LIMITS: dict[str, int] = {
 }
 DEFAULT_TOKEN_LIMIT = 16_385  # the cookbook's figure, used for models not in the table
 
+#: OpenAI's undated names -> the snapshot they point at for fine-tuning (the guide writes ``gpt-4o-mini``).
+#: Every price, token limit and compatibility lookup goes through ``resolve_model``.
+MODEL_ALIASES: dict[str, str] = {
+    "gpt-4.1": "gpt-4.1-2025-04-14",
+    "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14",
+    "gpt-4.1-nano": "gpt-4.1-nano-2025-04-14",
+    "gpt-4o": "gpt-4o-2024-08-06",
+    "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
+    "gpt-3.5-turbo": "gpt-3.5-turbo-0125",
+}
+
+
+def resolve_model(model: str) -> str:
+    """The dated snapshot an alias stands for (``openai/`` prefix dropped); other names unchanged."""
+    name = model.strip()
+    if name.startswith("openai/"):
+        name = name[len("openai/"):]
+    return MODEL_ALIASES.get(name, name)
+
+
+def fine_tunable_openai_models() -> list[str]:
+    """The OpenAI snapshots that take supervised fine-tuning (those with a listed training price)."""
+    return sorted(TRAINING_PRICE_PER_MILLION)
+
 # The default-epochs rule of the cookbook.
 TARGET_EPOCHS = 3
 MIN_TARGET_EXAMPLES = 100
@@ -111,7 +135,7 @@ def example_tokens(counter: Counter, messages: Sequence[dict[str, Any]],
 
 
 def token_limit(model: str) -> int:
-    return TOKEN_LIMITS.get(model, DEFAULT_TOKEN_LIMIT)
+    return TOKEN_LIMITS.get(resolve_model(model), DEFAULT_TOKEN_LIMIT)
 
 
 def default_epochs(n_examples: int) -> int:
@@ -125,9 +149,14 @@ def default_epochs(n_examples: int) -> int:
     return TARGET_EPOCHS
 
 
+def training_price(model: str) -> float | None:
+    """USD per 1M training tokens for ``model`` (alias or snapshot), None when it has no listed price."""
+    return TRAINING_PRICE_PER_MILLION.get(resolve_model(model))
+
+
 def training_cost(model: str, billed_tokens: int, epochs: int) -> float | None:
     """USD for ``billed_tokens`` per epoch over ``epochs`` (None when the model has no listed price)."""
-    price = TRAINING_PRICE_PER_MILLION.get(model)
+    price = training_price(model)
     if price is None:
         return None
     return round(billed_tokens * epochs * price / 1_000_000, 4)

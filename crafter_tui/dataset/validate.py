@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from crafter_tui.dataset.tokens import (
-    PRICE_TABLE_DATE, TRAINING_PRICE_PER_MILLION, counter_for, default_epochs, example_tokens, token_limit,
+    PRICE_TABLE_DATE, counter_for, default_epochs, example_tokens, token_limit, training_price,
     training_cost,
 )
 from crafter_tui.errors import UserError
@@ -153,7 +153,7 @@ def validate_file(path: Path | str, model: str = DEFAULT_MODEL, *, epochs: int |
         messages_per_example=Distribution.of(n_messages), tokens_per_example=Distribution.of(n_tokens),
         assistant_tokens_per_example=Distribution.of(n_assistant), token_limit=limit, examples_over_limit=over,
         epochs=n_epochs, billed_tokens=billed, estimated_cost_usd=training_cost(model, billed, n_epochs),
-        price_date=PRICE_TABLE_DATE if model in TRAINING_PRICE_PER_MILLION else "",
+        price_date=PRICE_TABLE_DATE if training_price(model) is not None else "",
     )
 
 

@@ -114,6 +114,7 @@ class ExperimentSummary(BaseModel):
     failed: int = 0
     failed_by_cause: dict[str, int] = Field(default_factory=dict)
     note: str | None = None
+    notes: str | None = None  # the experiment version's changelog entry (eval --notes)
     crafter_score: float | None
     progression: float | None
     achievements: Summary
@@ -360,6 +361,7 @@ def _summarise(experiment: Experiment, defs: list[MetricDef], values: Values, sc
     return ExperimentSummary(
         name=experiment.name, version=experiment.version, model=experiment.model, episodes=len(episodes),
         failed=len(failed), failed_by_cause=dict(Counter(e.termination or "" for e in failed)), note=note,
+        notes=experiment.notes,
         crafter_score=score, progression=(float(np.mean(counts)) / len(ACHIEVEMENTS) if counts else None),
         achievements=_summary(counts), success=success,
         metrics={d.name: _summary(_present(values.get(d.name, []))) for d in defs},

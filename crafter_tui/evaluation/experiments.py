@@ -89,6 +89,7 @@ class Experiment(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)  # max_steps, temperature, ...
     episodes: list[Episode] = Field(default_factory=list)
     source: str | None = None  # where it was read from (file, registry)
+    notes: str | None = None  # the changelog entry of this version: what changed since the last one (eval --notes)
 
     def settings_row(self) -> dict[str, Any]:
         """The flat settings a 'what differs' table compares."""

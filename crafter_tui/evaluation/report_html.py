@@ -92,6 +92,10 @@ def _experiments_section(comparison: Comparison) -> str:
         custom = "<h3>Custom metrics</h3>" + _table(
             ["experiment", *scalars], [[e.name, *(fmt(e.scalars.get(k)) for k in scalars)]
                                        for e in comparison.experiments])
+    changelog = "".join(f"<li><b>{_e(e.name)} {_e(e.version)}</b>: {_e(e.notes)}</li>"
+                        for e in comparison.experiments if e.notes)
+    if changelog:
+        custom += f"<h3>Changelog</h3><ul>{changelog}</ul>"
     return "<h2>Experiments</h2>" + _table(header, rows) + notes + custom
 
 

@@ -66,6 +66,10 @@ def render_markdown(comparison: Comparison) -> str:
         lines += ["", "### Custom metrics (per experiment)", ""]
         lines += _table(["experiment", *scalar_names],
                         [[e.name, *(fmt(e.scalars.get(k)) for k in scalar_names)] for e in comparison.experiments])
+    changelog = [e for e in comparison.experiments if e.notes]
+    if changelog:
+        lines += ["", "## Changelog", ""]
+        lines += [f"- **{e.name} {e.version}**: {e.notes}" for e in changelog]
     if comparison.settings.keys:
         lines += ["", "## Settings that differ", ""]
         lines += _table(["experiment", *comparison.settings.keys],

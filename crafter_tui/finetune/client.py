@@ -136,7 +136,8 @@ class FineTuneClient:
     def __init__(self, host: Host, *, max_retries: int = 6, timeout: float = 60.0,
                  sdk: openai.OpenAI | None = None) -> None:
         self.host = host
-        key = host.api_key.get_secret_value() if host.api_key else "not-needed"
+        secret = host.require_key()
+        key = secret.get_secret_value() if secret else "not-needed"
         self.sdk = sdk or openai.OpenAI(base_url=host.require_url(), api_key=key,
                                         max_retries=max_retries, timeout=timeout)
 
@@ -177,6 +178,7 @@ class FineTuneClient:
                             where="--learning-rate (use --learning-rate-multiplier)")
         if lora and not self.host.takes_lora:
             raise UserError(f"the {self.host.name} host takes no LoRA settings", where="--lora-*")
+        self.host.refuse_qlora(spec.use_qlora)
         kwargs: dict[str, Any] = {"model": spec.model, "training_file": spec.training_file}
         for key in ("validation_file", "suffix", "seed", "metadata"):
             if getattr(spec, key) is not None:

@@ -8,11 +8,13 @@ stay ``SecretStr`` until the moment a client is built.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from crafter_tui.config import AppConfig
 from crafter_tui.errors import UserError
+from crafter_tui.finetune.job_files import QLORA_REFUSED
 
 HostName = Literal["openai", "synth", "modal", "local"]
 HOST_NAMES: tuple[str, ...] = ("openai", "synth", "modal", "local")
@@ -41,11 +43,44 @@ class Host(BaseModel):
     dialect: Dialect
     takes_learning_rate: bool
     takes_lora: bool
+    takes_qlora: bool = False  # 4-bit QLoRA: the Synth service; our trainer (local, Modal) has no 4-bit mode
+
+    def refuse_qlora(self, use_qlora: bool | None) -> None:
+        """QLoRA where the host cannot train it is an error, never plain LoRA in its place."""
+        if use_qlora and not self.takes_qlora:
+            raise UserError(f"the {self.name} host cannot train QLoRA: {QLORA_REFUSED}", where="--qlora")
+
+    @field_validator("base_url")
+    @classmethod
+    def _one_form(cls, value: str | None) -> str | None:
+        return normalise_base_url(value) if value else value
 
     def require_url(self) -> str:
         if not self.base_url:
             raise UserError(f"no base URL configured for the '{self.name}' host", where=_url_hint(self.name))
         return self.base_url
+
+
+    def require_key(self) -> SecretStr | None:
+        """The key, or a one-line error naming the variable to set when this host cannot work without one
+        (OpenAI answers every call without a key with 401, so fail before anything is uploaded)."""
+        if self.api_key is None and self.name == "openai":
+            raise UserError("no OpenAI API key: set OPENAI_API_KEY (or [openai] api_key in the config)",
+                            where="OPENAI_API_KEY")
+        return self.api_key
+
+
+def normalise_base_url(url: str) -> str:
+    """The one form of an OpenAI-protocol base URL: ending in ``/v1``, no trailing slash.
+
+    The original guide's ``MODAL_BASE_URL`` names the service root (no ``/v1``), OpenAI's and ours
+    name the API root (with it); the SDK appends ``/files`` etc. to whatever it is given, so every
+    host's URL goes through here once (``Host`` does it on construction)."""
+    parts = urlsplit(url.strip())
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1"):
+        path = f"{path}/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
 
 
 def _url_hint(name: str) -> str:
@@ -62,12 +97,14 @@ def host_from_config(name: str, config: AppConfig) -> Host:
                     dialect="openai", takes_learning_rate=False, takes_lora=False)
     if name == "synth":
         return Host(name="synth", base_url=ft.synth_base_url, api_key=ft.synth_api_key, dialect="synth",
-                    takes_learning_rate=True, takes_lora=True)
+                    takes_learning_rate=True, takes_lora=True, takes_qlora=True)
     if name == "local":
         return Host(name="local", base_url=ft.local_url, api_key=ft.local_token, dialect="local",
                     takes_learning_rate=True, takes_lora=True)
     if name == "modal":
-        return Host(name="modal", base_url=None, dialect="modal", takes_learning_rate=True, takes_lora=True)
+        # jobs go through the Modal SDK; base_url is where its 'serve' function plays the trained models
+        return Host(name="modal", base_url=ft.modal_serve_url, api_key=ft.modal_serve_token, dialect="modal",
+                    takes_learning_rate=True, takes_lora=True)
     raise UserError(f"unknown fine-tune host {name!r}; choose one of {', '.join(HOST_NAMES)}", where="--backend")
 
 

@@ -73,18 +73,24 @@ def plain_dict(event: Any) -> dict[str, Any]:
 
 
 LORA_KEYS = ("use_lora", "lora_r", "lora_alpha", "lora_dropout")
+#: Why ``use_qlora`` is refused by our trainer (local service and Modal): it has no 4-bit (bitsandbytes) mode.
+QLORA_REFUSED = ("QLoRA (use_qlora) is not available: crafter-tui's trainer has no 4-bit (bitsandbytes) mode; "
+                 "train LoRA without --qlora, or use --backend synth")
 
 
 def build_train_job(train_job_cls: type, values: dict[str, Any]) -> Any:
     """The trainer's ``TrainJob`` from flat job values (LoRA keys go to its ``lora`` section).
 
-    ``use_qlora`` (the Synth service's knob) asks for LoRA; this trainer has no 4-bit mode, so
-    it trains plain LoRA. Keys the trainer does not know are dropped.
+    ``use_qlora`` (the Synth service's knob) is refused when the trainer has no 4-bit mode (no
+    ``use_qlora`` field): a QLoRA job silently trained as plain LoRA would use a different amount of GPU
+    memory and give a different model than asked for. Keys the trainer does not know are dropped.
     """
     fields = train_job_cls.model_fields
     flat = dict(values)
     if flat.pop("use_qlora", None):
-        flat.setdefault("use_lora", True)
+        if "use_qlora" not in fields:
+            raise ValueError(QLORA_REFUSED)
+        flat["use_qlora"] = True
     lora = {k: flat.pop(k) for k in LORA_KEYS if k in flat}
     kwargs = {k: v for k, v in flat.items() if k in fields}
     if "lora" in fields and lora:

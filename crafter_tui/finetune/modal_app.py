@@ -27,9 +27,11 @@ from crafter_tui.finetune.job_files import (
     append_event,
     build_train_job,
     checkpoint_dirs,
+    fine_tuned_name,
     plain_dict,
     resolve_trainer,
 )
+from crafter_tui.servers.ft_jobs import SERVED_NAME_FILE
 from crafter_tui.traces.jsonl import write_json_atomic
 
 APP_NAME = os.environ.get("CRAFTER_TUI_MODAL_APP", "crafter-tui-finetune")
@@ -39,6 +41,7 @@ VOLUME_MOUNT = "/vol"
 DEFAULT_GPU = os.environ.get("CRAFTER_TUI_MODAL_GPU", "H100")
 TIMEOUT_S = 24 * 3600
 COMMIT_EVERY_S = 5.0
+SERVE_IDLE_S = 300  # a serving container stays this long after its last request, then scales to zero
 
 app = modal.App(APP_NAME)
 image = (
@@ -94,7 +97,10 @@ def train_body(payload: dict[str, Any], *, root: Path, commit: Callable[[], None
         run_training, train_job_cls = resolve_trainer(payload.get("trainer") or DEFAULT_TRAINER)
         job = build_train_job(train_job_cls, train_job)
         result = plain_dict(run_training(job, emit, lambda: False) or {})
-        outcome = {"status": "succeeded", "model_dir": paths["model"],
+        served = fine_tuned_name(str(train_job.get("model")), train_job.get("suffix"), job_id)
+        (root / paths["model"]).mkdir(parents=True, exist_ok=True)
+        (root / paths["model"] / SERVED_NAME_FILE).write_text(served + "\n", encoding="utf-8")  # for ``serve``
+        outcome = {"status": "succeeded", "model_dir": paths["model"], "fine_tuned_model": served,
                    "trained_tokens": result.get("trained_tokens")}
         append_event(events, "The job has successfully completed.")
     except Exception as exc:  # noqa: BLE001 - the reason is the job's result
@@ -117,3 +123,16 @@ def train(payload: dict[str, Any]) -> dict[str, Any]:
     if not modal.is_local():
         volume.reload()  # see the data the client uploaded just before spawning
     return train_body(payload, root=volume_root(), commit=_commit)
+
+
+@app.function(image=image, gpu=DEFAULT_GPU, volumes={VOLUME_MOUNT: volume}, scaledown_window=SERVE_IDLE_S,
+              timeout=3600, secrets=[modal.Secret.from_name("crafter-tui-serve")])
+@modal.concurrent(max_inputs=8)
+@modal.asgi_app()
+def serve() -> Any:
+    """The trained models behind an OpenAI-compatible HTTPS endpoint (``modal_serve``); scales to zero."""
+    from crafter_tui.finetune.modal_serve import serve_app
+
+    if not modal.is_local():
+        volume.reload()  # the models finished since the image was built
+    return serve_app(volume_root(), Path(os.environ.get("CRAFTER_TUI_SERVE_WORK", "/tmp/crafter-tui-serve")))

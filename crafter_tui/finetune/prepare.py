@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from crafter_tui.dataset.card import ModelCard, read_card
 from crafter_tui.dataset.validate import ValidationReport, validate_file
 from crafter_tui.errors import UserError
+from crafter_tui.finetune.compat import Compatibility, check_model
 from crafter_tui.finetune.hosts import (
     GPU_PRICE_PER_HOUR,
     GPU_TOKENS_PER_SECOND,
@@ -66,6 +67,7 @@ class PreparedData(BaseModel):
     estimate: Estimate
     warnings: list[str] = Field(default_factory=list)
     card: ModelCard | None = None  # how the examples were made (the export's card), carried by the job
+    compatibility: Compatibility | None = None  # the host can train the model; the longest example vs its limit
 
 
 def _read_lines(path: Path) -> list[bytes]:
@@ -157,6 +159,7 @@ def prepare_dataset(request: PrepareRequest) -> PreparedData:
     """Subset, split, validate and estimate; raises ``DatasetRejected`` (with line numbers) on errors."""
     if not request.data.is_file():
         raise UserError("dataset file not found", where=str(request.data))
+    check_model(request.backend, request.model).require()  # before anything is written, uploaded or started
     warnings: list[str] = []
     source = request.data
     if request.subset:
@@ -176,6 +179,13 @@ def prepare_dataset(request: PrepareRequest) -> PreparedData:
     if card is None:
         warnings.append(f"no model card beside {request.data.name} (not exported by crafter-tui): the model will "
                         "not know how it must be played; rollouts use their flags and defaults")
+    longest = report.tokens_per_example.max
+    compatibility = check_model(request.backend, request.model, longest_example=int(longest) if longest else None,
+                                counted_with=report.encoding)
+    if compatibility.too_long:
+        warnings.append(f"the longest example has {compatibility.longest_example:,} tokens, over the "
+                        f"{compatibility.context_limit:,}-token limit ({compatibility.limit_note})")
     return PreparedData(train_path=train_path, validation_path=valid_path, report=report,
+                        compatibility=compatibility,
                         estimate=estimate(request.backend, request.model, report, epochs, n_valid),
                         warnings=warnings, card=card)

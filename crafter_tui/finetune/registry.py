@@ -19,6 +19,10 @@ from crafter_tui.errors import UserError
 from crafter_tui.traces.jsonl import write_json_atomic
 
 
+class JobNotFound(UserError):
+    """No registered job has that id (an ambiguous prefix is a plain ``UserError``)."""
+
+
 class JobEntry(BaseModel):
     """What we remember about a job; ``status`` etc. are the last seen values (refreshed on demand)."""
 
@@ -39,6 +43,9 @@ class JobEntry(BaseModel):
     error: str | None = None
     card: ModelCard | None = None  # how the model must be played (the training data's card, host, sampling)
     service_dir: str | None = None  # local host: the data folder of the service that trained (and serves) the model
+    #: A job crafter-tui did not launch (found on its host by id or in the host's own list): shown and
+    #: followed like ours, never written to the registry.
+    external: bool = False
 
 
 def _filename(host: str, job_id: str) -> str:
@@ -92,7 +99,7 @@ class JobRegistry:
             return matches[0]
         if not matches:
             unreadable = f"; {len(problems)} unreadable: {'; '.join(problems[:3])}" if problems else ""
-            raise UserError(f"no job {job_id!r} in the job registry ({self.root}{unreadable}); "
+            raise JobNotFound(f"no job {job_id!r} in the job registry ({self.root}{unreadable}); "
                             "see 'crafter-tui jobs list'", where="JOB_ID")
         raise UserError(f"{job_id!r} matches {len(matches)} jobs; give more of the id", where="JOB_ID")
 

@@ -37,6 +37,7 @@ from crafter_tui.dataset.tokens import default_epochs
 from crafter_tui.finetune.job_files import (
     CHECKPOINT_DIR,
     DEFAULT_TRAINER,
+    QLORA_REFUSED,
     append_event,
     build_train_job,
     builtin_base_models,
@@ -449,6 +450,8 @@ class JobManager:
         lora = {k: v for k, v in hyper.model_dump(include={"use_lora", "use_qlora", "lora_r", "lora_alpha",
                                                             "lora_dropout", "max_length"}).items()
                 if v is not None}
+        if lora.pop("use_qlora", None):
+            raise ServiceError(400, QLORA_REFUSED, param="use_qlora", code="invalid_value")
         job.update(lora)
         return {k: v for k, v in job.items() if v is not None}
 

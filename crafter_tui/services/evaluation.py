@@ -47,6 +47,7 @@ class ExperimentInfo(BaseModel):
     episodes: int
     instances: list[str]
     created_at: datetime
+    changelog: list[dict[str, str]] = []  # every version with notes, oldest first: {version, created_at, notes}
 
 
 class EvalRequest(BaseModel):
@@ -58,6 +59,7 @@ class EvalRequest(BaseModel):
     version: str | None = None
     training_data: str | None = None
     epochs: int | None = Field(None, ge=0)
+    notes: str | None = Field(None, max_length=2000, description="this version's changelog entry")
 
 
 class EvalInstanceStarted(BaseModel):
@@ -173,7 +175,9 @@ class EvaluationService:
                 latest = versions[-1]
                 infos.append(ExperimentInfo(name=name, version=latest.version, versions=len(versions),
                                             model=latest.model, episodes=len(latest.episodes),
-                                            instances=latest.instances, created_at=latest.created_at))
+                                            instances=latest.instances, created_at=latest.created_at,
+                                            changelog=[{"version": v.version, "created_at": f"{v.created_at:%Y-%m-%d}",
+                                                        "notes": v.notes} for v in versions if v.notes]))
             return infos
 
         return await asyncio.to_thread(collect)
@@ -203,7 +207,7 @@ class EvaluationService:
 
     async def register_runs(self, name: str, run_dirs: Sequence[Path], *, model: str | None = None,
                             version: str | None = None, training_data: str | None = None,
-                            epochs: int | None = None) -> Experiment:
+                            epochs: int | None = None, notes: str | None = None) -> Experiment:
         """Register existing run folders as an experiment (no episodes are played).
 
         An experiment whose every episode failed is refused: it has nothing to measure, and registered
@@ -214,7 +218,7 @@ class EvaluationService:
                 if not path.is_dir():
                     raise UserError("no such run folder", where=str(path))
             experiment = experiment_from_runs(name, list(run_dirs), model=model, epochs=epochs,
-                                              training_data=training_data_for(training_data))
+                                              training_data=training_data_for(training_data), notes=notes)
             failed = [e for e in experiment.episodes if e.termination in FAILED_TERMINATIONS]
             if failed and len(failed) == len(experiment.episodes):
                 causes = Counter(e.termination for e in failed)
@@ -248,5 +252,5 @@ class EvaluationService:
             run_dirs.append(spec.out_dir / run_id)
         experiment = await self.register_runs(
             request.experiment, run_dirs, model=request.spec.model, version=version,
-            training_data=request.training_data, epochs=request.epochs)
+            training_data=request.training_data, epochs=request.epochs, notes=request.notes)
         yield EvalFinished(experiment=experiment)

@@ -32,11 +32,15 @@ from crafter_tui.finetune.client import (
 from crafter_tui.finetune.hosts import Host, host_from_config
 from crafter_tui.finetune.model_test import ModelTestReport, ObservationCheck, check_reply, crafter_turns, usage_example
 from crafter_tui.finetune.prepare import PreparedData, PrepareRequest, prepare_dataset
-from crafter_tui.finetune.registry import JobEntry, JobRegistry
+from crafter_tui.finetune.registry import JobEntry, JobNotFound, JobRegistry
 
 
 MODAL_SERVING_HINT = (
-    "Modal-trained weights stay on the Modal Volume: fetch them with 'modal volume get crafter-tui-finetune "
+    "Modal-trained weights are served by the Modal app's 'serve' function: deploy it with 'modal deploy "
+    "crafter_tui/finetune/modal_app.py' (after 'modal secret create crafter-tui-serve "
+    "CRAFTER_TUI_SERVE_TOKEN=...') and set [finetune] modal_serve_url (or CRAFTER_TUI_MODAL_SERVE_URL) to the URL "
+    "it prints and modal_serve_token (CRAFTER_TUI_MODAL_SERVE_TOKEN) to the token. Or fetch them with "
+    "'modal volume get crafter-tui-finetune "
     "jobs/<job-id>/out/model DIR', put DIR under <data_dir>/service/models/ with the line '{model}' in "
     "DIR/served_name.txt, and the local service serves it (then test with --backend local)")
 
@@ -57,11 +61,16 @@ class LaunchRequest(PrepareRequest):
 
 
 class JobRow(BaseModel):
-    """One line of ``jobs list``: the registry entry refreshed from its host (or why it could not be)."""
+    """One line of ``jobs list``: the registry entry refreshed from its host (or why it could not be),
+    or a job from a host's own list that crafter-tui did not launch (``entry.external``)."""
 
     entry: JobEntry
     info: JobInfo | None = None
     problem: str | None = None
+
+    @property
+    def launched_here(self) -> bool:
+        return not self.entry.external
 
     @property
     def status(self) -> str:
@@ -117,6 +126,8 @@ class FinetuneService:
         self._modal = modal_host
         self._sleep = clock
         self._clients: dict[str, FineTuneClient] = {}
+        self.host_problems: dict[str, str] = {}  # host -> why its own job list could not be read (last list)
+        self.started_service: str | None = None  # the local service's URL when this object started it
 
     # -- hosts --------------------------------------------------------------------------------
     def host(self, name: str) -> Host:
@@ -132,7 +143,9 @@ class FinetuneService:
             if name == "local" and self.autostart_local:
                 from crafter_tui.finetune.local_service import ensure_local_service
 
-                ensure_local_service(self.config)  # started for the user, then reused by later commands
+                url, started = ensure_local_service(self.config)  # started for the user, reused by later commands
+                if started:
+                    self.started_service = url  # the front end says so
             self._clients[name] = FineTuneClient(self.host(name), max_retries=self.config.openai.max_retries,
                                                  timeout=self.config.openai.timeout)
         return self._clients[name]
@@ -159,6 +172,7 @@ class FinetuneService:
 
     async def launch(self, request: LaunchRequest, prepared: PreparedData) -> JobEntry:
         """Upload and create the job on its host; record it in the registry."""
+        self.host(request.backend).refuse_qlora(request.use_qlora)  # before anything is uploaded or started
         spec_fields = request.model_dump(include={"model", "batch_size", "learning_rate", "learning_rate_multiplier",
                                                   "suffix", "lora_r", "lora_alpha", "lora_dropout", "use_qlora"})
         spec_fields["n_epochs"] = prepared.estimate.epochs if request.epochs else None
@@ -206,14 +220,49 @@ class FinetuneService:
             entry.status, entry.fine_tuned_model, entry.error)
         if changed:
             entry.status, entry.fine_tuned_model, entry.error = info.status, info.fine_tuned_model, info.error
-            self.registry.save(_card_follows(entry))
+            if not entry.external:  # a job launched elsewhere is never written to our registry
+                self.registry.save(_card_follows(entry))
         return info
 
     async def refresh(self, entry: JobEntry) -> JobInfo:
         return await asyncio.to_thread(self._refresh_sync, entry)
 
-    async def list_jobs(self) -> list[JobRow]:
-        """Every registered job, newest first, each refreshed from its host (concurrently)."""
+    async def list_jobs(self, *, hosts: bool = False) -> list[JobRow]:
+        """Every registered job, newest first, each refreshed from its host (concurrently); with ``hosts``
+        also each configured host's own list (OpenAI's, Synth's, our service's), those crafter-tui did not
+        launch marked ``external``. A host that cannot be listed is a row-less problem in ``host_problems``."""
+        rows = await self._registry_rows()
+        if not hosts:
+            return rows
+        ours = {(r.entry.host, r.entry.job_id) for r in rows}
+        self.host_problems.clear()
+        for name in await asyncio.to_thread(self.reachable_hosts):
+            try:
+                client = await self.client_async(name)
+                listed = await asyncio.to_thread(client.list, 100)
+            except UserError as exc:
+                self.host_problems[name] = str(exc)
+                continue
+            rows.extend(JobRow(entry=_external_entry(info, client.host), info=info)
+                        for info in listed if (name, info.id) not in ours)
+        rows.sort(key=lambda r: r.entry.created_at, reverse=True)
+        return rows
+
+    def reachable_hosts(self) -> list[str]:
+        """The protocol hosts worth asking about jobs we did not launch: OpenAI with a key, Synth with a URL,
+        our service when it already runs (never started just to be asked). Blocking."""
+        names = []
+        if self.config.openai.api_key is not None:
+            names.append("openai")
+        if self.config.finetune.synth_base_url:
+            names.append("synth")
+        from crafter_tui.finetune.local_service import is_up
+
+        if is_up(self.host("local").require_url()):
+            names.append("local")
+        return names
+
+    async def _registry_rows(self) -> list[JobRow]:
         entries = self.registry.all()
 
         async def row(entry: JobEntry) -> JobRow:
@@ -227,7 +276,25 @@ class FinetuneService:
         return list(await asyncio.gather(*(row(entry) for entry in entries)))
 
     def find(self, job_id: str) -> JobEntry:
-        return self.registry.find(job_id)
+        """The registry's entry for ``job_id``, else the job on the first configured host that knows it
+        (launched with another client, e.g. the openai SDK or OpenAI's dashboard). Blocking."""
+        try:
+            return self.registry.find(job_id)
+        except JobNotFound as missing:
+            asked = []
+            for name in self.reachable_hosts():
+                asked.append(name)
+                client = self.client(name)
+                try:
+                    info = client.retrieve(job_id)
+                except UserError:
+                    continue
+                return _external_entry(info, client.host)
+            hosts = f"; not on {', '.join(asked)} either" if asked else "; no other host is configured"
+            raise UserError(f"{missing.message}{hosts}", where="JOB_ID") from None
+
+    async def locate(self, job_id: str) -> JobEntry:
+        return await asyncio.to_thread(self.find, job_id)
 
     def _events_sync(self, entry: JobEntry, seen: set[str] | None = None) -> list[JobEvent]:
         if entry.host == "modal":
@@ -237,23 +304,26 @@ class FinetuneService:
 
     async def events(self, job_id: str) -> list[JobEvent]:
         """All events of a job, oldest first."""
-        return await asyncio.to_thread(self._events_sync, self.find(job_id))
+        return await asyncio.to_thread(self._events_sync, await self.locate(job_id))
 
     async def detail(self, job_id: str) -> JobDetail:
-        entry = self.find(job_id)
+        entry = await self.locate(job_id)
         info = await self.refresh(entry)
         events = await asyncio.to_thread(self._events_sync, entry)
         if entry.host == "modal":
             checkpoints = await asyncio.to_thread(self.modal().checkpoints, entry)
         else:
             client = await self.client_async(entry.host)
-            checkpoints = await asyncio.to_thread(client.checkpoints, entry.job_id)
+            try:
+                checkpoints = await asyncio.to_thread(client.checkpoints, entry.job_id)
+            except UserError:  # a host without the checkpoints route (not every OpenAI-shaped host has it)
+                checkpoints = []
         return JobDetail(entry=entry, info=info, metrics=metrics_from_events(events), checkpoints=checkpoints,
                          events=events)
 
     async def watch(self, job_id: str, *, interval: float = 2.0) -> AsyncIterator[FinetuneEvent]:
         """Follow a job until it ends. One poll at a time; only new events are fetched and yielded."""
-        entry = self.find(job_id)
+        entry = await self.locate(job_id)
         seen: set[str] = set()
         last_status: str | None = None
         while True:
@@ -275,14 +345,15 @@ class FinetuneService:
             await self._sleep(interval)
 
     async def cancel(self, job_id: str) -> JobInfo:
-        entry = self.find(job_id)
+        entry = await self.locate(job_id)
         if entry.host == "modal":
             info = await asyncio.to_thread(self.modal().cancel, entry)
         else:
             client = await self.client_async(entry.host)
             info = await asyncio.to_thread(client.cancel, entry.job_id)
         entry.status = info.status
-        self.registry.save(entry)
+        if not entry.external:
+            self.registry.save(entry)
         return info
 
     # -- models -----------------------------------------------------------------------------------
@@ -297,9 +368,11 @@ class FinetuneService:
                          seed: int = 0, max_tokens: int = 256) -> ModelTestReport:
         """Ask the model a few real Crafter turns; each reply must be a valid ``interact`` call."""
         host = self.model_host(model, backend)
-        if host == "modal":
+        if host == "modal" and not self.config.finetune.modal_serve_url:
             raise UserError(MODAL_SERVING_HINT.format(model=model), where=model)
-        client = await self.client_async(host)
+        client = (FineTuneClient(self.host("modal"), max_retries=self.config.openai.max_retries,
+                                 timeout=self.config.openai.timeout)
+                  if host == "modal" else await self.client_async(host))
         entry = self.registry.find_model(model)
         card = entry.card if entry is not None else None
         play = card.format if card is not None else None  # the turns the model was trained on, not the full ones
@@ -357,6 +430,13 @@ def _card_follows(entry: JobEntry) -> JobEntry:
         entry.card = entry.card.model_copy(update={"job_id": entry.job_id,
                                                    "fine_tuned_model": entry.fine_tuned_model})
     return entry
+
+
+def _external_entry(info: JobInfo, host: Host) -> JobEntry:
+    """A job crafter-tui did not launch, as an (unsaved) entry so it is shown and followed like ours."""
+    return JobEntry(job_id=info.id, host=host.name, base_url=host.base_url, model=info.model, status=info.status,
+                    created_at=float(info.created_at or 0), fine_tuned_model=info.fine_tuned_model,
+                    error=info.error, hyperparameters=info.hyperparameters, suffix=info.suffix, external=True)
 
 
 def _info_from_entry(entry: JobEntry) -> JobInfo:

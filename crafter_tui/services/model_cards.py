@@ -24,6 +24,7 @@ from crafter_tui.agents.prompting import SYSTEM_PROMPTS, TOOLS, stable_hash
 from crafter_tui.config import AppConfig
 from crafter_tui.dataset.card import ModelCard, parse_card
 from crafter_tui.errors import UserError
+from crafter_tui.finetune.hosts import normalise_base_url
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.world.text_obs import OBSERVATION_REVISIONS
 
@@ -202,10 +203,16 @@ def _route(known: KnownModel, config: AppConfig, base_url: str | None) -> str:
         if not url:
             raise UserError(f"{known.model} was trained on the Synth service, but no Synth base URL is configured",
                             where="[finetune] synth_base_url or SYNTH_BASE_URL")
+        url = normalise_base_url(url)  # the guide's MODAL_BASE_URL has no /v1
         config.openai.base_url = url
         config.openai.api_key = config.finetune.synth_api_key
         return f"{known.model}: trained on the Synth service, played at {url}"
     if known.host == "modal":
+        if config.finetune.modal_serve_url:  # the Modal app's serve function (modal_serve)
+            url = normalise_base_url(config.finetune.modal_serve_url)
+            config.openai.base_url = url
+            config.openai.api_key = config.finetune.modal_serve_token
+            return f"{known.model}: trained on Modal, played at {url}"
         from crafter_tui.services.finetune import MODAL_SERVING_HINT
 
         raise UserError(MODAL_SERVING_HINT.format(model=known.model) + "; or give --base-url where it is served",

@@ -68,8 +68,12 @@ class FineTuneHostDouble:
             self.events[job_id] = [self._event(job_id, i) for i in range(7)]
             return self.jobs[job_id]
 
-        @app.get("/v1/fine_tuning/jobs/{job_id}")
-        async def retrieve(job_id: str) -> dict[str, Any]:
+        @app.get("/v1/fine_tuning/jobs/{job_id}", response_model=None)
+        async def retrieve(job_id: str) -> dict[str, Any] | JSONResponse:
+            if job_id not in self.jobs:  # as OpenAI answers an unknown id
+                return JSONResponse({"error": {"message": f"Could not find fine-tune job: {job_id}",
+                                               "type": "invalid_request_error", "param": None, "code": None}},
+                                    status_code=404)
             job = self.jobs[job_id]
             job["status"] = self.next_status
             if self.next_status == "failed":

@@ -109,7 +109,7 @@ class JobsScreen(WorkbenchScreen):
     @work(exclusive=True, exit_on_error=False, group="jobs-poll", name="listing jobs")
     async def _poll_jobs(self) -> None:
         try:
-            rows = await (await self.finetune_service()).list_jobs()
+            rows = await (await self.finetune_service()).list_jobs(hosts=True)  # the hosts' own lists too
             self.polls += 1
             self.rows = rows
             self._fill_table()
@@ -136,7 +136,8 @@ class JobsScreen(WorkbenchScreen):
     @staticmethod
     def _cells(row) -> tuple[object, ...]:  # type: ignore[no-untyped-def]
         status = row.status if row.problem is None else f"{row.status}?"
-        return (row.entry.job_id[-20:], row.entry.host, Text(status, style=STATUS_STYLE.get(row.status, "")),
+        host = row.entry.host if row.launched_here else f"{row.entry.host} (ext)"  # not launched by crafter-tui
+        return (row.entry.job_id[-20:], host, Text(status, style=STATUS_STYLE.get(row.status, "")),
                 row.entry.model[:18], (row.entry.fine_tuned_model or row.entry.error or "")[-30:])
 
     def action_refresh(self) -> None:
