@@ -137,7 +137,14 @@ class Helper:
         self.process = context.Process(
             target=_main, args=(helper, helper_receive, helper_send, self.written, result_send),
             name="export-helper", daemon=True)
-        self.process.start()
+        # Frozen before the fork, everything the child inherits is in the permanent generation from its first
+        # instruction: no collection there runs a finalizer of this process's native objects (not fork-safe; a
+        # collection in multiprocessing's after-fork hooks, before the child's own code ran, segfaulted it).
+        gc.freeze()
+        try:
+            self.process.start()
+        finally:
+            gc.unfreeze()
         for end in (helper_receive, helper_send, result_send):
             end.close()
 
@@ -201,8 +208,7 @@ class Helper:
 
 
 def _main(worker: _Worker, receive: Any, send: Any, written: Any, result: Any) -> None:
-    gc.freeze()  # never finalise objects inherited from the parent (DuckDB's among them)
-    try:
+    try:  # what it inherited is frozen (``Helper.__init__``): never finalised here, DuckDB's objects among them
         counts = worker.write(receive.recv, send.send, lambda count: setattr(written, "value", count))
         result.send(("ok", counts))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
