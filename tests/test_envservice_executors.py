@@ -159,10 +159,11 @@ async def test_killing_a_worker_ends_only_its_episodes(tmp_path):
                     os.kill(child.pid, signal.SIGKILL)
                     killed.append(child.pid)
 
-    # a long episode 1: the expert survives seed 7 past 2,000 steps (~1 s of play), so the parent sees its step 10
-    # long before the worker could finish it (seed 8, the old episode 1, dies at step 363, ~0.1 s: a loaded CI
-    # machine saw that death before it saw step 10)
-    spec = _spec(tmp_path, run_id="killed", episodes=4, seed=6, max_steps=2000, concurrency=2, workers=2)
+    # both episodes of the killed worker long: the expert survives seed 21 for 1,813 steps and seed 23 for 1,514
+    # (~0.5 s of play each), so the parent sees episode 1's step 10 long before that worker could finish either
+    # (seeds 7 and 9 were used before the expert changed: seed 7 now dies at step 473, and a loaded machine saw
+    # that death before it saw step 10). Re-check with the expert's episode lengths if it changes again.
+    spec = _spec(tmp_path, run_id="killed", episodes=4, seed=20, max_steps=2000, concurrency=2, workers=2)
     result = await run_rollout(spec, AppConfig(), on_event)
     assert killed, "the worker was killed mid-episode"
     by_episode = {s.episode: s for s in result.summaries}
