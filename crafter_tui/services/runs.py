@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from crafter_tui.config import AppConfig
-from crafter_tui.traces.jsonl import loads_bounded
+from crafter_tui.traces.jsonl import loads_bounded, pid_alive
 from crafter_tui.traces.schema import (
     EPISODES_FILE, RUN_FILE, STEPS_FILE, TURNS_FILE, EpisodeSummary, RunRecord, StepRecord, TurnRecord,
 )
@@ -63,13 +62,7 @@ def _pid_alive(pid: int | None, host: str | None) -> bool | None:
     """Whether the writer process still lives (None when it cannot be known from here)."""
     if pid is None or (host is not None and host != socket.gethostname()):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 class RunInfo(BaseModel):
