@@ -30,6 +30,9 @@ except ModuleNotFoundError as missing:  # a source tree on sys.path that was nev
     raise ImportError("crafter_tui.styles (the styles/ folder) is not installed: "
                       "run `pip install -e .` in the checkout") from missing
 
+#: worker groups whose work quitting would interrupt: ``q`` asks first while one runs
+WORK_GROUPS = frozenset({"rollout"})
+
 #: mode -> (module under crafter_tui.tui.screens, class name)
 SCREEN_CLASSES: dict[str, tuple[str, str]] = {
     "runs": ("runs", "RunsScreen"),
@@ -105,6 +108,26 @@ class CrafterApp(App[int]):
         traces = self._services.get("traces")
         if traces is not None:
             traces.close()  # type: ignore[attr-defined]
+
+    def running_work(self) -> list[str]:
+        """What the console started that quitting would interrupt (rollouts launched from it)."""
+        return [worker.name or worker.group for worker in self.workers
+                if worker.group in WORK_GROUPS and worker.is_running]
+
+    async def action_quit(self) -> None:
+        """Quit, after a yes/no question while a rollout started here is still playing."""
+        running = self.running_work()
+        if not running:
+            self.exit()
+            return
+        from crafter_tui.tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(ConfirmScreen(f"Still running: {', '.join(running)}. Quitting interrupts it "
+                                       "(the run can be resumed later). Quit anyway?", yes="Quit"), answered)
 
     def action_help(self) -> None:
         from crafter_tui.tui.screens.help import HelpScreen
