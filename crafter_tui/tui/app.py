@@ -129,6 +129,26 @@ class CrafterApp(App[int]):
         self.push_screen(ConfirmScreen(f"Still running: {', '.join(running)}. Quitting interrupts it "
                                        "(the run can be resumed later). Quit anyway?", yes="Quit"), answered)
 
+    def screenshot_folder(self) -> Path:
+        """Where screenshots go: ~/Downloads when it exists, else the console's data folder (created), so the
+        palette's "Screenshot" never fails on a machine without a Downloads folder."""
+        downloads = Path.home() / "Downloads"
+        if downloads.is_dir():
+            return downloads
+        folder = Path(self.config.storage.data_dir).expanduser() / "screenshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        folder = Path(path) if path else self.screenshot_folder()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.deliver_screenshot(filename, str(folder))
+        except OSError as exc:
+            self.notify(f"screenshot not saved: {folder}: {exc.strerror or exc}", severity="error")
+            return
+        self.notify(f"screenshot saved in {folder}", timeout=4)
+
     def action_help(self) -> None:
         from crafter_tui.tui.screens.help import HelpScreen
 

@@ -85,3 +85,30 @@ class BarChart(PlotextPlot):
             else:
                 plt.multiple_bar(self.labels, list(self.groups.values()), labels=list(self.groups))
         self.refresh()
+
+    def set_counts(self, xs: Sequence[int], counts: Sequence[int], *, x_title: str = "", y_title: str = "") -> None:
+        """A histogram of counts over a numeric x: whole-number count ticks (never 0.5 episodes) and titled
+        axes; x keeps its numeric order and gaps instead of being a row of category labels."""
+        self.labels = [str(x) for x in xs]
+        self.groups = {y_title or "count": [float(c) for c in counts]}
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(self.title)
+        if xs:
+            plt.bar(list(xs), list(counts), width=0.6)
+            top = max(counts) if counts else 0
+            plt.yticks(integer_ticks(top))
+            plt.ylim(0, max(1, top))
+            plt.xticks(list(range(min(xs), max(xs) + 1, max(1, (max(xs) - min(xs)) // 10 + 1))))
+        if x_title:
+            plt.xlabel(x_title)
+        if y_title:
+            plt.ylabel(y_title)
+        self.refresh()
+
+
+def integer_ticks(top: int, most: int = 5) -> list[int]:
+    """At most ``most`` + 1 whole-number ticks from 0 to at least ``top``."""
+    step = max(1, -(-max(top, 1) // most))
+    return list(range(0, max(top, 1) + step, step))
