@@ -43,3 +43,34 @@ def test_progress_from_metrics_and_events():
     assert plain(SimpleNamespace(content=progress.describe())).strip() == \
         "step 25/100  epoch 2/4  100 tokens/s  ETA 2m30s"
     assert job_progress(detail, [], [], now=1050.0) is None
+
+
+async def test_no_local_service_is_started_without_asking(tmp_path):
+    import socket
+
+    from textual.widgets import Input
+
+    from crafter_tui.finetune.local_service import is_up
+    from crafter_tui.tui.screens.confirm import ConfirmScreen
+    from crafter_tui.tui.screens.job_form import LaunchJobScreen
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    data = tmp_path / "sft.jsonl"
+    data.write_text("{}\n")
+    config = AppConfig.model_validate({"storage": {"data_dir": str(tmp_path / "data")},
+                                       "finetune": {"backend": "local", "local_url": url}})
+    app = CrafterApp(config, start_mode="jobs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, LaunchJobScreen), what="job form")
+        app.screen.query_one("#data", Input).value = str(data)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the offer to start the service")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, LaunchJobScreen)
+                       and "not started" in plain(app.screen.query_one("#job-form-error")), what="form back")
+        assert not is_up(url) and app.started_services == []
+        assert not (tmp_path / "data" / "service" / "serve.pid").exists()

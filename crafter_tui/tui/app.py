@@ -74,6 +74,7 @@ class CrafterApp(App[int]):
         self._services: dict[str, object] = {}
         self._services_lock = threading.RLock()
         self.last_export: Path | None = None  # the filter screen's last export (the job form's default data)
+        self.started_services: list[tuple[Path, str]] = []  # (pid file, URL) of services this console started
 
     def on_mount(self) -> None:
         self._apply_preferences()
@@ -108,6 +109,11 @@ class CrafterApp(App[int]):
         traces = self._services.get("traces")
         if traces is not None:
             traces.close()  # type: ignore[attr-defined]
+        if self.started_services:
+            from crafter_tui.finetune.local_service import stop_service
+
+            for pid_file, url in self.started_services:  # what the console started, it stops
+                stop_service(pid_file, url, grace_s=5.0)
 
     def running_work(self) -> list[str]:
         """What the console started that quitting would interrupt (rollouts launched from it)."""
@@ -182,7 +188,8 @@ def _build_service(name: str, config: AppConfig, service: Callable[[str], object
     if name == "finetune":
         from crafter_tui.services.finetune import FinetuneService
 
-        return FinetuneService(config)
+        # never started silently from the console: the Jobs screen offers to start it (and stops it on quit)
+        return FinetuneService(config, autostart_local=False)
     if name == "evaluation":
         from crafter_tui.services.evaluation import EvaluationService
 

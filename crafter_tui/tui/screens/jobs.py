@@ -345,6 +345,27 @@ class JobsScreen(WorkbenchScreen):
             self._last_request = request
             self.launch_job(request)
 
+    async def _local_service_offered(self) -> bool:
+        """The local fine-tune service answers, or the user agreed to start it (and the console stops it on
+        quit); never started behind the user's back."""
+        from crafter_tui.finetune.local_service import is_up, service_dir
+        from crafter_tui.tui.screens.confirm import ConfirmScreen
+
+        config = self.app.config  # type: ignore[attr-defined]
+        url = config.finetune.local_url
+        if await asyncio.to_thread(is_up, url):
+            return True
+        folder = service_dir(config)
+        if not await self.app.push_screen_wait(ConfirmScreen(
+                f"No fine-tune service answers at {url}. Start one here (data in {folder}); the console stops it "
+                "when it quits?", yes="Start it", no="Don't")):
+            return False
+        self.query_one("#jobs-status", Static).update(f"starting the fine-tune service at {url}…")
+        _, started = await (await self.finetune_service()).ensure_local_service()
+        if started:
+            self.app.started_services.append((folder / "serve.pid", url))  # type: ignore[attr-defined]
+        return True
+
     def _reopen_form(self, request: object, error: str) -> None:
         """A failed launch gives the form back with every value the user typed and the reason under it."""
         from crafter_tui.tui.screens.job_form import LaunchJobScreen
@@ -359,6 +380,10 @@ class JobsScreen(WorkbenchScreen):
         progress.display = True
         progress.update(total=None)
         try:
+            if request.backend == "local" and not await self._local_service_offered():
+                self._reopen_form(request, f"no fine-tune service answers at {self.app.config.finetune.local_url}"
+                                  " (not started)")  # type: ignore[attr-defined]
+                return
             status.update("checking the dataset…")
             prepared = await (await self.finetune_service()).prepare(request)
             estimate = prepared.estimate
