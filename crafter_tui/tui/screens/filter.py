@@ -127,7 +127,8 @@ class FilterScreen(WorkbenchScreen):
                 yield Static("", id="filter-error", classes="error")
                 with Horizontal(id="filter-charts"):
                     yield BarChart("episodes by achievements unlocked", id="filter-histogram")
-                    yield Static(id="filter-success")
+                    with VerticalScroll(id="filter-success-box"):
+                        yield Static(id="filter-success")
                 with Horizontal(id="filter-tables"):
                     yield Static(id="filter-detail")
                     with VerticalScroll(id="filter-preview"):
@@ -276,7 +277,9 @@ class FilterScreen(WorkbenchScreen):
         self.query_one("#filter-histogram", BarChart).set_counts(
             [int(key) for key in histogram], list(histogram.values()), x_title="achievements unlocked",
             y_title="episodes")
-        self.query_one("#filter-success", Static).update(success_table(stats.success_rates))
+        box = self.query_one("#filter-success-box")
+        columns = 2 if box.size.width >= 46 or box.size.width == 0 else 1  # one scrolling column when narrow
+        self.query_one("#filter-success", Static).update(success_table(stats.success_rates, columns))
 
     # ---- detail and preview -------------------------------------------------------------
     def action_detail(self) -> None:
@@ -436,25 +439,35 @@ def _field_named(message: str) -> str | None:
     return next((name for name, _, kind in FIELDS if kind != "bool" and f"{name}:" in message), None)
 
 
-def success_table(rates: dict[str, float]) -> Table:
-    """All 22 achievements' success rates in two columns, so the whole list fits the panel's height."""
+def success_table(rates: dict[str, float], columns: int = 2) -> Table:
+    """All 22 achievements' success rates in two columns, so the whole list fits the panel's height (one
+    column, scrolled, where the panel is too narrow for two)."""
     table = Table(show_header=False, show_edge=False, box=None, padding=(0, 1), expand=True)
-    for _ in range(2):
-        table.add_column(no_wrap=True, overflow="ellipsis", ratio=3)
-        table.add_column(no_wrap=True, width=6)
-        table.add_column(no_wrap=True, width=4, justify="right")
     items = list(rates.items())
+    if columns == 1:
+        table.add_column(no_wrap=True, overflow="ellipsis")
+        table.add_column(no_wrap=True, width=4, justify="right")
+        for name, rate in items:
+            table.add_row(*_rate_cells(name, rate))
+        return table
+    for _ in range(2):  # a name and its rate, no bar: the full names fit side by side in ~50 columns
+        table.add_column(no_wrap=True, overflow="ellipsis", min_width=12)
+        table.add_column(no_wrap=True, width=4, justify="right")
     half = (len(items) + 1) // 2
     for left, right in zip(items[:half], [*items[half:], None]):
         cells: list[object] = []
         for item in (left, right):
             if item is None:
-                cells += ["", "", ""]
+                cells += ["", ""]
                 continue
-            name, rate = item
-            cells += [Text(name.replace("_", " ")), Text(bar(rate, 6), style="green"), f"{rate:.0%}"]
+            cells += _rate_cells(*item)
         table.add_row(*cells)
     return table
+
+
+def _rate_cells(name: str, rate: float) -> list[Text]:
+    style = "bold green" if rate >= 0.5 else "green" if rate > 0 else "grey50"
+    return [Text(name.replace("_", " "), style="" if rate > 0 else "grey50"), Text(f"{rate:.0%}", style=style)]
 
 
 def chat_transcript(example: dict[str, object]) -> Text:

@@ -84,6 +84,11 @@ class BarChart(PlotextPlot):
                 plt.bar(self.labels, values, label=name)
             else:
                 plt.multiple_bar(self.labels, list(self.groups.values()), labels=list(self.groups))
+            values = [value for group in self.groups.values() for value in group]
+            if values and all(float(value).is_integer() for value in values):  # counts: whole-number ticks
+                top = int(max(values))
+                plt.yticks(integer_ticks(top))
+                plt.ylim(0, max(1, top))
         self.refresh()
 
     def set_counts(self, xs: Sequence[int], counts: Sequence[int], *, x_title: str = "", y_title: str = "") -> None:
@@ -96,11 +101,15 @@ class BarChart(PlotextPlot):
         plt.clear_figure()
         plt.title(self.title)
         if xs:
-            plt.bar(list(xs), list(counts), width=0.6)
-            top = max(counts) if counts else 0
+            # every integer from 0 to the largest x, zeros included, so bars sit evenly on a numeric axis
+            by_x = dict(zip(xs, counts))
+            dense_x = list(range(0, max(xs) + 1))
+            dense = [by_x.get(x, 0) for x in dense_x]
+            plt.bar(dense_x, dense, width=0.6)
+            top = max(dense)
             plt.yticks(integer_ticks(top))
             plt.ylim(0, max(1, top))
-            plt.xticks(list(range(min(xs), max(xs) + 1, max(1, (max(xs) - min(xs)) // 10 + 1))))
+            plt.xticks(dense_x[::max(1, len(dense_x) // 12 + 1)])
         if x_title:
             plt.xlabel(x_title)
         if y_title:
