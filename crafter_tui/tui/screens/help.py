@@ -22,7 +22,7 @@ def bindings_table(app: App, title: str, node_bindings: list[tuple[str, Binding]
     table = Table(title=title, title_justify="left", expand=True, show_edge=False)
     table.add_column("key", style="bold yellow", no_wrap=True)
     table.add_column("does")
-    table.add_column("binding id (for [tui.keymap])", style="dim")
+    table.add_column(Text("binding id (for [tui.keymap])"), style="dim")  # Text: the brackets are not markup
     for key, binding in node_bindings:
         table.add_row(key_name(app, key, binding), binding.description or binding.action, binding.id or "")
     return table

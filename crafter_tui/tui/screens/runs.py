@@ -16,7 +16,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState
@@ -83,7 +83,8 @@ class EpisodeView(Vertical):
                 yield VitalsBars(id="vitals")
                 yield Label("Inventory", classes="section")
                 yield InventoryView(id="inventory")
-            yield AchievementsView(id="achievements")
+            with VerticalScroll(id="achievements-box"):
+                yield AchievementsView(id="achievements")
         yield StepScrubber(id="scrubber")
         yield Panel(id="turns")
 
