@@ -28,3 +28,10 @@ def test_the_map_scales_to_its_room():
     rows = render_view(view, 3).plain.split("\n")
     assert len(rows) == 21 and all(len(row) == 54 for row in rows)  # 9 cells of 6 columns, 7 cells of 3 rows
     assert "@@@@@@" in rows[9] and rows[9] == rows[10] == rows[11]
+
+
+def test_the_map_legend_names_what_the_view_shows():
+    from crafter_tui.tui.widgets.episode import map_legend
+
+    legend = map_legend("." * 31 + "@" + "T" * 31, 80).plain
+    assert "grass" in legend and "player" in legend and "tree" in legend and "water" not in legend

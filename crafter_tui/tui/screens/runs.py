@@ -344,6 +344,7 @@ class RunsScreen(WorkbenchScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="episode-tail", name="reading episode")
     def _read_frames(self, tail: EpisodeTail) -> None:
         import crafter_tui.world.rules  # noqa: F401  (imported here, off the event loop, before the first draw)
+        import crafter_tui.world.text_obs  # noqa: F401  (the map legend's symbol names)
 
         self.post_message(FramesRead(tail, tail.poll()))
 

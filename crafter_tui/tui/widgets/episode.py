@@ -69,7 +69,32 @@ class MapView(Panel):
     def render(self) -> RenderableType:
         if not self.view:
             return Text("(no step yet)", style="dim")
-        return render_view(self.view, self.scale())
+        scale = self.scale()
+        text = render_view(self.view, scale)
+        rows = (len(self.view) + VIEW_COLUMNS - 1) // VIEW_COLUMNS
+        if self.size.height - rows * scale >= 2:  # room left below the map: the legend of what it shows
+            text.append("\n\n")
+            text.append_text(map_legend(self.view, self.size.width))
+        return text
+
+
+def map_legend(view: str, width: int) -> Text:
+    """The symbols present in ``view``, each drawn as on the map with its name, wrapped to ``width``."""
+    from crafter_tui.world.text_obs import SYMBOLS  # imported by the reader thread before the first step
+
+    names = {symbol: name for name, symbol in SYMBOLS.items()}
+    text = Text()
+    column = 0
+    for symbol in dict.fromkeys(view):
+        glyph, style = SYMBOL_STYLES.get(symbol, (symbol * 2, "bold white on grey11"))
+        label = f" {names.get(symbol, symbol)}  "
+        if column and column + len(glyph) + len(label) > width:
+            text.append("\n")
+            column = 0
+        text.append(glyph, style=style)
+        text.append(label, style="dim")
+        column += len(glyph) + len(label)
+    return text
 
 
 def render_view(view: str, scale: int = 1) -> Text:
