@@ -384,20 +384,19 @@ class RunsScreen(WorkbenchScreen):
         view.query_one("#turns", Panel).update(self._turns_text(step))
 
     def _title(self, step: StepRecord | None) -> Text:
+        """Episode and its state first (never cut off on a narrow screen), then the step on view."""
         if self.tail is None:
             return Text("Select a run and an episode.", style="dim")
-        text = Text(f"episode {self.tail.episode}", style="bold")
-        if step is not None:
-            text.append(f"  seed {step.seed}  step {step.step}  action {step.action_name}  reward {step.reward:+.1f}")
+        text = Text(f"episode {self.tail.episode} ", style="bold", no_wrap=True, overflow="ellipsis")
         summary = self.tail.summary
         if summary is not None and summary.termination in FAILED_TERMINATIONS:
-            text.append(f"  [✗ {summary.termination}]", style="bold red")
-            return text
-        state = "finished" if self.tail.finished else "live"
-        if self.tail.finished and summary is not None:
-            state = f"finished: {summary.termination}"
-        text.append(f"  [{state}{', following' if self.follow and not self.tail.finished else ''}]",
-                    style="green" if state == "live" else "cyan")
+            text.append(f"[✗ {summary.termination}]", style="bold red")
+        elif self.tail.finished:
+            text.append(f"[{summary.termination if summary is not None else 'finished'}]", style="cyan")
+        else:
+            text.append(f"[live{', following' if self.follow else ''}]", style="green")
+        if step is not None:
+            text.append(f"  seed {step.seed}  step {step.step}  action {step.action_name}  reward {step.reward:+.1f}")
         return text
 
     def _turns_shown(self) -> int:
