@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import threading
-from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from textual.screen import Screen
 
 from crafter_tui.config import AppConfig
 from crafter_tui.tui.base import SCREENS
+from crafter_tui.tui.services import Services
 
 #: The stylesheets ship as package data (``crafter_tui.styles``, the top-level styles/ folder), so
 #: an installed wheel finds them exactly as a checkout does; never a path relative to the source tree.
@@ -71,8 +70,7 @@ class CrafterApp(App[int]):
         super().__init__()
         self.config = config or AppConfig()
         self.start_mode = start_mode
-        self._services: dict[str, object] = {}
-        self._services_lock = threading.RLock()
+        self.services = Services(self.config)
         self.last_export: Path | None = None  # the filter screen's last export (the job form's default data)
         self.started_services: list[tuple[Path, str]] = []  # (pid file, URL) of services this console started
 
@@ -92,23 +90,19 @@ class CrafterApp(App[int]):
             self.set_keymap(dict(self.config.tui.keymap))
 
     def service(self, name: str) -> object:
-        """The shared service ``name`` (runs, rollouts, traces, dataset, finetune, evaluation), built once."""
-        with self._services_lock:
-            if name not in self._services:
-                self._services[name] = _build_service(name, self.config, self.service)
-            return self._services[name]
+        """The shared service ``name`` (runs, rollouts, traces, dataset, finetune, evaluation), built once;
+        typed access is ``self.services.<name>``."""
+        return self.services.get(name)
 
     async def aservice(self, name: str) -> object:
         """``service(name)``, built in a thread: importing DuckDB, SciPy or the OpenAI SDK takes
         a second or more, which must not freeze the screen that asked."""
-        if name in self._services:
-            return self._services[name]
-        return await asyncio.to_thread(self.service, name)
+        if self.services.is_built(name):
+            return self.services.get(name)
+        return await asyncio.to_thread(self.services.get, name)
 
     def on_unmount(self) -> None:
-        traces = self._services.get("traces")
-        if traces is not None:
-            traces.close()  # type: ignore[attr-defined]
+        self.services.close()
         if self.started_services:
             from crafter_tui.finetune.local_service import stop_service
 
@@ -165,36 +159,6 @@ class CrafterApp(App[int]):
         themes = sorted(self.available_themes)
         self.theme = themes[(themes.index(self.theme) + 1) % len(themes)] if self.theme in themes else themes[0]
         self.notify(f"theme: {self.theme}")
-
-
-def _build_service(name: str, config: AppConfig, service: Callable[[str], object]) -> object:
-    """Build one service; imports happen here, on first use, so start-up stays light."""
-    if name == "runs":
-        from crafter_tui.services.runs import RunsService
-
-        return RunsService(config)
-    if name == "rollouts":
-        from crafter_tui.services.rollouts import RolloutService
-
-        return RolloutService(config)
-    if name == "traces":
-        from crafter_tui.services.traces import TraceService
-
-        return TraceService(config)
-    if name == "dataset":
-        from crafter_tui.services.dataset import DatasetService
-
-        return DatasetService(service("traces"))  # type: ignore[arg-type]
-    if name == "finetune":
-        from crafter_tui.services.finetune import FinetuneService
-
-        # never started silently from the console: the Jobs screen offers to start it (and stops it on quit)
-        return FinetuneService(config, autostart_local=False)
-    if name == "evaluation":
-        from crafter_tui.services.evaluation import EvaluationService
-
-        return EvaluationService(config)
-    raise KeyError(f"no service named {name!r}")
 
 
 def run_console(args: argparse.Namespace) -> int:

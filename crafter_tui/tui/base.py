@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 from functools import partial
 
 from textual.app import App
@@ -11,6 +12,9 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 from textual.widgets import Tab, Tabs
 from textual.worker import Worker, WorkerState
+
+if TYPE_CHECKING:
+    from crafter_tui.tui.app import CrafterApp
 
 #: (mode name, tab label) in navigation order; the keys 1-4 follow this order.
 SCREENS: tuple[tuple[str, str], ...] = (
@@ -80,6 +84,11 @@ class WorkbenchScreen(Screen):
 
     COMMANDS = {ScreenCommands}
     MODE = ""
+
+    @property
+    def workbench(self) -> CrafterApp:
+        """The app, typed: its config, services and shared state without ``type: ignore``."""
+        return cast("CrafterApp", self.app)
 
     def palette_commands(self) -> list[PaletteCommand]:
         """Commands of this screen for the palette (override)."""

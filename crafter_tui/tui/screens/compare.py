@@ -80,7 +80,7 @@ class CompareScreen(WorkbenchScreen):
         self.last_report: Path | None = None
 
     async def evaluation_service(self):  # type: ignore[no-untyped-def]
-        return await self.app.aservice("evaluation")  # type: ignore[attr-defined]
+        return await self.workbench.aservice("evaluation")
 
     def compose(self) -> ComposeResult:
         yield NavTabs(self.MODE)

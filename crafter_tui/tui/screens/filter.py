@@ -100,7 +100,7 @@ class FilterScreen(WorkbenchScreen):
         self._detail_timer = None
 
     def compose(self) -> ComposeResult:
-        section = self.app.config.filter  # type: ignore[attr-defined]
+        section = self.workbench.config.filter
         yield NavTabs(self.MODE)
         with Horizontal(id="filter-body"):
             with VerticalScroll(id="filter-form"):
@@ -152,7 +152,7 @@ class FilterScreen(WorkbenchScreen):
 
     # ---- store --------------------------------------------------------------------------
     async def service(self, name: str):  # type: ignore[no-untyped-def]
-        return await self.app.aservice(name)  # type: ignore[attr-defined]
+        return await self.workbench.aservice(name)
 
     @work(exclusive=True, exit_on_error=False, group="filter-open", name="opening the trace store")
     async def open_store(self) -> None:
@@ -402,7 +402,7 @@ class FilterScreen(WorkbenchScreen):
                 else:
                     result = event.result
                     self.last_export = result.path
-                    self.app.last_export = result.path  # type: ignore[attr-defined]
+                    self.workbench.last_export = result.path
                     result_box.update(Text(
                         f"exported {result.examples:,} examples (train {result.train:,}, valid {result.valid:,}) "
                         f"to {result.path} — {result.bytes:,} bytes in {result.seconds:.2f}s", style="green"))

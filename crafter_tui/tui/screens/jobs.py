@@ -61,7 +61,7 @@ class JobsScreen(WorkbenchScreen):
         self._last_request: object | None = None  # the launch form's values, kept when a launch fails
 
     async def finetune_service(self):  # type: ignore[no-untyped-def]
-        return await self.app.aservice("finetune")  # type: ignore[attr-defined]
+        return await self.workbench.aservice("finetune")
 
     def compose(self) -> ComposeResult:
         yield NavTabs(self.MODE)
@@ -337,7 +337,7 @@ class JobsScreen(WorkbenchScreen):
         from crafter_tui.tui.screens.job_form import LaunchJobScreen
 
         last_export = getattr(self.app, "last_export", None)
-        self.app.push_screen(LaunchJobScreen(self.app.config, str(last_export or "sft.jsonl"),  # type: ignore[attr-defined]
+        self.app.push_screen(LaunchJobScreen(self.workbench.config, str(last_export or "sft.jsonl"),
                                              initial=self._last_request), self._launch)
 
     def _launch(self, request: object) -> None:
@@ -351,7 +351,7 @@ class JobsScreen(WorkbenchScreen):
         from crafter_tui.finetune.local_service import is_up, service_dir
         from crafter_tui.tui.screens.confirm import ConfirmScreen
 
-        config = self.app.config  # type: ignore[attr-defined]
+        config = self.workbench.config
         url = config.finetune.local_url
         if await asyncio.to_thread(is_up, url):
             return True
@@ -363,14 +363,14 @@ class JobsScreen(WorkbenchScreen):
         self.query_one("#jobs-status", Static).update(f"starting the fine-tune service at {url}…")
         _, started = await (await self.finetune_service()).ensure_local_service()
         if started:
-            self.app.started_services.append((folder / "serve.pid", url))  # type: ignore[attr-defined]
+            self.workbench.started_services.append((folder / "serve.pid", url))
         return True
 
     def _reopen_form(self, request: object, error: str) -> None:
         """A failed launch gives the form back with every value the user typed and the reason under it."""
         from crafter_tui.tui.screens.job_form import LaunchJobScreen
 
-        self.app.push_screen(LaunchJobScreen(self.app.config, initial=request, error=error),  # type: ignore[attr-defined]
+        self.app.push_screen(LaunchJobScreen(self.workbench.config, initial=request, error=error),
                              self._launch)
 
     @work(exclusive=True, exit_on_error=False, group="job-launch", name="launching the job")
@@ -411,14 +411,14 @@ class JobsScreen(WorkbenchScreen):
         from crafter_tui.tui.screens.eval_form import EvalForm
 
         entry = self.detail.entry  # type: ignore[union-attr]
-        self.app.push_screen(EvalForm(self.app.config, model),  # type: ignore[attr-defined]
+        self.app.push_screen(EvalForm(self.workbench.config, model),
                              lambda binding: self.evaluate(entry, model, binding) if binding is not None else None)
 
     @work(exclusive=True, exit_on_error=False, group="job-eval", name="evaluating the model")
     async def evaluate(self, entry, model: str, binding) -> None:  # type: ignore[no-untyped-def]
         """Play an eval rollout with the fine-tuned model, as its model card says and on the host that serves
         it, and register it (an evaluation whose every episode failed is not registered)."""
-        await self.app.aservice("evaluation")  # type: ignore[attr-defined]  # imports it off the event loop
+        await self.workbench.aservice("evaluation")  # imports it off the event loop
         from crafter_tui.services.evaluation import EvalRequest, EvaluationService
         from crafter_tui.services.model_cards import serving
 

@@ -128,7 +128,7 @@ class RunsScreen(WorkbenchScreen):
 
     @property
     def service(self) -> RunsService:
-        return self.app.service("runs")  # type: ignore[attr-defined,return-value]
+        return self.workbench.services.runs
 
     def compose(self) -> ComposeResult:
         yield NavTabs(self.MODE)
@@ -458,7 +458,7 @@ class RunsScreen(WorkbenchScreen):
     def action_launch(self) -> None:
         from crafter_tui.tui.screens.launch import LaunchRolloutScreen
 
-        self.app.push_screen(LaunchRolloutScreen(self.app.config), self._launch)  # type: ignore[attr-defined]
+        self.app.push_screen(LaunchRolloutScreen(self.workbench.config), self._launch)
 
     def _launch(self, spec: object) -> None:
         if spec is None:
@@ -480,7 +480,7 @@ class RunsScreen(WorkbenchScreen):
         worker = get_current_worker()
 
         async def consume() -> None:
-            stream = self.app.service("rollouts").run(spec)  # type: ignore[attr-defined]
+            stream = self.workbench.services.rollouts.run(spec)  # type: ignore[arg-type]
             try:
                 async for event in stream:
                     self.post_message(RolloutUpdate(event))
