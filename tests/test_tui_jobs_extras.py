@@ -74,3 +74,26 @@ async def test_no_local_service_is_started_without_asking(tmp_path):
                        and "not started" in plain(app.screen.query_one("#job-form-error")), what="form back")
         assert not is_up(url) and app.started_services == []
         assert not (tmp_path / "data" / "service" / "serve.pid").exists()
+
+
+async def test_an_evaluation_that_is_refused_says_so_and_registers_nothing(tmp_path, monkeypatch):
+    from crafter_tui.errors import UserError
+    from crafter_tui.rollout.spec import RolloutSpec
+    from crafter_tui.services.evaluation import EvaluationService
+    from crafter_tui.services.model_cards import Binding
+
+    async def all_failed(self, request):
+        raise UserError("every episode of the experiment failed (agent_error 2): not registered", where="eval")
+        yield  # pragma: no cover - an async generator
+
+    monkeypatch.setattr(EvaluationService, "run_eval", all_failed)
+    config = AppConfig.model_validate({"storage": {"data_dir": str(tmp_path / "data")},
+                                       "output": {"trace_dir": str(tmp_path / "traces")}})
+    app = CrafterApp(config, start_mode="jobs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        spec = RolloutSpec(agent="openai", model="ft:tiny", episodes=2, out_dir=tmp_path / "traces")
+        entry = SimpleNamespace(suffix="tiny", job_id="job-1")
+        screen.evaluate(entry, "ft:tiny", Binding(spec=spec, config=config))
+        await wait_for(pilot, lambda: "not registered" in plain(screen.query_one("#jobs-status")), what="status")
+        assert EvaluationService(config).registry.names() == []

@@ -444,5 +444,9 @@ class JobsScreen(WorkbenchScreen):
                                            f"{len(experiment.episodes)} episodes in {took:.0f}s "
                                            "(compare it on screen 4)", style="green"))
                         self.notify(f"evaluation registered as {experiment.name}@{experiment.version}")
+        except Exception as exc:
+            # e.g. every episode failed: nothing was registered, and the status line says why
+            status.update(Text(f"evaluation of {model} not registered: {exc}", style="bold red"))
+            raise  # and the worker's error becomes a notification
         finally:
             progress.display = False
