@@ -57,3 +57,50 @@ async def test_no_experiments_says_how_to_make_one(tmp_path):
         screen = app.screen
         await wait_for(pilot, lambda: "No experiments yet" in plain(screen.query_one("#compare-status")),
                        what="empty state")
+
+
+async def test_list_cursor_survives_resume_and_the_table_scrolls_into_view(registry, tmp_path):
+    app = CrafterApp(registry, start_mode="compare")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: len(screen.experiments) == 2, what="experiments listed")
+        listing = screen.query_one(SelectionList)
+        listing.highlighted = 1
+        listing.select(listing.get_option_at_index(1).value)
+        await pilot.press("escape", "1")
+        await wait_for(pilot, lambda: app.current_mode == "runs", what="runs")
+        await pilot.press("4")
+        await wait_for(pilot, lambda: app.screen is screen, what="compare again")
+        await pilot.pause(0.5)  # the resumed screen re-reads the registry
+        assert listing.highlighted == 1 and len(listing.selected) == 1
+        listing.select_all()
+        await pilot.press("c")
+        await wait_for(pilot, lambda: screen.comparison is not None, timeout=30, what="comparison")
+        await pilot.pause(0.2)
+        heat = plain(screen.query_one("#chart-spectrum"))
+        assert "collect wood" in heat and "wake up" in heat  # every achievement is a row of the heatmap
+        table = screen.query_one("#compare-table")
+        assert table.size.height >= 6  # laid out at its full height, not squeezed to the leftover space
+        table.scroll_visible(animate=False)
+        await pilot.pause(0.2)
+        main = screen.query_one("#compare-main")
+        assert main.scroll_offset.y > 0 and main.max_scroll_y > 0  # reachable by scrolling
+
+
+async def test_open_an_experiments_json(tmp_path):
+    import json
+
+    path = tmp_path / "experiments.json"
+    path.write_text(json.dumps({"experiments": [
+        {"name": "base", "model": "m0", "achievements": [1, 2, 1, 3, 2, 1]},
+        {"name": "tuned", "model": "m1", "achievements": [3, 4, 2, 5, 4, 3]}]}))
+    config = console_config(tmp_path / "traces", data_dir=tmp_path / "data")
+    config.evaluation.resamples = 999
+    app = CrafterApp(config, start_mode="compare")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        screen.query_one("#open-path", Input).value = str(path)
+        screen.action_open_file()
+        await wait_for(pilot, lambda: screen.comparison is not None, timeout=30, what="comparison of the file")
+        assert [e.name for e in screen.comparison.experiments] == ["base", "tuned"]
+        assert "tuned" in plain(screen.query_one("#compare-scores"))

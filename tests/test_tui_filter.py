@@ -50,8 +50,9 @@ async def test_a_threshold_change_updates_the_counts(store):
         await wait_for(pilot, lambda: screen.detail is not None and screen.stats_spec == screen.spec, timeout=30,
                        what="detail")
         assert screen.detail.action_distribution
-        await wait_for(pilot, lambda: '"messages"' in plain(screen.query_one("#filter-preview-text")), timeout=20,
-                       what="preview example")
+        await wait_for(pilot, lambda: "── user" in plain(screen.query_one("#filter-preview-text")), timeout=20,
+                       what="preview example (a chat transcript)")
+        assert "── assistant" in plain(screen.query_one("#filter-preview-text"))
         # the two ways of shaping the reasoning exclude each other: named, and the last good spec stays
         screen.query_one("#f-drop_reasoning", Checkbox).value = True
         screen.query_one("#f-goal_reasoning", Checkbox).value = True

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, Select
 
 from crafter_tui.agents.prompting import BRIEF_SYSTEM_PROMPT, TOOLS, stable_hash
 from crafter_tui.config import AppConfig
 from crafter_tui.dataset.card import ModelCard, PlayFormat, Sampling, write_card
 from crafter_tui.servers.ft_server import ServeSettings, create_app
 from crafter_tui.tui.app import CrafterApp
+from crafter_tui.tui.screens.confirm import ConfirmScreen
+from crafter_tui.tui.screens.eval_form import AS_CARD, EvalForm
 from crafter_tui.tui.screens.job_form import LaunchJobScreen
 from crafter_tui.tui.screens.jobs import JobsScreen
 from crafter_tui.tui.widgets.charts import SeriesChart
@@ -78,9 +80,19 @@ async def test_launch_a_job_and_watch_its_chart_grow(tmp_path, ft_server):
         await wait_for(pilot, lambda: screen.detail.checkpoints, what="checkpoints of the finished job")
         assert screen.detail.info.fine_tuned_model
         assert "step" in plain(screen.query_one("#job-checkpoints-text"))
+        assert "step 24" in plain(screen.query_one("#job-progress-text"))  # the progress line from the metrics
         await wait_for(pilot, lambda: screen.rows and screen.rows[0].status == "succeeded", what="list refreshed")
-        # "evaluate this model": an eval rollout with the fine-tuned model, served by the same host
+        # "evaluate this model": the form (episodes, seeds, difficulty) binds the model's card ...
         await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, EvalForm), what="evaluation form")
+        form = app.screen
+        form.query_one("#eval-observation", Select).value = "full"  # contradicts the card: refused in the form
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, EvalForm) and "brief" in plain(form.query_one("#eval-form-error"))
+        form.query_one("#eval-observation", Select).value = AS_CARD
+        form.query_one("#eval-seed", Input).value = "7"
+        await pilot.press("ctrl+s")
+        # ... then an eval rollout with the fine-tuned model, served by the same host
         await wait_for(pilot, lambda: "experiment eval-" in str(screen.query_one("#jobs-status").render()),
                        timeout=30, what="evaluation registered")
         # played as the model card says, not with the console's [eval] defaults
@@ -88,6 +100,7 @@ async def test_launch_a_job_and_watch_its_chart_grow(tmp_path, ft_server):
         record = json.loads((run_dir / "run.json").read_text())
         assert record["settings"]["observation"] == "brief" and record["history_turns"] == 0
         assert record["settings"]["temperature"] == 0.7 and record["model_card"]["format"]["observation"] == "brief"
+        assert record["seed"] == 7
 
 
 async def test_cancel_a_running_job(tmp_path, ft_server, monkeypatch):
@@ -102,10 +115,17 @@ async def test_cancel_a_running_job(tmp_path, ft_server, monkeypatch):
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: screen.status == "running", timeout=20, what="job running")
         await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="cancel question")
+        await pilot.press("n")
+        await pilot.pause(0.5)
+        assert screen.status == "running"  # "no" keeps the job
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="cancel question")
+        await pilot.press("y")
         await wait_for(pilot, lambda: screen.status == "cancelled", timeout=20, what="job cancelled")
 
 
-async def test_a_bad_dataset_is_a_notification(tmp_path, ft_server):
+async def test_a_failed_launch_gives_the_form_back_with_its_values(tmp_path, ft_server):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": "nope"}\n')
     app = CrafterApp(jobs_config(tmp_path, ft_server), start_mode="jobs")
@@ -113,7 +133,11 @@ async def test_a_bad_dataset_is_a_notification(tmp_path, ft_server):
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, LaunchJobScreen), what="job form")
         app.screen.query_one("#data", Input).value = str(bad)
+        app.screen.query_one("#suffix", Input).value = "my-try"
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: any("failed" in str(n.message) for n in app._notifications), timeout=20,
-                       what="error notification")
+        await wait_for(pilot, lambda: isinstance(app.screen, LaunchJobScreen)
+                       and "failed" in plain(app.screen.query_one("#job-form-error")), timeout=20,
+                       what="the form back with the error")
+        form = app.screen
+        assert form.query_one("#data", Input).value == str(bad) and form.query_one("#suffix", Input).value == "my-try"
         assert app.is_running

@@ -149,7 +149,7 @@ async def test_polls_form_one_chain_and_survive_errors(finished_run, tmp_path, m
         await wait_for(pilot, lambda: screen.scans >= 1, what="first scan")
         for _ in range(2):
             await pilot.press("2")  # the filter screen is light to create here (its store opens in a worker)
-            await pilot.press("1")
+            await pilot.press("escape", "1")  # its first field has the focus: escape leaves it
         await wait_for(pilot, lambda: app.screen is screen, what="back on runs")
         before = screen.scans
         await pilot.pause(2.2)

@@ -23,7 +23,8 @@ from pydantic import BaseModel, ValidationError
 from crafter_tui.config import AppConfig
 from crafter_tui.traces.jsonl import loads_bounded, pid_alive
 from crafter_tui.traces.schema import (
-    EPISODES_FILE, RUN_FILE, STEPS_FILE, TURNS_FILE, EpisodeSummary, RunRecord, StepRecord, TurnRecord,
+    EPISODES_FILE, FAILED_TERMINATIONS, RUN_FILE, STEPS_FILE, TURNS_FILE, EpisodeSummary, RunRecord, StepRecord,
+    TurnRecord,
 )
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,13 @@ class EpisodeRow(BaseModel):
     achievements: int
     reward: float
     termination: str | None = None
+    error: str | None = None  # why a failed episode (agent_error, env_error, timeout) ended
+    invalid_actions: int = 0
+
+    @property
+    def failed(self) -> bool:
+        """Ended by a failure, not by the game: never a score (``FAILED_TERMINATIONS``)."""
+        return self.termination in FAILED_TERMINATIONS
 
 
 @dataclass
@@ -185,7 +193,8 @@ class RunsIndex:
             live = True
         cache = self._refresh(run_dir, live=live)
         rows = [EpisodeRow(episode=s.episode, seed=s.seed, attempt=s.attempt, finished=True, steps=s.steps,
-                           achievements=s.num_achievements, reward=s.reward, termination=s.termination)
+                           achievements=s.num_achievements, reward=s.reward, termination=s.termination,
+                           error=s.error, invalid_actions=s.invalid_actions)
                 for s in cache.summaries.values()]
         rows.extend(row.model_copy() for row in cache.live.values())
         return sorted(rows, key=lambda row: row.episode)
@@ -198,6 +207,7 @@ class EpisodeFrames(BaseModel):
     turns: list[TurnRecord]
     finished: bool
     restarted: bool = False  # a newer attempt began: drop what was shown before
+    summary: EpisodeSummary | None = None  # the episode's end record (termination, error), once it ended
 
 
 class EpisodeTail:
@@ -213,6 +223,7 @@ class EpisodeTail:
         self.attempt = -1
         self._offsets = {STEPS_FILE: 0, TURNS_FILE: 0, EPISODES_FILE: 0}
         self.finished = False
+        self.summary: EpisodeSummary | None = None
 
     def poll(self) -> EpisodeFrames:
         restarted = False
@@ -220,7 +231,8 @@ class EpisodeTail:
         turns: list[TurnRecord] = []
         ends, self._offsets[EPISODES_FILE] = read_new_lines(self.run_dir / EPISODES_FILE,
                                                             self._offsets[EPISODES_FILE])
-        final_attempt = next((int(e.get("attempt", 0)) for e in ends if e.get("episode") == self.episode), None)
+        final = next((e for e in reversed(ends) if e.get("episode") == self.episode), None)
+        final_attempt = None if final is None else int(final.get("attempt", 0))
         for name, sink, model in ((STEPS_FILE, steps, StepRecord), (TURNS_FILE, turns, TurnRecord)):
             lines, self._offsets[name] = read_new_lines(self.run_dir / name, self._offsets[name])
             for raw in lines:
@@ -240,7 +252,12 @@ class EpisodeTail:
                     continue
         if final_attempt is not None and final_attempt >= self.attempt:
             self.finished = True
-        return EpisodeFrames(steps=steps, turns=turns, finished=self.finished, restarted=restarted)
+            try:
+                self.summary = EpisodeSummary.model_validate(final)
+            except ValidationError:
+                self.summary = None
+        return EpisodeFrames(steps=steps, turns=turns, finished=self.finished, restarted=restarted,
+                             summary=self.summary)
 
 
 class RunsService:

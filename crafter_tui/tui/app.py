@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import threading
-from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from textual.screen import Screen
 
 from crafter_tui.config import AppConfig
 from crafter_tui.tui.base import SCREENS
+from crafter_tui.tui.services import Services
 
 #: The stylesheets ship as package data (``crafter_tui.styles``, the top-level styles/ folder), so
 #: an installed wheel finds them exactly as a checkout does; never a path relative to the source tree.
@@ -29,6 +28,9 @@ try:
 except ModuleNotFoundError as missing:  # a source tree on sys.path that was never installed
     raise ImportError("crafter_tui.styles (the styles/ folder) is not installed: "
                       "run `pip install -e .` in the checkout") from missing
+
+#: worker groups whose work quitting would interrupt: ``q`` asks first while one runs
+WORK_GROUPS = frozenset({"rollout"})
 
 #: mode -> (module under crafter_tui.tui.screens, class name)
 SCREEN_CLASSES: dict[str, tuple[str, str]] = {
@@ -68,9 +70,9 @@ class CrafterApp(App[int]):
         super().__init__()
         self.config = config or AppConfig()
         self.start_mode = start_mode
-        self._services: dict[str, object] = {}
-        self._services_lock = threading.RLock()
+        self.services = Services(self.config)
         self.last_export: Path | None = None  # the filter screen's last export (the job form's default data)
+        self.started_services: list[tuple[Path, str]] = []  # (pid file, URL) of services this console started
 
     def on_mount(self) -> None:
         self._apply_preferences()
@@ -88,23 +90,64 @@ class CrafterApp(App[int]):
             self.set_keymap(dict(self.config.tui.keymap))
 
     def service(self, name: str) -> object:
-        """The shared service ``name`` (runs, rollouts, traces, dataset, finetune, evaluation), built once."""
-        with self._services_lock:
-            if name not in self._services:
-                self._services[name] = _build_service(name, self.config, self.service)
-            return self._services[name]
+        """The shared service ``name`` (runs, rollouts, traces, dataset, finetune, evaluation), built once;
+        typed access is ``self.services.<name>``."""
+        return self.services.get(name)
 
     async def aservice(self, name: str) -> object:
         """``service(name)``, built in a thread: importing DuckDB, SciPy or the OpenAI SDK takes
         a second or more, which must not freeze the screen that asked."""
-        if name in self._services:
-            return self._services[name]
-        return await asyncio.to_thread(self.service, name)
+        if self.services.is_built(name):
+            return self.services.get(name)
+        return await asyncio.to_thread(self.services.get, name)
 
     def on_unmount(self) -> None:
-        traces = self._services.get("traces")
-        if traces is not None:
-            traces.close()  # type: ignore[attr-defined]
+        self.services.close()
+        if self.started_services:
+            from crafter_tui.finetune.local_service import stop_service
+
+            for pid_file, url in self.started_services:  # what the console started, it stops
+                stop_service(pid_file, url, grace_s=5.0)
+
+    def running_work(self) -> list[str]:
+        """What the console started that quitting would interrupt (rollouts launched from it)."""
+        return [worker.name or worker.group for worker in self.workers
+                if worker.group in WORK_GROUPS and worker.is_running]
+
+    async def action_quit(self) -> None:
+        """Quit, after a yes/no question while a rollout started here is still playing."""
+        running = self.running_work()
+        if not running:
+            self.exit()
+            return
+        from crafter_tui.tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(ConfirmScreen(f"Still running: {', '.join(running)}. Quitting interrupts it "
+                                       "(the run can be resumed later). Quit anyway?", yes="Quit"), answered)
+
+    def screenshot_folder(self) -> Path:
+        """Where screenshots go: ~/Downloads when it exists, else the console's data folder (created), so the
+        palette's "Screenshot" never fails on a machine without a Downloads folder."""
+        downloads = Path.home() / "Downloads"
+        if downloads.is_dir():
+            return downloads
+        folder = Path(self.config.storage.data_dir).expanduser() / "screenshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        folder = Path(path) if path else self.screenshot_folder()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.deliver_screenshot(filename, str(folder))
+        except OSError as exc:
+            self.notify(f"screenshot not saved: {folder}: {exc.strerror or exc}", severity="error")
+            return
+        self.notify(f"screenshot saved in {folder}", timeout=4)
 
     def action_help(self) -> None:
         from crafter_tui.tui.screens.help import HelpScreen
@@ -116,35 +159,6 @@ class CrafterApp(App[int]):
         themes = sorted(self.available_themes)
         self.theme = themes[(themes.index(self.theme) + 1) % len(themes)] if self.theme in themes else themes[0]
         self.notify(f"theme: {self.theme}")
-
-
-def _build_service(name: str, config: AppConfig, service: Callable[[str], object]) -> object:
-    """Build one service; imports happen here, on first use, so start-up stays light."""
-    if name == "runs":
-        from crafter_tui.services.runs import RunsService
-
-        return RunsService(config)
-    if name == "rollouts":
-        from crafter_tui.services.rollouts import RolloutService
-
-        return RolloutService(config)
-    if name == "traces":
-        from crafter_tui.services.traces import TraceService
-
-        return TraceService(config)
-    if name == "dataset":
-        from crafter_tui.services.dataset import DatasetService
-
-        return DatasetService(service("traces"))  # type: ignore[arg-type]
-    if name == "finetune":
-        from crafter_tui.services.finetune import FinetuneService
-
-        return FinetuneService(config)
-    if name == "evaluation":
-        from crafter_tui.services.evaluation import EvaluationService
-
-        return EvaluationService(config)
-    raise KeyError(f"no service named {name!r}")
 
 
 def run_console(args: argparse.Namespace) -> int:

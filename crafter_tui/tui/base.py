@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 from functools import partial
 
+from textual.app import App
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 from textual.widgets import Tab, Tabs
 from textual.worker import Worker, WorkerState
+
+if TYPE_CHECKING:
+    from crafter_tui.tui.app import CrafterApp
 
 #: (mode name, tab label) in navigation order; the keys 1-4 follow this order.
 SCREENS: tuple[tuple[str, str], ...] = (
@@ -29,12 +34,24 @@ class PaletteCommand:
     run: Callable[[], object]
 
 
+def go_to_commands(app: App) -> list[PaletteCommand]:
+    """"Go to <screen>" for every screen of the console (the palette's way of pressing 1-4)."""
+    return [PaletteCommand(f"Go to {label.split(' ', 1)[1]}", f"show the {label.split(' ', 1)[1]} screen (key "
+                           f"{label.split(' ', 1)[0]})", partial(app.switch_mode, mode))
+            for mode, label in SCREENS]
+
+
+#: mode -> the screen's name for people (help, titles)
+SCREEN_TITLES: dict[str, str] = {mode: label.split(" ", 1)[1] for mode, label in SCREENS}
+
+
 class ScreenCommands(Provider):
     """Offers the commands of the screen the palette was opened from (screen-aware palette)."""
 
     def _commands(self) -> list[PaletteCommand]:
         screen = self.screen
-        return screen.palette_commands() if isinstance(screen, WorkbenchScreen) else []
+        own = screen.palette_commands() if isinstance(screen, WorkbenchScreen) else []
+        return [*own, *go_to_commands(self.app)]
 
     async def discover(self) -> Hits:
         for command in self._commands():
@@ -68,6 +85,11 @@ class WorkbenchScreen(Screen):
     COMMANDS = {ScreenCommands}
     MODE = ""
 
+    @property
+    def workbench(self) -> CrafterApp:
+        """The app, typed: its config, services and shared state without ``type: ignore``."""
+        return cast("CrafterApp", self.app)
+
     def palette_commands(self) -> list[PaletteCommand]:
         """Commands of this screen for the palette (override)."""
         return []
@@ -77,9 +99,12 @@ class WorkbenchScreen(Screen):
         return PaletteCommand(name, help, partial(self.run_action, action))
 
     def on_screen_resume(self) -> None:
-        tabs = self.query(NavTabs)
-        if tabs:
-            tabs.first().active = f"nav-{self.MODE}"
+        self.call_after_refresh(self._mark_tab)  # a screen resumed at once after its creation has no tabs yet
+
+    def _mark_tab(self) -> None:
+        for tabs in self.query(NavTabs):
+            if tabs.query(f"#nav-{self.MODE}"):
+                tabs.active = f"nav-{self.MODE}"
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A failed worker is a notification, never a crashed console."""

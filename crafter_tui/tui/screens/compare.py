@@ -40,6 +40,28 @@ def p_text(value: float | None) -> Text:
     return Text(f"{value:.3f}", style="bold green" if value < 0.05 else "")
 
 
+def heat_style(rate: float) -> str:
+    """A background from dark (never) to bright green (always), with text that stays readable on it."""
+    level = max(0.0, min(1.0, rate))
+    green = int(40 + 160 * level)
+    return f"{'black' if level > 0.55 else 'white'} on rgb({int(20 + 20 * level)},{green},{int(30 + 30 * level)})"
+
+
+def spectrum_heatmap(achievements: list[str], spectrum: dict[str, list[float]]) -> Table:
+    """The achievement spectrum as a heatmap table: one row per achievement (all 22, in Crafter's order), one
+    column per experiment, each cell its success rate in % on a background as bright as the rate."""
+    table = Table(title="achievement spectrum (success %)", title_justify="left", expand=True, box=None,
+                  padding=(0, 1))
+    table.add_column("achievement", no_wrap=True, overflow="ellipsis")
+    for name in spectrum:
+        table.add_column(name, justify="right", no_wrap=True, overflow="ellipsis", min_width=5)
+    for index, achievement in enumerate(achievements):
+        cells = [Text(f"{100 * rates[index]:3.0f}", style=heat_style(rates[index])) if rates[index] > 0
+                 else Text("·", style="grey50") for rates in spectrum.values()]
+        table.add_row(achievement.replace("_", " "), *cells)
+    return table
+
+
 class CompareScreen(WorkbenchScreen):
     """Experiments side by side, with honest statistics."""
 
@@ -48,6 +70,7 @@ class CompareScreen(WorkbenchScreen):
         Binding("c", "compare", "Compare", id="compare.run"),
         Binding("x", "export", "Export report", id="compare.export"),
         Binding("r", "refresh", "Refresh list", id="compare.refresh"),
+        Binding("o", "open_file", "Open experiments.json", id="compare.open"),
     ]
 
     def __init__(self) -> None:
@@ -57,12 +80,12 @@ class CompareScreen(WorkbenchScreen):
         self.last_report: Path | None = None
 
     async def evaluation_service(self):  # type: ignore[no-untyped-def]
-        return await self.app.aservice("evaluation")  # type: ignore[attr-defined]
+        return await self.workbench.aservice("evaluation")
 
     def compose(self) -> ComposeResult:
         yield NavTabs(self.MODE)
         with Horizontal(id="compare-body"):
-            with Vertical(id="compare-left"):
+            with VerticalScroll(id="compare-left"):
                 yield Label("Experiments", classes="section")
                 yield SelectionList[str](id="experiments-list")
                 yield Label("baseline", classes="field-label")
@@ -73,12 +96,16 @@ class CompareScreen(WorkbenchScreen):
                 yield Select[str]([(f, f) for f in FORMATS], value="html", allow_blank=False, id="report-format",
                                   compact=True)
                 yield Button("Export report", id="do-export")
+                yield Label("or open an experiments.json", classes="field-label")
+                yield Input("", placeholder="experiments.json", id="open-path", compact=True)
+                yield Button("Open & compare", id="do-open")
                 yield Static("", id="compare-status")
             with VerticalScroll(id="compare-main"):
                 yield Static(Text("Select two or more experiments and press c.", style="dim"), id="compare-summary")
                 with Horizontal(id="compare-charts"):
                     yield BarChart("episodes by achievements unlocked", id="chart-per-episode")
-                    yield BarChart("achievement spectrum (success %)", id="chart-spectrum")
+                    with VerticalScroll(id="spectrum-box"):
+                        yield Static(id="chart-spectrum")
                 yield Static(id="compare-scores")
                 yield Static(id="compare-table")
         yield Footer()
@@ -95,6 +122,7 @@ class CompareScreen(WorkbenchScreen):
             self.command("Compare the selected experiments", "statistics against the baseline", "compare"),
             self.command("Export the comparison report", "HTML, Markdown or JSON", "export"),
             self.command("Refresh the experiment list", "re-read the experiment registry", "refresh"),
+            self.command("Open an experiments.json", "compare the experiments a file describes", "open_file"),
         ]
 
     def action_refresh(self) -> None:
@@ -105,16 +133,23 @@ class CompareScreen(WorkbenchScreen):
         infos = await (await self.evaluation_service()).list_experiments()
         self.experiments = infos
         listing = self.query_one("#experiments-list", SelectionList)
-        chosen = set(listing.selected)
-        listing.clear_options()
-        for info in infos:
-            key = f"{info.name}@{info.version}"
-            label = f"{key}  {info.model[:16]}  n={info.episodes}"
-            listing.add_option((label, key, key in chosen))
+        keys = [f"{info.name}@{info.version}" for info in infos]
         if not infos:
             self.query_one("#compare-status", Static).update(
                 Text("No experiments yet: register runs with `crafter-tui eval` or 'evaluate this model' "
                      "on the jobs screen.", style="dim"))
+        if [listing.get_option_at_index(i).value for i in range(listing.option_count)] == keys:
+            return  # unchanged: the cursor and the selection stay exactly where the user left them
+        chosen = set(listing.selected)
+        highlighted = (listing.get_option_at_index(listing.highlighted).value
+                       if listing.highlighted is not None else None)
+        listing.clear_options()
+        for info, key in zip(infos, keys):
+            label = f"{key}  {info.model[:16]}  n={info.episodes}"
+            listing.add_option((label, key, key in chosen))
+        if highlighted in keys:
+            listing.highlighted = keys.index(highlighted)
+
 
     @on(SelectionList.SelectedChanged)
     def _selection_changed(self) -> None:
@@ -130,6 +165,21 @@ class CompareScreen(WorkbenchScreen):
             self.action_compare()
         elif event.button.id == "do-export":
             self.action_export()
+        elif event.button.id == "do-open":
+            self.action_open_file()
+
+    def action_open_file(self) -> None:
+        """Compare the experiments an ``experiments.json`` (the original guide's format) describes."""
+        text = self.query_one("#open-path", Input).value.strip()
+        if not text:
+            self.query_one("#open-path", Input).focus()
+            self.notify("type the path of an experiments.json, then press Open", severity="warning")
+            return
+        path = Path(text).expanduser()
+        if not path.is_file():
+            self.notify(f"{path}: no such file", severity="error")
+            return
+        self.run_compare([str(path)], None)
 
     def action_compare(self) -> None:
         chosen = list(self.query_one("#experiments-list", SelectionList).selected)
@@ -184,10 +234,8 @@ class CompareScreen(WorkbenchScreen):
         spectrum = {}
         for exp in comparison.experiments:
             rates = {rate.achievement: rate.rate or 0.0 for rate in exp.success or []}
-            spectrum[exp.name] = [100 * rates.get(name, 0.0) for name in ACHIEVEMENTS]
-        unlocked = [i for i, name in enumerate(ACHIEVEMENTS) if any(v[i] > 0 for v in spectrum.values())]
-        self.query_one("#chart-spectrum", BarChart).set_bars(
-            [short(ACHIEVEMENTS[i]) for i in unlocked], {k: [v[i] for i in unlocked] for k, v in spectrum.items()})
+            spectrum[exp.name] = [rates.get(name, 0.0) for name in ACHIEVEMENTS]
+        self.query_one("#chart-spectrum", Static).update(spectrum_heatmap(list(ACHIEVEMENTS), spectrum))
 
     def _scores_table(self) -> Table:
         table = Table(title="differences vs baseline (candidate − baseline, 95% CI)", title_justify="left",

@@ -100,7 +100,7 @@ class FilterScreen(WorkbenchScreen):
         self._detail_timer = None
 
     def compose(self) -> ComposeResult:
-        section = self.app.config.filter  # type: ignore[attr-defined]
+        section = self.workbench.config.filter
         yield NavTabs(self.MODE)
         with Horizontal(id="filter-body"):
             with VerticalScroll(id="filter-form"):
@@ -114,7 +114,8 @@ class FilterScreen(WorkbenchScreen):
                         yield Select([("turn", "turn"), ("trajectory", "trajectory")], value=value,
                                      allow_blank=False, id=f"f-{name}", compact=True)
                     else:
-                        yield Input("" if value is None else str(value), id=f"f-{name}",
+                        # optional fields may stay empty: an empty field is "no limit", never an error
+                        yield Input("" if value is None else str(value), id=f"f-{name}", valid_empty=True,
                                     type={"int": "integer", "float": "number"}.get(kind, "text"), compact=True)
                 yield Label("export to", classes="field-label")
                 yield Input("sft.jsonl", id="f-export-path", compact=True)
@@ -126,7 +127,8 @@ class FilterScreen(WorkbenchScreen):
                 yield Static("", id="filter-error", classes="error")
                 with Horizontal(id="filter-charts"):
                     yield BarChart("episodes by achievements unlocked", id="filter-histogram")
-                    yield Static(id="filter-success")
+                    with VerticalScroll(id="filter-success-box"):
+                        yield Static(id="filter-success")
                 with Horizontal(id="filter-tables"):
                     yield Static(id="filter-detail")
                     with VerticalScroll(id="filter-preview"):
@@ -137,6 +139,7 @@ class FilterScreen(WorkbenchScreen):
 
     def on_mount(self) -> None:
         self.query_one("#filter-progress").display = False
+        self.query_one(f"#f-{FIELDS[0][0]}", Input).focus()  # type away at once; escape leaves the field
         self.open_store()
 
     def palette_commands(self) -> list[PaletteCommand]:
@@ -149,7 +152,7 @@ class FilterScreen(WorkbenchScreen):
 
     # ---- store --------------------------------------------------------------------------
     async def service(self, name: str):  # type: ignore[no-untyped-def]
-        return await self.app.aservice(name)  # type: ignore[attr-defined]
+        return await self.workbench.aservice(name)
 
     @work(exclusive=True, exit_on_error=False, group="filter-open", name="opening the trace store")
     async def open_store(self) -> None:
@@ -213,10 +216,16 @@ class FilterScreen(WorkbenchScreen):
 
     def _query(self) -> None:
         error = self.query_one("#filter-error", Static)
+        for widget in self.query(".field-error"):
+            widget.remove_class("field-error")
         try:
             spec = self.read_spec()
         except UserError as exc:
-            error.update(str(exc))
+            # an out-of-range value is named here and marked at its field; the last good selection stays
+            error.update(Text(f"✗ {exc} (the counts below are for the last valid filter)", style="bold red"))
+            bad = _field_named(str(exc))
+            if bad is not None:
+                self.query_one(f"#f-{bad}").add_class("field-error")
             return
         error.update("")
         self.spec = spec
@@ -265,12 +274,12 @@ class FilterScreen(WorkbenchScreen):
             counts.append("\n" + "  ".join(f"{k} {v}" for k, v in stats.terminations.items()), style="dim")
         self.query_one("#filter-counts", Static).update(counts)
         histogram = stats.achievements_histogram
-        self.query_one("#filter-histogram", BarChart).set_bars(list(histogram), {"episodes": list(histogram.values())})
-        table = Table(show_header=False, show_edge=False, box=None, padding=(0, 1))
-        for name, rate in stats.success_rates.items():  # the service lists all 22, in Crafter's order
-            table.add_row(Text(name.replace("_", " "), no_wrap=True, overflow="ellipsis"),
-                          Text(bar(rate, 12), style="green"), f"{rate:4.0%}")
-        self.query_one("#filter-success", Static).update(table)
+        self.query_one("#filter-histogram", BarChart).set_counts(
+            [int(key) for key in histogram], list(histogram.values()), x_title="achievements unlocked",
+            y_title="episodes")
+        box = self.query_one("#filter-success-box")
+        columns = 2 if box.size.width >= 46 or box.size.width == 0 else 1  # one scrolling column when narrow
+        self.query_one("#filter-success", Static).update(success_table(stats.success_rates, columns))
 
     # ---- detail and preview -------------------------------------------------------------
     def action_detail(self) -> None:
@@ -334,8 +343,7 @@ class FilterScreen(WorkbenchScreen):
                     preview.update(Text("(no example selected)", style="dim"))
                     return
             first = path.read_text(encoding="utf-8").splitlines()[0]
-        text = json.dumps(json.loads(first), indent=1, ensure_ascii=False)
-        preview.update(Text(text[:PREVIEW_CHARS] + ("\n…" if len(text) > PREVIEW_CHARS else "")))
+        preview.update(chat_transcript(json.loads(first)))
 
     # ---- export / validate --------------------------------------------------------------
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -351,12 +359,34 @@ class FilterScreen(WorkbenchScreen):
         return Path(text).expanduser()
 
     def action_export(self) -> None:
+        """Export, refusing an empty selection and asking before any existing file is overwritten (a dataset
+        already used by a fine-tune job must never become 0 bytes by accident)."""
         try:
             spec, path = self.read_spec(), self._export_path()
         except UserError as exc:
             self.notify(str(exc), severity="error")
             return
-        self.run_export(spec, path)
+        if self.stats is not None and self.stats_spec == spec and (
+                self.stats.episodes_selected == 0 or (self.stats.examples_exact and self.stats.examples_selected == 0)):
+            self.notify("nothing to export: the filter selects 0 examples (nothing was written)", severity="error")
+            return
+        from crafter_tui.dataset.export import validation_path
+
+        existing = [p for p in (path, validation_path(path) if spec.validation_split > 0 else None)
+                    if p is not None and p.exists()]
+        if not existing:
+            self.run_export(spec, path)
+            return
+        from crafter_tui.tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_export(spec, path)
+            else:
+                self.notify("export cancelled: nothing was overwritten", timeout=3)
+
+        sizes = ", ".join(f"{p} ({p.stat().st_size:,} bytes)" for p in existing)
+        self.app.push_screen(ConfirmScreen(f"Overwrite {sizes}?", yes="Overwrite"), answered)
 
     @work(exclusive=True, exit_on_error=False, group="filter-export", name="export")
     async def run_export(self, spec, path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -372,7 +402,7 @@ class FilterScreen(WorkbenchScreen):
                 else:
                     result = event.result
                     self.last_export = result.path
-                    self.app.last_export = result.path  # type: ignore[attr-defined]
+                    self.workbench.last_export = result.path
                     result_box.update(Text(
                         f"exported {result.examples:,} examples (train {result.train:,}, valid {result.valid:,}) "
                         f"to {result.path} — {result.bytes:,} bytes in {result.seconds:.2f}s", style="green"))
@@ -402,6 +432,71 @@ class FilterScreen(WorkbenchScreen):
         for issue, style in [(i, "red") for i in report.errors[:5]] + [(i, "yellow") for i in report.warnings[:3]]:
             text.append(f"\n  line {issue.line}: {issue.code}: {issue.message}", style=style)
         result_box.update(text)
+
+
+def _field_named(message: str) -> str | None:
+    """The form field an error message names (``…: min_progression: Input should be …``)."""
+    return next((name for name, _, kind in FIELDS if kind != "bool" and f"{name}:" in message), None)
+
+
+def success_table(rates: dict[str, float], columns: int = 2) -> Table:
+    """All 22 achievements' success rates in two columns, so the whole list fits the panel's height (one
+    column, scrolled, where the panel is too narrow for two)."""
+    table = Table(show_header=False, show_edge=False, box=None, padding=(0, 1), expand=True)
+    items = list(rates.items())
+    if columns == 1:
+        table.add_column(no_wrap=True, overflow="ellipsis")
+        table.add_column(no_wrap=True, width=4, justify="right")
+        for name, rate in items:
+            table.add_row(*_rate_cells(name, rate))
+        return table
+    for _ in range(2):  # a name and its rate, no bar: the full names fit side by side in ~50 columns
+        table.add_column(no_wrap=True, overflow="ellipsis", min_width=12)
+        table.add_column(no_wrap=True, width=4, justify="right")
+    half = (len(items) + 1) // 2
+    for left, right in zip(items[:half], [*items[half:], None]):
+        cells: list[object] = []
+        for item in (left, right):
+            if item is None:
+                cells += ["", ""]
+                continue
+            cells += _rate_cells(*item)
+        table.add_row(*cells)
+    return table
+
+
+def _rate_cells(name: str, rate: float) -> list[Text]:
+    style = "bold green" if rate >= 0.5 else "green" if rate > 0 else "grey50"
+    return [Text(name.replace("_", " "), style="" if rate > 0 else "grey50"), Text(f"{rate:.0%}", style=style)]
+
+
+def chat_transcript(example: dict[str, object]) -> Text:
+    """One exported example as the conversation it is (role, text, tool calls), not as escaped JSON."""
+    styles = {"system": "bold magenta", "user": "bold cyan", "assistant": "bold green", "tool": "bold yellow"}
+    text = Text()
+    messages = example.get("messages")
+    if not isinstance(messages, list):
+        text.append(json.dumps(example, indent=1, ensure_ascii=False)[:PREVIEW_CHARS])
+        return text
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        role = str(message.get("role", "?"))
+        text.append(f"── {role} ", style=styles.get(role, "bold"))
+        text.append("\n")
+        content = message.get("content")
+        if isinstance(content, list):  # content parts
+            content = "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+        if content:
+            text.append(str(content).rstrip() + "\n")
+        for call in message.get("tool_calls") or []:
+            function = call.get("function", {}) if isinstance(call, dict) else {}
+            text.append(f"→ {function.get('name', '?')}({function.get('arguments', '')})\n", style="cyan")
+        if len(text) > PREVIEW_CHARS:
+            text.truncate(PREVIEW_CHARS)
+            text.append("\n…", style="dim")
+            break
+    return text
 
 
 def _number(text: str, kind: str, name: str) -> float | int:

@@ -37,32 +37,44 @@ class LaunchJobScreen(FormScreen[object]):
     ERROR_ID = "job-form-error"
     OK_ID = "job-ok"
 
-    def __init__(self, config: AppConfig, data: str = "sft.jsonl") -> None:
+    def __init__(self, config: AppConfig, data: str = "sft.jsonl", *, initial: object | None = None,
+                 error: str = "") -> None:
+        """``initial``: a LaunchRequest whose values fill the form (the one whose launch failed), ``error``:
+        why, shown under the form."""
         super().__init__()
         self.config = config
-        self.data = data
+        self.data = str(getattr(initial, "data", None) or data)
+        self.initial = initial
+        self.error = error
+
+    def _value(self, name: str, default: object) -> object:
+        if self.initial is None:
+            return default
+        return getattr(self.initial, name, default)
 
     def compose(self) -> ComposeResult:
         ft = self.config.finetune
-        defaults = {"epochs": ft.epochs, "validation_split": ft.validation_split, "batch_size": ft.batch_size,
-                    "learning_rate": ft.learning_rate, "subset": None, "seed": 0}
+        defaults = {name: self._value(name, value) for name, value in (
+            ("epochs", ft.epochs), ("validation_split", ft.validation_split), ("batch_size", ft.batch_size),
+            ("learning_rate", ft.learning_rate), ("subset", None), ("seed", 0))}
         with Vertical(id="job-form", classes="form"):
             yield Label("Launch a fine-tune job", classes="title")
             with Grid(classes="form-grid"):
                 yield Label("training data")
                 yield Input(self.data, id="data", compact=True)
                 yield Label("host")
-                yield Select([(b, b) for b in BACKENDS], value=ft.backend, allow_blank=False, id="backend", compact=True)
+                yield Select([(b, b) for b in BACKENDS], value=self._value("backend", ft.backend), allow_blank=False,
+                             id="backend", compact=True)
                 yield Label("base model")
-                yield Input(ft.model, id="model", compact=True)
+                yield Input(str(self._value("model", ft.model)), id="model", compact=True)
                 yield Label("suffix")
-                yield Input(ft.suffix or "", id="suffix", compact=True)
+                yield Input(str(self._value("suffix", ft.suffix) or ""), id="suffix", compact=True)
                 for name, label, kind in NUMBERS:
                     yield Label(label)
                     value = defaults[name]
                     yield Input("" if value is None else str(value), id=name,
                                 type="integer" if kind == "int" else "number", compact=True)
-            yield Static("", id="job-form-error", classes="error")
+            yield Static(self.error, id="job-form-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Launch", variant="primary", id="job-ok")
                 yield Button("Cancel", id="job-cancel")

@@ -57,9 +57,11 @@ class JobsScreen(WorkbenchScreen):
         self.chart_draws = 0
         self._chart_pending = False
         self._poll_timer: object | None = None
+        self.unreachable: dict[str, str] = {}  # host -> why it cannot be reached now (one state, one notice)
+        self._last_request: object | None = None  # the launch form's values, kept when a launch fails
 
     async def finetune_service(self):  # type: ignore[no-untyped-def]
-        return await self.app.aservice("finetune")  # type: ignore[attr-defined]
+        return await self.workbench.aservice("finetune")
 
     def compose(self) -> ComposeResult:
         yield NavTabs(self.MODE)
@@ -71,6 +73,9 @@ class JobsScreen(WorkbenchScreen):
                 yield ProgressBar(id="jobs-progress", show_eta=False)
             with Vertical(id="job-detail"):
                 yield Static(Text("Select a job.", style="dim"), id="job-settings")
+                with Horizontal(id="job-progress-row"):
+                    yield ProgressBar(id="job-progress", show_eta=False, show_percentage=True)
+                    yield Static("", id="job-progress-text")
                 with Horizontal(id="job-chart"):
                     yield SeriesChart("loss", id="loss-chart")
                     yield SeriesChart("token accuracy", id="accuracy-chart")
@@ -106,6 +111,25 @@ class JobsScreen(WorkbenchScreen):
             self._poll_timer = None
         self._poll_jobs()
 
+    def host_state(self, host: str, problem: str | None) -> None:
+        """One "host unreachable" state per host: noticed once when it starts and once when it ends, shown
+        in the status line meanwhile, never a toast per retry stacked over every screen."""
+        if problem is None:
+            if self.unreachable.pop(host, None) is not None:
+                self.notify(f"{host} reachable again", timeout=3)
+        elif host not in self.unreachable:
+            self.unreachable[host] = problem
+            self.notify(f"{host} unreachable: {problem} (retrying quietly)", severity="warning", timeout=6)
+        else:
+            self.unreachable[host] = problem
+        self._draw_unreachable()
+
+    def _draw_unreachable(self) -> None:
+        if self.unreachable:
+            self.query_one("#jobs-status", Static).update(Text("\n".join(
+                f"⚠ {host} unreachable: {problem}; retrying" for host, problem in self.unreachable.items()),
+                style="bold yellow"))
+
     @work(exclusive=True, exit_on_error=False, group="jobs-poll", name="listing jobs")
     async def _poll_jobs(self) -> None:
         try:
@@ -113,6 +137,11 @@ class JobsScreen(WorkbenchScreen):
             self.polls += 1
             self.rows = rows
             self._fill_table()
+            for host in {row.entry.host for row in rows if row.problem is None}:
+                self.host_state(host, None)
+            for row in rows:
+                if row.problem is not None:
+                    self.host_state(row.entry.host, str(row.problem))
         finally:
             if self.is_current and not get_current_worker().is_cancelled:
                 # the next poll only after this one finished, only while shown, and only from the live chain
@@ -167,13 +196,17 @@ class JobsScreen(WorkbenchScreen):
             except Exception as exc:  # noqa: BLE001 - shown, then retried
                 if job_id != self.job_id:
                     return
-                self.notify(f"following {job_id}: {exc}; retrying", severity="warning", timeout=4)
+                self.host_state(self._host_of(job_id), str(exc))
                 await asyncio.sleep(WATCH_INTERVAL_S)
+
+    def _host_of(self, job_id: str) -> str:
+        return next((row.entry.host for row in self.rows if row.entry.job_id == job_id), "the job's host")
 
     async def _follow(self, job_id: str) -> None:
         detail = await (await self.finetune_service()).detail(job_id)
         if job_id != self.job_id:
             return
+        self.host_state(detail.entry.host, None)
         self.detail = detail
         self.metrics = list(detail.metrics)
         self.events = list(detail.events)
@@ -201,6 +234,20 @@ class JobsScreen(WorkbenchScreen):
             self.metrics = list(self.detail.metrics)
             self._draw_detail()
             self.poll_jobs()
+
+    def _draw_progress(self) -> None:
+        """Step N/total, epoch, tokens/s and ETA of the selected job, from its metrics and events."""
+        from crafter_tui.tui.widgets.job_progress import job_progress
+
+        bar = self.query_one("#job-progress", ProgressBar)
+        label = self.query_one("#job-progress-text", Static)
+        progress = job_progress(self.detail, self.metrics, self.events, now=time.time())
+        if progress is None:
+            bar.update(total=None, progress=0)
+            label.update(Text("no progress reported yet", style="dim"))
+            return
+        bar.update(total=progress.total or None, progress=progress.step)
+        label.update(progress.describe())
 
     def _draw_detail(self) -> None:
         self._draw_settings()
@@ -252,6 +299,7 @@ class JobsScreen(WorkbenchScreen):
     def _draw_charts(self) -> None:
         self._chart_pending = False
         self.chart_draws += 1
+        self._draw_progress()
         by_step = {point.step: point for point in self.metrics}
         steps = sorted(by_step)
         for chart_id, names in (("#loss-chart", LOSS_SERIES), ("#accuracy-chart", ACCURACY_SERIES)):
@@ -268,7 +316,17 @@ class JobsScreen(WorkbenchScreen):
         if self.job_id is None:
             self.notify("select a job first", severity="warning")
             return
-        self.cancel_job(self.job_id)
+        from crafter_tui.tui.screens.confirm import ConfirmScreen
+
+        job_id = self.job_id
+        info = self.detail.info if self.detail is not None and self.detail.entry.job_id == job_id else None
+        if info is not None and info.done:
+            self.notify(f"job {job_id} has already ended ({info.status})", severity="warning")
+            return
+        where = f"step {self.metrics[-1].step}" if self.metrics else "its current state"
+        self.app.push_screen(ConfirmScreen(f"Cancel fine-tune job {job_id} at {where}? Its training so far is "
+                                           "lost.", yes="Cancel the job", no="Keep it running"),
+                             lambda yes: self.cancel_job(job_id) if yes else None)
 
     @work(exclusive=True, exit_on_error=False, group="job-cancel", name="cancelling the job")
     async def cancel_job(self, job_id: str) -> None:
@@ -280,12 +338,41 @@ class JobsScreen(WorkbenchScreen):
         from crafter_tui.tui.screens.job_form import LaunchJobScreen
 
         last_export = getattr(self.app, "last_export", None)
-        self.app.push_screen(LaunchJobScreen(self.app.config, str(last_export or "sft.jsonl")),  # type: ignore[attr-defined]
-                             self._launch)
+        self.app.push_screen(LaunchJobScreen(self.workbench.config, str(last_export or "sft.jsonl"),
+                                             initial=self._last_request), self._launch)
 
     def _launch(self, request: object) -> None:
         if request is not None:
+            self._last_request = request
             self.launch_job(request)
+
+    async def _local_service_offered(self) -> bool:
+        """The local fine-tune service answers, or the user agreed to start it (and the console stops it on
+        quit); never started behind the user's back."""
+        from crafter_tui.finetune.local_service import is_up, service_dir
+        from crafter_tui.tui.screens.confirm import ConfirmScreen
+
+        config = self.workbench.config
+        url = config.finetune.local_url
+        if await asyncio.to_thread(is_up, url):
+            return True
+        folder = service_dir(config)
+        if not await self.app.push_screen_wait(ConfirmScreen(
+                f"No fine-tune service answers at {url}. Start one here (data in {folder}); the console stops it "
+                "when it quits?", yes="Start it", no="Don't")):
+            return False
+        self.query_one("#jobs-status", Static).update(f"starting the fine-tune service at {url}…")
+        _, started = await (await self.finetune_service()).ensure_local_service()
+        if started:
+            self.workbench.started_services.append((folder / "serve.pid", url))
+        return True
+
+    def _reopen_form(self, request: object, error: str) -> None:
+        """A failed launch gives the form back with every value the user typed and the reason under it."""
+        from crafter_tui.tui.screens.job_form import LaunchJobScreen
+
+        self.app.push_screen(LaunchJobScreen(self.workbench.config, initial=request, error=error),
+                             self._launch)
 
     @work(exclusive=True, exit_on_error=False, group="job-launch", name="launching the job")
     async def launch_job(self, request) -> None:  # type: ignore[no-untyped-def]
@@ -294,16 +381,22 @@ class JobsScreen(WorkbenchScreen):
         progress.display = True
         progress.update(total=None)
         try:
+            if request.backend == "local" and not await self._local_service_offered():
+                self._reopen_form(request, f"no fine-tune service answers at {self.app.config.finetune.local_url}"
+                                  " (not started)")  # type: ignore[attr-defined]
+                return
             status.update("checking the dataset…")
             prepared = await (await self.finetune_service()).prepare(request)
             estimate = prepared.estimate
             status.update(f"{estimate.examples:,} examples, {estimate.total_tokens:,} tokens; uploading…")
             entry = await (await self.finetune_service()).launch(request, prepared)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown under the form, which comes back with its values
             status.update(Text(f"launch failed: {exc}", style="red"))
-            raise  # and the worker's error becomes a notification
+            self._reopen_form(request, f"launch failed: {exc}")
+            return
         finally:
             progress.display = False
+        self._last_request = None
         status.update(Text(f"launched {entry.job_id} on {entry.host}", style="green"))
         self.notify(f"job {entry.job_id} launched")
         self.job_id = None
@@ -311,27 +404,28 @@ class JobsScreen(WorkbenchScreen):
         self.poll_jobs()
 
     def action_evaluate(self) -> None:
+        """Open the evaluation form (episodes, seeds, difficulty); it binds the model's card itself."""
         model = self.detail.info.fine_tuned_model if self.detail is not None else None
         if not model:
             self.notify("the selected job has no fine-tuned model yet", severity="warning")
             return
-        self.evaluate(self.detail.entry, model)  # type: ignore[union-attr]
+        from crafter_tui.tui.screens.eval_form import EvalForm
+
+        entry = self.detail.entry  # type: ignore[union-attr]
+        self.app.push_screen(EvalForm(self.workbench.config, model),
+                             lambda binding: self.evaluate(entry, model, binding) if binding is not None else None)
 
     @work(exclusive=True, exit_on_error=False, group="job-eval", name="evaluating the model")
-    async def evaluate(self, entry, model: str) -> None:  # type: ignore[no-untyped-def]
+    async def evaluate(self, entry, model: str, binding) -> None:  # type: ignore[no-untyped-def]
         """Play an eval rollout with the fine-tuned model, as its model card says and on the host that serves
         it, and register it (an evaluation whose every episode failed is not registered)."""
-        await self.app.aservice("evaluation")  # type: ignore[attr-defined]  # imports it off the event loop
-        from crafter_tui.rollout.spec import RolloutSpec
+        await self.workbench.aservice("evaluation")  # imports it off the event loop
         from crafter_tui.services.evaluation import EvalRequest, EvaluationService
-        from crafter_tui.services.model_cards import bind_model, serving
+        from crafter_tui.services.model_cards import serving
 
-        config = self.app.config  # type: ignore[attr-defined]
-        spec = RolloutSpec.from_config(config, agent="openai", model=model)
-        binding = await asyncio.to_thread(bind_model, spec, config)
         spec, eval_config = binding.spec, binding.config
         name = f"eval-{(entry.suffix or entry.job_id)}".replace(":", "-")[:60]
-        request = EvalRequest(experiment=name, spec=spec, difficulties=[config.eval.difficulty])
+        request = EvalRequest(experiment=name, spec=spec, difficulties=[spec.difficulty])
         status = self.query_one("#jobs-status", Static)
         progress = self.query_one("#jobs-progress", ProgressBar)
         progress.display = True
@@ -351,5 +445,9 @@ class JobsScreen(WorkbenchScreen):
                                            f"{len(experiment.episodes)} episodes in {took:.0f}s "
                                            "(compare it on screen 4)", style="green"))
                         self.notify(f"evaluation registered as {experiment.name}@{experiment.version}")
+        except Exception as exc:
+            # e.g. every episode failed: nothing was registered, and the status line says why
+            status.update(Text(f"evaluation of {model} not registered: {exc}", style="bold red"))
+            raise  # and the worker's error becomes a notification
         finally:
             progress.display = False

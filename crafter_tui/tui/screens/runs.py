@@ -16,13 +16,14 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
+from crafter_tui.rollout.events import EpisodeFinished, RolloutEvent, RunFinished, RunStarted
 from crafter_tui.services.runs import EpisodeFrames, EpisodeRow, EpisodeTail, RunInfo, RunsService
-from crafter_tui.traces.schema import StepRecord, TurnRecord
+from crafter_tui.traces.schema import FAILED_TERMINATIONS, StepRecord, TurnRecord
 from crafter_tui.tui.base import NavTabs, PaletteCommand, WorkbenchScreen
 from crafter_tui.tui.widgets.episode import AchievementsView, InventoryView, MapView, Panel, VitalsBars
 from crafter_tui.tui.widgets.scrubber import StepScrubber
@@ -53,14 +54,22 @@ class FramesRead(Message):
 class RolloutUpdate(Message):
     """An event of a rollout this console launched; a newer one replaces a queued older one."""
 
-    def __init__(self, event: object) -> None:
+    def __init__(self, event: RolloutEvent) -> None:
         super().__init__()
         self.event = event
 
     def can_replace(self, message: Message) -> bool:
-        kind = getattr(self.event, "kind", "")
-        return (isinstance(message, RolloutUpdate) and kind == "episode_progress"
-                and getattr(message.event, "kind", "") == "episode_progress")
+        return (isinstance(message, RolloutUpdate) and self.event.kind == "episode_progress"
+                and message.event.kind == "episode_progress")
+
+
+def elide_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, its middle replaced by ``…``: run ids differ at both ends
+    (the agent/model prefix and the timestamp suffix), so neither end may be cut."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (width - 1 - head):]}"
 
 
 class EpisodeView(Vertical):
@@ -74,7 +83,8 @@ class EpisodeView(Vertical):
                 yield VitalsBars(id="vitals")
                 yield Label("Inventory", classes="section")
                 yield InventoryView(id="inventory")
-            yield AchievementsView(id="achievements")
+            with VerticalScroll(id="achievements-box"):
+                yield AchievementsView(id="achievements")
         yield StepScrubber(id="scrubber")
         yield Panel(id="turns")
 
@@ -104,6 +114,11 @@ class RunsScreen(WorkbenchScreen):
         self.position = 0
         self.follow = True
         self.launched_run: Path | None = None
+        self.rollout_total = 0  # episodes the launched rollout plays
+        self.rollout_done = 0  # of them, finished
+        self.rollout_failed = 0  # of them, failed (agent_error, env_error, timeout)
+        self.rollout_ended = False  # its run_finished event arrived
+        self._auto_episodes: set[int] = set()  # episode rows the screen (not the user) moved the cursor to
         self.scans = 0
         self.frames_drawn = 0
         self._scan_busy = False  # a scan is in flight: its handler schedules the next one
@@ -113,7 +128,7 @@ class RunsScreen(WorkbenchScreen):
 
     @property
     def service(self) -> RunsService:
-        return self.app.service("runs")  # type: ignore[attr-defined,return-value]
+        return self.workbench.services.runs
 
     def compose(self) -> ComposeResult:
         yield NavTabs(self.MODE)
@@ -163,6 +178,28 @@ class RunsScreen(WorkbenchScreen):
             self._tail_busy = False
             self._tail_timer = self.set_timer(TAIL_POLL_S * 5, self._poll_tail)
 
+    @on(Worker.StateChanged)
+    def _rollout_worker_ended(self, event: Worker.StateChanged) -> None:
+        """The status panel says how a launched rollout really ended: a failure before or during the run, or
+        a stop by ``x``, is never left showing "running"."""
+        if event.worker.group != "rollout" or event.state not in (WorkerState.ERROR, WorkerState.CANCELLED,
+                                                                  WorkerState.SUCCESS):
+            return
+        status = self.query_one("#launch-status", Static)
+        done = f"{self.rollout_done}/{self.rollout_total} episodes"
+        if event.state == WorkerState.ERROR:
+            status.update(Text(f"rollout failed after {done}: {event.worker.error}", style="bold red"))
+        elif event.state == WorkerState.CANCELLED or not self.rollout_ended:
+            status.update(Text(f"rollout stopped (interrupted) after {done}", style="yellow"))
+        else:
+            return
+        self.query_one("#launch-progress", ProgressBar).display = False
+        self._poll_runs()
+
+    def rollout_running(self) -> bool:
+        """A rollout started from this console is still playing (quitting would interrupt it)."""
+        return any(worker.group == "rollout" and worker.is_running for worker in self.workers)
+
     # ---- runs polling -------------------------------------------------------------------
     def _poll_runs(self) -> None:
         """Start a scan unless one is in flight; one chain of polls only, however often asked."""
@@ -187,6 +224,7 @@ class RunsScreen(WorkbenchScreen):
         if message.run_dir is not None and message.run_dir == self.run_dir:
             self.episodes = message.episodes
             self._fill_episodes_table()
+            self._follow_playing()
         elif self.run_dir is None and self.runs:
             self._select_run(self.runs[0].run_dir)
         if self.is_current:
@@ -209,8 +247,8 @@ class RunsScreen(WorkbenchScreen):
     @staticmethod
     def _run_cells(info: RunInfo) -> tuple[object, ...]:
         mean = "-" if info.mean_achievements is None else f"{info.mean_achievements:.1f}"
-        return (info.run_id[-28:], Text(info.status, style=STATUS_STYLE.get(info.status, "")),
-                f"{info.agent}/{info.model}"[:22], f"{info.episodes_finished}/{info.episodes}", mean)
+        return (elide_middle(info.run_id, 24), Text(info.status, style=STATUS_STYLE.get(info.status, "")),
+                elide_middle(f"{info.agent}/{info.model}", 20), f"{info.episodes_finished}/{info.episodes}", mean)
 
     def _fill_episodes_table(self) -> None:
         table = self.query_one("#episodes-table", DataTable)
@@ -221,7 +259,9 @@ class RunsScreen(WorkbenchScreen):
             for row in self.episodes:
                 table.add_row(*self._episode_cells(row), key=str(row.episode))
             if self.episodes:
-                table.move_cursor(row=min(cursor, len(self.episodes) - 1), animate=False)
+                row = min(cursor, len(self.episodes) - 1)
+                self._auto_episodes.add(self.episodes[row].episode)
+                table.move_cursor(row=row, animate=False)
             return
         for row in self.episodes:
             for column, cell in zip(table.columns, self._episode_cells(row)):
@@ -229,7 +269,12 @@ class RunsScreen(WorkbenchScreen):
 
     @staticmethod
     def _episode_cells(row: EpisodeRow) -> tuple[object, ...]:
-        state = Text(row.termination or "?", style="cyan") if row.finished else Text("playing", style="bold green")
+        if not row.finished:
+            state = Text("playing", style="bold green")
+        elif row.failed:
+            state = Text(f"✗ {row.termination}", style="bold red")
+        else:
+            state = Text(row.termination or "?", style="cyan")
         return (row.episode, row.seed, state, row.steps, row.achievements, f"{row.reward:.1f}")
 
     @on(DataTable.RowHighlighted, "#runs-table")
@@ -252,8 +297,28 @@ class RunsScreen(WorkbenchScreen):
         if event.row_key.value is None or self.run_dir is None:
             return
         episode = int(event.row_key.value)
+        chosen_by_user = episode not in self._auto_episodes
+        self._auto_episodes.clear()  # highlights arrive in order: older programmatic moves are done
+        row = next((row for row in self.episodes if row.episode == episode), None)
+        if (chosen_by_user and self.follow and row is not None and row.finished
+                and any(not other.finished for other in self.episodes)):
+            self.follow = False  # the user went back to a finished episode: stay there
+            self.notify("follow live off (press f to follow the playing episode)", timeout=3)
         if self.tail is None or self.tail.episode != episode or self.tail.run_dir != self.run_dir:
             self.open_episode(self.run_dir, episode)
+
+    def _follow_playing(self) -> None:
+        """Follow live moves on: once the episode on view has ended, show the first one still playing."""
+        if not self.follow or self.run_dir is None or (self.tail is not None and not self.tail.finished):
+            return
+        playing = [row.episode for row in self.episodes if not row.finished]
+        if not playing or (self.tail is not None and self.tail.episode == playing[0]):
+            return
+        target = playing[0]
+        table = self.query_one("#episodes-table", DataTable)
+        self._auto_episodes.add(target)
+        table.move_cursor(row=[row.episode for row in self.episodes].index(target), animate=False)
+        self.open_episode(self.run_dir, target)
 
     # ---- episode view -------------------------------------------------------------------
     def open_episode(self, run_dir: Path, episode: int) -> None:
@@ -279,6 +344,7 @@ class RunsScreen(WorkbenchScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="episode-tail", name="reading episode")
     def _read_frames(self, tail: EpisodeTail) -> None:
         import crafter_tui.world.rules  # noqa: F401  (imported here, off the event loop, before the first draw)
+        import crafter_tui.world.text_obs  # noqa: F401  (the map legend's symbol names)
 
         self.post_message(FramesRead(tail, tail.poll()))
 
@@ -300,6 +366,8 @@ class RunsScreen(WorkbenchScreen):
         self._draw_step()
         if not frames.finished and self.is_current:
             self._tail_timer = self.set_timer(TAIL_POLL_S, self._poll_tail)
+        elif frames.finished and self.follow and self.is_current:
+            self._poll_runs()  # move on to a playing episode without waiting for the next scan
 
     def _draw_step(self) -> None:
         self.frames_drawn += 1
@@ -316,25 +384,44 @@ class RunsScreen(WorkbenchScreen):
         view.query_one("#turns", Panel).update(self._turns_text(step))
 
     def _title(self, step: StepRecord | None) -> Text:
+        """Episode and its state first (never cut off on a narrow screen), then the step on view."""
         if self.tail is None:
             return Text("Select a run and an episode.", style="dim")
-        text = Text(f"episode {self.tail.episode}", style="bold")
+        text = Text(f"episode {self.tail.episode} ", style="bold", no_wrap=True, overflow="ellipsis")
+        summary = self.tail.summary
+        if summary is not None and summary.termination in FAILED_TERMINATIONS:
+            text.append(f"[✗ {summary.termination}]", style="bold red")
+        elif self.tail.finished:
+            text.append(f"[{summary.termination if summary is not None else 'finished'}]", style="cyan")
+        else:
+            text.append(f"[live{', following' if self.follow else ''}]", style="green")
         if step is not None:
             text.append(f"  seed {step.seed}  step {step.step}  action {step.action_name}  reward {step.reward:+.1f}")
-        state = "finished" if self.tail.finished else "live"
-        text.append(f"  [{state}{', following' if self.follow and not self.tail.finished else ''}]",
-                    style="green" if state == "live" else "cyan")
         return text
 
+    def _turns_shown(self) -> int:
+        """As many turns as the log has room for (about two lines each), never fewer than TURNS_SHOWN."""
+        return max(TURNS_SHOWN, self.query_one("#turns", Panel).size.height // 2)
+
     def _turns_text(self, step: StepRecord | None) -> Text:
-        if step is None:
-            return Text("")
-        # turns arrive in order: the last TURNS_SHOWN up to this step's turn, without scanning them all
-        end = bisect.bisect_right(self.turns, step.turn, key=lambda turn: turn.turn)
-        shown = self.turns[max(0, end - TURNS_SHOWN):end]
         text = Text()
+        summary = self.tail.summary if self.tail is not None else None
+        if summary is not None and summary.termination in FAILED_TERMINATIONS:
+            text.append(f"✗ episode failed ({summary.termination}): {summary.error or 'no error text recorded'}",
+                        style="bold red")
+            if summary.invalid_actions:
+                text.append(f"  · {summary.invalid_actions} invalid turns", style="red")
+            text.append("\n")
+        # turns arrive in order: the last few up to this step's turn, without scanning them all; with no
+        # step (every turn invalid, or the agent failed at once) the newest turns still show their errors
+        end = (bisect.bisect_right(self.turns, step.turn, key=lambda turn: turn.turn) if step is not None
+               else len(self.turns))
+        shown = self.turns[max(0, end - self._turns_shown()):end]
+        if step is None and not shown and self.tail is not None and self.tail.finished and not text:
+            text.append("this episode has no steps and no turns", style="dim")
         for turn in reversed(shown):
-            text.append(f"turn {turn.turn} ", style="bold yellow" if turn.turn == step.turn else "bold")
+            current = step is not None and turn.turn == step.turn
+            text.append(f"turn {turn.turn} ", style="bold yellow" if current else "bold")
             text.append(f"(step {turn.step}) ", style="dim")
             text.append(", ".join(turn.actions) or "(no action)", style="cyan")
             if not turn.valid:
@@ -371,7 +458,7 @@ class RunsScreen(WorkbenchScreen):
     def action_launch(self) -> None:
         from crafter_tui.tui.screens.launch import LaunchRolloutScreen
 
-        self.app.push_screen(LaunchRolloutScreen(self.app.config), self._launch)  # type: ignore[attr-defined]
+        self.app.push_screen(LaunchRolloutScreen(self.workbench.config), self._launch)
 
     def _launch(self, spec: object) -> None:
         if spec is None:
@@ -379,6 +466,8 @@ class RunsScreen(WorkbenchScreen):
         progress = self.query_one("#launch-progress", ProgressBar)
         progress.display = True
         progress.update(total=getattr(spec, "episodes", None), progress=0)
+        self.rollout_total, self.rollout_done, self.rollout_failed = int(getattr(spec, "episodes", 0) or 0), 0, 0
+        self.rollout_ended = False
         self.query_one("#launch-status", Static).update("starting rollout…")
         self.follow = True
         self.run_rollout(spec)
@@ -395,7 +484,7 @@ class RunsScreen(WorkbenchScreen):
             from crafter_tui.services.rollouts import RolloutService
 
             # a model trained here plays as its card says, on the host that serves it
-            binding = bind_model(spec, self.app.config)  # type: ignore[arg-type, attr-defined]
+            binding = bind_model(spec, self.workbench.config)  # type: ignore[arg-type]
             async with serving(binding):
                 stream = RolloutService(binding.config).run(binding.spec)
                 try:
@@ -410,20 +499,32 @@ class RunsScreen(WorkbenchScreen):
 
     def on_rollout_update(self, message: RolloutUpdate) -> None:
         event = message.event
-        kind = getattr(event, "kind", "")
         status = self.query_one("#launch-status", Static)
         progress = self.query_one("#launch-progress", ProgressBar)
-        if kind == "run_started":
-            self.launched_run = event.run_dir  # type: ignore[attr-defined]
-            status.update(f"rollout {event.run_id}: running")  # type: ignore[attr-defined]
-            self._select_run(event.run_dir)  # type: ignore[attr-defined]
+        if isinstance(event, RunStarted):
+            self.launched_run = event.run_dir
+            self.rollout_total = event.pending
+            progress.update(total=event.pending, progress=0)
+            status.update(f"rollout {elide_middle(event.run_id, 30)}: running")
+            self._select_run(event.run_dir)
             self._poll_runs()
-        elif kind == "episode_finished":
+        elif isinstance(event, EpisodeFinished):
+            self.rollout_done += 1
             progress.advance(1)
-        elif kind == "run_finished":
-            status.update(f"rollout {event.run_id}: {event.status} in {event.wall_s:.1f}s")  # type: ignore[attr-defined]
+            if event.summary.termination in FAILED_TERMINATIONS:
+                self.rollout_failed += 1
+                status.update(Text(f"running · {self.rollout_failed} failed episode(s), last: "
+                                   f"{event.summary.termination}: {event.summary.error or '?'}", style="red"))
+        elif isinstance(event, RunFinished):
+            self.rollout_ended = True
+            failed = f", {self.rollout_failed} failed" if self.rollout_failed else ""
+            style = "cyan" if event.status == "finished" and not self.rollout_failed else "bold red"
+            status.update(Text(f"rollout {elide_middle(event.run_id, 30)}: {event.status} "
+                               f"({self.rollout_done}/{self.rollout_total} episodes{failed}) in {event.wall_s:.1f}s",
+                               style=style))
             progress.display = False
-            self.notify(f"rollout {event.status}", timeout=4)  # type: ignore[attr-defined]
+            self.notify(f"rollout {event.status}{failed}", timeout=4,
+                        severity="information" if style == "cyan" else "warning")
             self._poll_runs()
 
     def action_cancel_rollout(self) -> None:

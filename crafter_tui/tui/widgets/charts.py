@@ -84,4 +84,40 @@ class BarChart(PlotextPlot):
                 plt.bar(self.labels, values, label=name)
             else:
                 plt.multiple_bar(self.labels, list(self.groups.values()), labels=list(self.groups))
+            values = [value for group in self.groups.values() for value in group]
+            if values and all(float(value).is_integer() for value in values):  # counts: whole-number ticks
+                top = int(max(values))
+                plt.yticks(integer_ticks(top))
+                plt.ylim(0, max(1, top))
         self.refresh()
+
+    def set_counts(self, xs: Sequence[int], counts: Sequence[int], *, x_title: str = "", y_title: str = "") -> None:
+        """A histogram of counts over a numeric x: whole-number count ticks (never 0.5 episodes) and titled
+        axes; x keeps its numeric order and gaps instead of being a row of category labels."""
+        self.labels = [str(x) for x in xs]
+        self.groups = {y_title or "count": [float(c) for c in counts]}
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(self.title)
+        if xs:
+            # every integer from 0 to the largest x, zeros included, so bars sit evenly on a numeric axis
+            by_x = dict(zip(xs, counts))
+            dense_x = list(range(0, max(xs) + 1))
+            dense = [by_x.get(x, 0) for x in dense_x]
+            plt.bar(dense_x, dense, width=0.6)
+            top = max(dense)
+            plt.yticks(integer_ticks(top))
+            plt.ylim(0, max(1, top))
+            plt.xticks(dense_x[::max(1, len(dense_x) // 12 + 1)])
+        if x_title:
+            plt.xlabel(x_title)
+        if y_title:
+            plt.ylabel(y_title)
+        self.refresh()
+
+
+def integer_ticks(top: int, most: int = 5) -> list[int]:
+    """At most ``most`` + 1 whole-number ticks from 0 to at least ``top``."""
+    step = max(1, -(-max(top, 1) // most))
+    return list(range(0, max(top, 1) + step, step))

@@ -51,20 +51,63 @@ class Panel(Widget):
 
 
 class MapView(Panel):
-    """The 9x7 local view, drawn in colour from the step record's ``view`` symbols."""
+    """The 9x7 local view, drawn in colour from the step record's ``view`` symbols, scaled to the room it has
+    (each cell 2k columns by k rows, the largest k that fits), so a big terminal shows a big map."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.view: str | None = None
 
     def show(self, view: str | None) -> None:
-        self.update(render_view(view) if view else Text("(no step yet)", style="dim"))
+        self.view = view
+        self.refresh()
+
+    def scale(self) -> int:
+        rows = max(1, (len(self.view or "") + VIEW_COLUMNS - 1) // VIEW_COLUMNS)
+        return max(1, min(self.size.width // (2 * VIEW_COLUMNS), self.size.height // rows))
+
+    def render(self) -> RenderableType:
+        if not self.view:
+            return Text("(no step yet)", style="dim")
+        scale = self.scale()
+        text = render_view(self.view, scale)
+        rows = (len(self.view) + VIEW_COLUMNS - 1) // VIEW_COLUMNS
+        if self.size.height - rows * scale >= 2:  # room left below the map: the legend of what it shows
+            text.append("\n\n")
+            text.append_text(map_legend(self.view, self.size.width))
+        return text
 
 
-def render_view(view: str) -> Text:
+def map_legend(view: str, width: int) -> Text:
+    """The symbols present in ``view``, each drawn as on the map with its name, wrapped to ``width``."""
+    from crafter_tui.world.text_obs import SYMBOLS  # imported by the reader thread before the first step
+
+    names = {symbol: name for name, symbol in SYMBOLS.items()}
     text = Text()
-    for index, symbol in enumerate(view):
+    column = 0
+    for symbol in dict.fromkeys(view):
         glyph, style = SYMBOL_STYLES.get(symbol, (symbol * 2, "bold white on grey11"))
-        text.append(glyph, style=style)
-        if index % VIEW_COLUMNS == VIEW_COLUMNS - 1 and index != len(view) - 1:
+        label = f" {names.get(symbol, symbol)}  "
+        if column and column + len(glyph) + len(label) > width:
             text.append("\n")
+            column = 0
+        text.append(glyph, style=style)
+        text.append(label, style="dim")
+        column += len(glyph) + len(label)
     return text
+
+
+def render_view(view: str, scale: int = 1) -> Text:
+    """The view as text: every cell ``2 * scale`` columns wide and ``scale`` rows high."""
+    rows = [view[start:start + VIEW_COLUMNS] for start in range(0, len(view), VIEW_COLUMNS)]
+    lines: list[Text] = []
+    for row in rows:
+        line = Text()
+        for symbol in row:
+            glyph, style = SYMBOL_STYLES.get(symbol, (symbol * 2, "bold white on grey11"))
+            line.append(glyph * scale, style=style)
+        lines.extend([line] * scale)
+    return Text("\n").join(lines)
 
 
 class VitalsBars(Panel):
@@ -118,7 +161,7 @@ class AchievementsView(Panel):
         from crafter_tui.world.rules import ACHIEVEMENTS
 
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"{len(unlocked)}/{len(ACHIEVEMENTS)}\n", style="bold")
+        text.append(f"{len(unlocked)}/{len(ACHIEVEMENTS)} achievements\n", style="bold")
         for name in ACHIEVEMENTS:
             label = name.replace("_", " ")
             if name in new:
@@ -127,4 +170,14 @@ class AchievementsView(Panel):
                 text.append(f"✓ {label}\n", style="green")
             else:
                 text.append(f"· {label}\n", style="grey50")
+        text.rstrip()
         self.update(text)
+
+    def update(self, content: RenderableType) -> None:
+        """Its height follows its lines (it scrolls in a box when the room is short): re-layout only when
+        the number of lines changes, a plain repaint otherwise."""
+        lines = content.plain.count("\n") + 1 if isinstance(content, Text) else 1
+        relayout = lines != getattr(self, "_lines", None)
+        self._lines = lines
+        self.content = content
+        self.refresh(layout=relayout)
