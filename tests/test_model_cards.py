@@ -116,6 +116,17 @@ def test_the_trained_model_carries_its_card_and_plays_by_it_with_no_flags(servic
     assert record.settings["observation"] == "full" and record.system_prompt == SYSTEM_PROMPT
     assert record.mismatches == ["--observation 'full' (trained with 'brief')"]
 
+    # a job launched elsewhere (not in our registry): the running service still says how to play its model
+    import shutil
+
+    from crafter_tui.services.model_cards import find_known_model
+
+    shutil.rmtree(tmp_path / "state" / "jobs")
+    config = AppConfig.model_validate({"finetune": {"local_url": service.base_url},
+                                       "storage": {"data_dir": str(tmp_path / "state")}})
+    known = find_known_model(config, model)
+    assert known is not None and known.host == "local" and known.card.format.observation == "brief"
+
 
 def _known(tmp_path: Path, card: ModelCard, host: str = "local", base_url: str = "http://127.0.0.1:9/v1") -> AppConfig:
     config = AppConfig.model_validate({"storage": {"data_dir": str(tmp_path / "state")}})

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -100,10 +100,10 @@ def read_card(data: Path) -> ModelCard | None:
     return parse_card(path.read_text(encoding="utf-8"), where=str(path))
 
 
-def parse_card(text: str, *, where: str) -> ModelCard:
-    """A card from its JSON text; a bad card is a ``UserError`` naming the field and ``where``."""
+def parse_card(data: str | dict[str, Any], *, where: str) -> ModelCard:
+    """A card from its JSON text (or decoded JSON); a bad card is a ``UserError`` naming the field and ``where``."""
     try:
-        return ModelCard.model_validate_json(text)
+        return ModelCard.model_validate_json(data) if isinstance(data, str) else ModelCard.model_validate(data)
     except ValidationError as exc:
         field, message = first_validation_error(exc, default_field="(card)")
         raise UserError(f"bad model card: {field}: {message}", where=where) from None

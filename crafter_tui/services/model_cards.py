@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, SecretStr
 
 from crafter_tui.agents.prompting import SYSTEM_PROMPTS, TOOLS, stable_hash
 from crafter_tui.config import AppConfig
@@ -30,14 +30,12 @@ from crafter_tui.world.text_obs import OBSERVATION_REVISIONS
 
 #: Agents that play a model (the others ignore cards).
 MODEL_AGENTS = frozenset({"openai", "dagger"})
-#: Flag name -> how its value is read from a card (``None``: the card has no value for it).
+#: The flags a card has values for (``card_values``): given explicitly, they must agree with it.
 CARD_FLAGS = ("observation", "history_turns", "temperature", "max_tokens")
 
 
 class KnownModel(BaseModel):
     """A model trained here: its card, the host that serves it, and where we learnt of it."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     model: str
     card: ModelCard | None
@@ -49,8 +47,6 @@ class KnownModel(BaseModel):
 
 class Binding(BaseModel):
     """A rollout with a known model's card applied and its endpoint routed."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     spec: RolloutSpec
     config: AppConfig
@@ -82,10 +78,8 @@ def _served_card(config: AppConfig, model: str) -> ModelCard | None:
     url = config.finetune.local_url.rstrip("/")
     if not is_up(url, timeout=0.5):
         return None
-    token = config.finetune.local_token
-    headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
     try:
-        reply = httpx.get(f"{url}/models/{model}", headers=headers, timeout=5.0)
+        reply = httpx.get(f"{url}/models/{model}", headers=_local_auth(config), timeout=5.0)
     except httpx.HTTPError:
         return None
     if reply.status_code != 200:
@@ -94,13 +88,13 @@ def _served_card(config: AppConfig, model: str) -> ModelCard | None:
         card = reply.json().get("card")
     except ValueError:
         return None
-    return parse_card(_json(card), where=f"{url}/models/{model}") if isinstance(card, dict) else None
+    return parse_card(card, where=f"{url}/models/{model}") if isinstance(card, dict) else None
 
 
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
+def _local_auth(config: AppConfig) -> dict[str, str]:
+    """The local service's bearer header (none without a token)."""
+    token = config.finetune.local_token
+    return {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
 
 
 def card_values(card: ModelCard) -> dict[str, Any]:
@@ -239,10 +233,9 @@ def _check_served(url: str, known: KnownModel, config: AppConfig) -> None:
     """Refuse to play when the service at ``url`` is another one, which does not have the model."""
     import httpx
 
-    token = config.finetune.local_token
-    headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
     try:
-        status = httpx.get(f"{url.rstrip('/')}/models/{known.model}", headers=headers, timeout=10.0).status_code
+        status = httpx.get(f"{url.rstrip('/')}/models/{known.model}", headers=_local_auth(config),
+                           timeout=10.0).status_code
     except httpx.HTTPError as exc:
         raise UserError(f"the fine-tune service at {url} did not answer ({exc})", where=known.model) from None
     if status == 404:
