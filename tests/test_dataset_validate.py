@@ -133,3 +133,13 @@ def test_cli_exit_codes_and_json(crafted: Path, tmp_path: Path, capsys: pytest.C
     assert report["ok"] is True and report["examples"] == 10 and report["token_limit"] == 65_536
     assert main(["validate", str(tmp_path / "missing.jsonl")]) == 2
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+def test_a_key_with_a_newline_is_named_on_one_line(tmp_path):
+    """Found by the fuzz suite: keys and ids come from the data and may hold control characters."""
+    path = tmp_path / "keys.jsonl"
+    path.write_bytes(b'{"messages":[{"\\n":null}]}\n')
+    report = validate_file(path)
+    messages = [issue.message for issue in report.errors]
+    assert any("unrecognized key(s) \\n" in message for message in messages)
+    assert all("\n" not in message for message in messages)

@@ -90,6 +90,11 @@ class ValidationReport(BaseModel):
         return not self.error_counts
 
 
+def one_line(message: str) -> str:
+    """``message`` with the control characters the data put in it (a key, an id) escaped: one line, always."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 class _Collector:
     def __init__(self) -> None:
         self.errors: list[Issue] = []
@@ -100,12 +105,12 @@ class _Collector:
     def error(self, line: int, code: str, message: str) -> None:
         self.error_counts[code] += 1
         if self.error_counts[code] <= MAX_ISSUES_PER_CODE:
-            self.errors.append(Issue(line=line, code=code, message=message))
+            self.errors.append(Issue(line=line, code=code, message=one_line(message)))
 
     def warn(self, line: int, code: str, message: str) -> None:
         self.warning_counts[code] += 1
         if self.warning_counts[code] <= MAX_ISSUES_PER_CODE:
-            self.warnings.append(Issue(line=line, code=code, message=message))
+            self.warnings.append(Issue(line=line, code=code, message=one_line(message)))
 
 
 def validate_file(path: Path | str, model: str = DEFAULT_MODEL, *, epochs: int | None = None) -> ValidationReport:
