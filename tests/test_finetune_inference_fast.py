@@ -127,3 +127,41 @@ def test_the_cache_grows_past_its_first_allocation(tokenizer):
         fast = decoder.forward(ids[500:700])  # past the first 512-position allocation
         slow = model(input_ids=torch.tensor([ids[500:700]]), cache=cache, use_cache=True, logits_to_keep=1)
     assert torch.allclose(fast, slow.logits[0, -1], atol=1e-4, rtol=1e-4)
+
+
+def _logits_of_reply(loaded: LoadedModel, ids: list[int], seed: int) -> tuple[list[torch.Tensor], int]:
+    """Every logit vector a seeded sampled reply was drawn from, and the prompt tokens reused."""
+    seen: list[torch.Tensor] = []
+    pick = loaded._pick
+
+    def recording(logits, temperature, generator):
+        seen.append(logits.clone())
+        return pick(logits, temperature, generator)
+
+    loaded._pick = recording  # type: ignore[method-assign]
+    try:
+        _, reused, _ = loaded.generate_ids(ids, 12, temperature=0.8, seed=seed)
+    finally:
+        del loaded._pick
+    return seen, reused
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_a_reply_does_not_depend_on_what_the_service_answered_before(tokenizer, rows, lean):
+    """Concurrent episodes reach the service in any order: each prompt's logits must be bit-identical
+    whether the cache is cold, holds another prompt, or holds this one (the prompt cache is only a speed-up)."""
+    loaded = LoadedModel(_model(tokenizer, 4, 2, seed=6), tokenizer, Path("unused"), max_length=1024, threads=1)
+    if not lean:
+        loaded._decoder = None
+    prompts = [loaded.prompt_ids(row["messages"][:-1], row["tools"], 12) for row in rows]
+    reused_any = False
+    for index, ids in enumerate(prompts):
+        loaded.reset_prompt_cache()
+        cold, _ = _logits_of_reply(loaded, ids, seed=index)
+        for before in (prompts[index - 1], ids, prompts[(index + 2) % len(prompts)]):
+            loaded.reset_prompt_cache()
+            loaded.generate_ids(before, 5)
+            warm, reused = _logits_of_reply(loaded, ids, seed=index)
+            reused_any = reused_any or reused > 0
+            assert len(warm) == len(cold) and all(torch.equal(a, b) for a, b in zip(warm, cold, strict=True))
+    assert reused_any  # the system head is still taken from the cache

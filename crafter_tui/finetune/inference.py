@@ -2,9 +2,14 @@
 
 Speed matters here (one call per Crafter turn), so generation is a hand-written loop
 rather than ``model.generate``: greedy by default, a KV cache, logits only for the last
-position, and a *prompt cache*: the KV of the previous call is kept and cropped to the
-prefix the new prompt shares with it (the tools block and the long, identical system
-prompt), so each turn only runs the new observation and history through the model.
+position, and a *prompt cache*: every prompt runs in two pieces, its system head (the tools
+block and the long system prompt, identical across an experiment) and the rest; the head's KV
+is kept between calls, so a turn whose head matches the previous call's runs only its
+observation and history through the model. The pieces are a function of the prompt alone,
+never of what the service answered before: a reply (greedy, or sampled with a seed) is the
+same whichever requests came first, which keeps concurrent episodes bit-reproducible (a cut
+at wherever the previous prompt happened to diverge changes the float rounding, and at a
+temperature that flips samples).
 Qwen2 models (the built-in ones, Qwen2.5) run on ``qwen2_decoder.Qwen2Decoder``, a lean
 forward with a pre-sized KV cache (~3x less time per token than the Hugging Face forward,
 same logits); other architectures use the Hugging Face forward with a ``DynamicCache``.
@@ -39,6 +44,7 @@ from crafter_tui.finetune.constrained import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, Co
 from crafter_tui.finetune.qwen2_decoder import Qwen2Decoder
 from crafter_tui.finetune.trainer.data import fit_messages, normalise_message
 from crafter_tui.finetune.trainer.models import BUILTIN_SIZES
+from crafter_tui.finetune.trainer.tokenizer import IM_START
 
 TRAINING_INFO_FILE = "crafter_tui_training.json"
 #: Forces the inference device (``auto``, ``cpu``, ``cuda``, ``cuda:N``); unset means ``auto``.
@@ -121,14 +127,6 @@ def _stop_token_ids(tokenizer: PreTrainedTokenizerBase, model: torch.nn.Module) 
     return {i for i in ids if i is not None}
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
 class LoadedModel:
     """A model and tokenizer in memory, answering one chat at a time (calls are serialised)."""
 
@@ -144,7 +142,10 @@ class LoadedModel:
         self.stop_ids = _stop_token_ids(tokenizer, model)
         self._lock = threading.Lock()
         self._cache: DynamicCache | None = None
-        self._cached_ids: list[int] = []
+        #: The head (``_head_length``) of the previous prompt whose KV the cache holds; [] when none.
+        self._cached_head: list[int] = []
+        marker = tokenizer.convert_tokens_to_ids(IM_START)
+        self._marker = marker if isinstance(marker, int) and marker != tokenizer.unk_token_id else None
         #: The lean forward for Qwen2 models (the built-in ones): ~3x faster per token; others use HF's.
         self._decoder = Qwen2Decoder(self.model) if Qwen2Decoder.supports(self.model) else None
         self._constrainer: Constrainer | None = None  # built on the first constrained call
@@ -159,7 +160,7 @@ class LoadedModel:
     def reset_prompt_cache(self) -> None:
         """Forget the previous call's KV: the next call runs its whole prompt (benchmarks, checks)."""
         with self._lock:
-            self._cache, self._cached_ids = None, []
+            self._cache, self._cached_head = None, []
             if self._decoder is not None:
                 self._decoder.truncate(0)
 
@@ -213,25 +214,38 @@ class LoadedModel:
         if self.threads and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
 
-    def _start(self, ids: list[int]) -> tuple[DynamicCache, int]:
-        """A cache holding the longest prefix of ``ids`` already computed (at least one token left to run)."""
-        reuse = min(_common_prefix(self._cached_ids, ids), len(ids) - 1)
-        if self._cache is None or reuse <= 0:
-            return DynamicCache(config=self.model.config), 0
-        excess = self._cache.get_seq_length() - reuse
-        if excess > 0:
-            self._cache.crop(-excess)
-        return self._cache, reuse
+    def _head_length(self, ids: list[int]) -> int:
+        """Where the prompt's system head ends: the start of its first message that is neither the
+        system prompt nor the tools block (0: no head, the prompt runs in one piece)."""
+        if self._marker is None:
+            return 0
+        for index, token in enumerate(ids):
+            if token == self._marker and index > 0:
+                role = self.tokenizer.decode(ids[index + 1:index + 3]).lstrip()
+                if not role.startswith(("system", "tools")):
+                    return index
+        return 0
+
+    def _reusable_head(self, ids: list[int], head: int, cached: int) -> int:
+        """``head`` when the cache holds exactly this prompt's head (``cached`` positions), else 0."""
+        return head if head and cached >= head and self._cached_head == ids[:head] else 0
 
     def _generate(self, ids: list[int], max_tokens: int, temperature: float,
                   generator: torch.Generator | None,
                   matcher: TokenMatcher | None = None) -> tuple[list[int], int, bool]:
         if self._decoder is not None:
             return self._generate_fast(self._decoder, ids, max_tokens, temperature, generator, matcher)
-        cache, reused = self._start(ids)
-        self._cache, self._cached_ids = None, []  # invalid until this call completes
-        feed = torch.tensor([ids[reused:]], dtype=torch.long, device=self.device)
-        fed = list(ids)
+        head = self._head_length(ids)
+        cached = self._cache.get_seq_length() if self._cache is not None else 0
+        reused = self._reusable_head(ids, head, cached)
+        cache = self._cache if reused else DynamicCache(config=self.model.config)
+        if reused and cached > reused:
+            cache.crop(reused - cached)
+        self._cache, self._cached_head = None, []  # invalid until this call completes
+        if reused < head:  # the head alone, as every call computes it
+            self.model(input_ids=torch.tensor([ids[:head]], dtype=torch.long, device=self.device),
+                       cache=cache, use_cache=True, logits_to_keep=1)
+        feed = torch.tensor([ids[head:]], dtype=torch.long, device=self.device)
         generated: list[int] = []
         stopped = False
         for _ in range(max_tokens):
@@ -245,21 +259,22 @@ class LoadedModel:
                 stopped = True
                 break
             feed = torch.tensor([[next_id]], dtype=torch.long, device=self.device)
-            fed.append(next_id)
-        fed = fed[: cache.get_seq_length()]
-        self._cache, self._cached_ids = cache, fed
+        self._cache, self._cached_head = cache, ids[:head]
         return generated, reused, stopped
 
     def _generate_fast(self, decoder: Qwen2Decoder, ids: list[int], max_tokens: int, temperature: float,
                        generator: torch.Generator | None,
                        matcher: TokenMatcher | None = None) -> tuple[list[int], int, bool]:
         """``_generate`` on the lean decoder, whose own KV cache is the prompt cache."""
-        reused = min(_common_prefix(self._cached_ids, ids), len(ids) - 1, decoder.length)
+        head = self._head_length(ids)
+        reused = self._reusable_head(ids, head, decoder.length)
         decoder.truncate(reused)
-        self._cached_ids = []  # invalid until this call completes
+        self._cached_head = []  # invalid until this call completes
+        if reused < head:  # the head alone, as every call computes it
+            decoder.forward(ids[:head])
         generated: list[int] = []
         stopped = False
-        logits = decoder.forward(ids[reused:])
+        logits = decoder.forward(ids[head:])
         for step in range(max_tokens):
             next_id = self._choose(logits, temperature, generator, matcher)
             if next_id in self.stop_ids:
@@ -271,7 +286,7 @@ class LoadedModel:
                 break
             if step + 1 < max_tokens:
                 logits = decoder.forward([next_id])
-        self._cached_ids = (ids + generated)[: decoder.length]
+        self._cached_head = ids[:head]
         return generated, reused, stopped
 
     def _choose(self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None,
