@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from crafter_tui import __version__
+from crafter_tui.version import __version__
 from crafter_tui.traces.jsonl import loads_bounded
 
 CHAT_COMPLETIONS = "chat/completions"
