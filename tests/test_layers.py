@@ -92,7 +92,7 @@ def test_every_package_is_placed_in_a_layer(config: dict):
     ("crafter_tui.world.rules", "crafter_tui.traces.schema"),  # the bottom reaching up one
     ("crafter_tui.rollout.runner", "crafter_tui.servers.env_server"),
     ("crafter_tui.finetune.local_service", "crafter_tui.servers.ft_server"),
-    ("crafter_tui.agents.chat_client", "crafter_tui"),  # the package root leads to the notebook API
+    ("crafter_tui.agents.transport.lean", "crafter_tui"),  # the package root leads to the notebook API
     ("crafter_tui.services.runs", "crafter_tui.tui.app"),
 ])
 def test_the_layers_contract_catches_an_upward_import(config: dict, graph: grimp.ImportGraph,
