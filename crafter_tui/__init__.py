@@ -1,9 +1,9 @@
 """crafter-tui: a terminal workbench for making LLM agents better at Crafter."""
 
-#: The one place the version is written (pyproject.toml reads it from here). A literal, not
-#: importlib.metadata: that import alone costs ~50 ms of every start-up, console included.
-__version__ = "0.1.0"
+from crafter_tui.version import __version__
 
+#: The package root is a front door, not a library: no module of the package imports it (they name
+#: ``crafter_tui.version``), since it leads to the notebook API, which sits above every layer.
 #: The notebook API (crafter_tui/notebook.py), loaded on first use: ``import crafter_tui`` stays
 #: as cheap as it was (no DuckDB, pandas or pydantic until a notebook asks for a table).
 _NOTEBOOK = frozenset({"open_store", "experiments", "experiment_episodes", "compare", "load_comparison"})

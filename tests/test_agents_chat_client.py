@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from crafter_tui.agents.chat_client import (
+from crafter_tui.agents.transport.lean import (
     ChatClient,
     ChatConnectionError,
     ChatStatusError,

@@ -331,7 +331,7 @@ async def test_lean_client_and_sdk_fail_with_the_same_words(openai_double, obser
 
 
 def test_the_lean_client_is_the_default_and_a_proxy_falls_back_to_the_sdk(monkeypatch):
-    from crafter_tui.agents.chat_client import ChatClient
+    from crafter_tui.agents.transport.lean import ChatClient
 
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy",
                  "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
@@ -340,8 +340,8 @@ def test_the_lean_client_is_the_default_and_a_proxy_falls_back_to_the_sdk(monkey
     assert isinstance(agent._client, ChatClient)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     agent = OpenAIAgent("m", base_url="https://api.openai.com/v1", api_key=KEY)
-    assert isinstance(agent._client, openai.AsyncOpenAI)
-    assert agent._client.api_key == KEY and agent._client.max_retries == agent.max_retries
+    assert isinstance(agent._client.sdk, openai.AsyncOpenAI)
+    assert agent._client.api_key == KEY and agent._client.sdk.max_retries == agent.max_retries
 
 
 def _history(n: int) -> list[HistoryTurn]:

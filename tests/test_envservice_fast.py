@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
 from crafter_tui.servers.env_fast import FastStep, parse_fast_step
-from crafter_tui.servers.env_models import ObservationOptions, StepRequest
+from crafter_tui.rollout.env_models import ObservationOptions, StepRequest
 from crafter_tui.servers.env_server import BackgroundEnvService, EnvServiceSettings, EnvSlot, dump_json, run_actions
 from crafter_tui.world.env import CrafterWorld
 from crafter_tui.world.rules import ACTIONS

@@ -13,7 +13,7 @@ from crafter_tui.config import AppConfig
 from crafter_tui.rollout.envs import LocalEnv
 from crafter_tui.rollout.events import EpisodeProgress
 from crafter_tui.rollout.spec import RolloutSpec
-from crafter_tui.servers.env_client import EnvServiceClient, EnvServiceError, RemoteEnv
+from crafter_tui.rollout.env_client import EnvServiceClient, EnvServiceError, RemoteEnv
 from crafter_tui.servers.env_server import BackgroundEnvService, EnvServiceSettings
 from crafter_tui.services.rollouts import run_rollout
 from crafter_tui.traces.jsonl import iter_jsonl

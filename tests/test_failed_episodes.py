@@ -12,7 +12,7 @@ from crafter_tui.cli import main
 from crafter_tui.config import AppConfig
 from crafter_tui.evaluation.compare import CompareOptions, compare_experiments
 from crafter_tui.evaluation.experiments import Episode, Experiment, experiment_from_runs
-from crafter_tui.rollout.stats import run_stats
+from crafter_tui.evaluation.run_stats import run_stats
 from crafter_tui.services.evaluation import build_comparison, render_report
 from crafter_tui.traces.schema import EpisodeSummary
 from crafter_tui.world.rules import ACHIEVEMENTS

@@ -59,6 +59,14 @@ def test_finetune_local_watch_test_and_usage(service, tmp_path, capsys):
     assert main(["jobs", "cancel", job_id]) == 2  # already finished: a one-line error, not a traceback
     assert "cannot be cancelled" in capsys.readouterr().err
 
+    # the training curve comes from the host that ran the job, even after the configured URL moved on
+    config = tmp_path / "crafter_config.toml"
+    config.write_text(config.read_text().replace(service.base_url, "http://127.0.0.1:9"))
+    analysis = tmp_path / "training.json"
+    assert main(["analyze", "training", "--job-ids", job_id, "--output", str(analysis)]) == 0, capsys.readouterr().err
+    progress = json.loads(analysis.read_text())["jobs"][0]
+    assert progress["job_id"] == job_id and [p["step"] for p in progress["points"]] == [1, 2, 3, 4]
+
 
 def test_dataset_with_errors_is_refused_before_upload(service, tmp_path, capsys):
     rows = [sft_example(f"obs {i}", ["do"]) for i in range(12)]

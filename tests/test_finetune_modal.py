@@ -173,7 +173,7 @@ def test_serve_plays_what_modal_trained_from_the_volume(tmp_path, monkeypatch, c
 
     from crafter_tui.cli import main
     from crafter_tui.finetune.modal_app import serve
-    from crafter_tui.finetune.modal_serve import serve_app
+    from crafter_tui.servers.modal_serve import serve_app
     from crafter_tui.finetune.registry import JobRegistry
     from tests.doubles.ft_trainer_double import INFERENCE
     from tests.ft_support import ServerThread

@@ -19,7 +19,7 @@ from crafter_tui.config import load_config, read_toml
 from crafter_tui.dataset.validate import validate_file
 from crafter_tui.errors import ConfigError, UserError
 from crafter_tui.servers.env_fast import parse_fast_step
-from crafter_tui.servers.env_models import InitializeRequest, StepRequest, TerminateRequest
+from crafter_tui.rollout.env_models import InitializeRequest, StepRequest, TerminateRequest
 from crafter_tui.servers.env_server import ServiceError, parse_body
 from crafter_tui.traces.jsonl import iter_jsonl
 from crafter_tui.traces.loader import EPISODES, STEPS, TURNS, parse_block

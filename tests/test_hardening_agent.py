@@ -7,7 +7,8 @@ import pytest
 from pydantic import SecretStr
 
 from crafter_tui.agents.base import HistoryTurn, TurnObservation
-from crafter_tui.agents.openai_agent import LLMCallError, OpenAIAgent, make_sdk_client
+from crafter_tui.agents.openai_agent import LLMCallError, OpenAIAgent
+from crafter_tui.agents.transport.sdk import make_sdk_client
 from crafter_tui.config import AppConfig
 from crafter_tui.world.env import CrafterWorld
 from tests.doubles.openai_double import (  # noqa: F401 - openai_double is a pytest fixture

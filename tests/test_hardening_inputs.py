@@ -241,6 +241,7 @@ def test_a_call_with_an_id_but_no_usable_function_is_kept(store: Path, caplog) -
 
 
 def test_an_over_long_line_is_skipped_without_being_held_whole(tmp_path: Path, monkeypatch) -> None:
+    import crafter_tui.traces.jsonl as jsonl
     import crafter_tui.traces.loader as loader
     from crafter_tui.traces.loader import EPISODES as KIND, FileCursor, read_new
 
@@ -252,7 +253,8 @@ def test_an_over_long_line_is_skipped_without_being_held_whole(tmp_path: Path, m
     assert len(list(iter_jsonl(path, problems=problems, max_line_bytes=1000))) == 3
     assert [(p.line, p.reason) for p in problems] == [(2, "line longer than 1000 bytes, skipped")]
     monkeypatch.setattr(loader, "MAX_LINE_BYTES", 1000)
-    monkeypatch.setattr(loader, "BLOCK_BYTES", 700)  # the long line spans several reads
+    monkeypatch.setattr(jsonl, "MAX_LINE_BYTES", 1000)  # the tail reader the loader reads through
+    monkeypatch.setattr(jsonl, "TAIL_BLOCK_BYTES", 700)  # the long line spans several reads
     cursor = FileCursor()
     results = list(read_new(path, cursor, KIND))
     rows = sum(r.table.num_rows for r in results if r.table is not None)

@@ -6,14 +6,10 @@ exporter) with the ``interact``/``terminate`` tools, and turns the reply into a 
 ``replies.decision_from_completion``. A malformed reply is an *invalid* decision, never an
 exception: the runner records it and asks again.
 
-Transport: by default ``chat_client.ChatClient``, a lean HTTP/1.1 keep-alive client that
-mirrors the SDK's request, retry policy (``max_retries``: 429, 408, 409, 5xx, timeouts and
-connection errors, exponential backoff honouring ``Retry-After``) and error classes. At 64
-concurrent episodes the client's CPU per call is the ceiling of one event loop, and the SDK
-spends about twice the CPU of the rest of a turn on each request (see ``chat_client``).
-An ``openai.AsyncOpenAI`` can still be injected (``client=``), and is used when the
-environment routes the endpoint through a proxy, which the lean client does not speak; the
-SDK is imported only then. Either way, failures are worded by the same ``_describe_failure``.
+Transport: a ``transport.ChatTransport``, chosen once (``agents/transport/``): by default the lean
+HTTP/1.1 keep-alive client (the fast path, which mirrors the SDK's request, retry policy and error
+classes), else the ``openai`` SDK (the reference: an injected ``AsyncOpenAI``, or an endpoint the
+environment routes through a proxy). Either way, failures are worded by the same ``_describe_failure``.
 
 The API key is handed to the client and nowhere else: not stored on the agent, not in
 decisions, settings or error messages (errors are scrubbed of it).
@@ -21,9 +17,6 @@ decisions, settings or error messages (errors are scrubbed of it).
 
 from __future__ import annotations
 
-import contextvars
-import functools
-import ssl
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -32,26 +25,29 @@ from pydantic import SecretStr
 
 from crafter_tui.agents import prompting
 from crafter_tui.agents.base import AgentDecision, HistoryTurn, TurnObservation
-from crafter_tui.agents.chat_client import (
-    MAX_HEAD_BYTES, ChatClient, ChatClientError, ChatConnectionError, ChatResponseTooLarge, ChatStatusError,
-    ChatTimeoutError, uses_proxy,
-)
 from crafter_tui.agents.replies import decision_from_completion, truncated_reply
 from crafter_tui.agents.structured import tool_request, wants_structured
+from crafter_tui.agents.transport import (
+    MAX_HEAD_BYTES,
+    ChatResponseTooLarge,
+    ChatTransport,
+    as_transport,
+    failure_kind,
+    make_transport,
+)
 from crafter_tui.config import AppConfig
 from crafter_tui.errors import UserError
 from crafter_tui.traces.jsonl import loads_bounded
 
-if TYPE_CHECKING:  # imported at run time only when an SDK client is used (it costs ~1.5 s to import)
+if TYPE_CHECKING:  # imported at run time only when an SDK client is used (transport/sdk.py)
     import openai
+
+    from crafter_tui.agents.transport.lean import ChatClient
 
 #: Servers that do not check keys (vLLM, Ollama, our own) still need *a* bearer value.
 PLACEHOLDER_KEY = "EMPTY"
 OPENAI_HOST = "api.openai.com"
 RETRIED_STATUSES = frozenset({408, 409, 429})
-
-#: Attempts made by the current ``act`` call on an SDK client (counted by an HTTP request hook).
-_attempts: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("openai_agent_attempts", default=None)
 
 
 class LLMCallError(RuntimeError):
@@ -75,45 +71,6 @@ def _secret_value(api_key: str | SecretStr | None) -> str | None:
     if isinstance(api_key, SecretStr):
         api_key = api_key.get_secret_value()
     return api_key or None
-
-
-async def _count_attempt(_request: Any) -> None:
-    counter = _attempts.get()
-    if counter is not None:
-        counter[0] += 1
-
-
-@functools.cache
-def shared_ssl_context() -> ssl.SSLContext:
-    """One TLS context per process, shared by every agent's client.
-
-    Building one loads the CA bundle (0.05-0.4 s of CPU); the runner builds one agent per
-    episode, so without sharing, starting 64 episodes would block the event loop for seconds.
-    """
-    try:  # the SDK's HTTP library and default context (certifi; honours SSL_CERT_FILE and friends)
-        import httpx2 as http_library  # openai >= 3
-    except ImportError:  # pragma: no cover - older SDKs use httpx
-        import httpx as http_library
-    return http_library.create_ssl_context()
-
-
-def make_sdk_client(base_url: str, api_key: str, timeout: float, max_retries: int) -> openai.AsyncOpenAI:
-    """An ``AsyncOpenAI`` on the SDK's httpx transport, which honours the proxy settings (see ``make_client``)."""
-    import openai
-
-    hooks = {"request": [_count_attempt], "response": []}
-    http_client = openai.DefaultAsyncHttpxClient(timeout=timeout, event_hooks=hooks, verify=shared_ssl_context())
-    return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout,
-                              max_retries=max_retries, http_client=http_client)
-
-
-def make_client(base_url: str, api_key: str, timeout: float, max_retries: int,
-                max_response_bytes: int | None = None) -> ChatClient | openai.AsyncOpenAI:
-    """The lean ``ChatClient``, or the SDK when the environment names a proxy for ``base_url``."""
-    if uses_proxy(base_url):
-        return make_sdk_client(base_url, api_key, timeout, max_retries)
-    return ChatClient(base_url, api_key, timeout=timeout, max_retries=max_retries, ssl_context=shared_ssl_context,
-                      max_response_bytes=max_response_bytes)
 
 
 class OpenAIAgent:
@@ -166,9 +123,9 @@ class OpenAIAgent:
         self._owns_client = client is None
         if client is None:
             key = self._resolve_key(api_key if api_key is not None else section.api_key, base_url)
-            client = make_client(base_url, key, self.timeout, self.max_retries,
-                                 self.max_reply_bytes + MAX_HEAD_BYTES)  # head + a body of max_reply_bytes
-        self._client = client
+            client = make_transport(base_url, key, self.timeout, self.max_retries,
+                                    self.max_reply_bytes + MAX_HEAD_BYTES)  # head + a body of max_reply_bytes
+        self._client: ChatTransport = as_transport(client)
 
     @classmethod
     def from_config(cls, config: AppConfig, model: str, *,
@@ -221,15 +178,12 @@ class OpenAIAgent:
         """Ask the model for this turn's actions; raises ``LLMCallError`` when the call itself fails."""
         body = self.request_body(obs, history)
         started = time.perf_counter()
-        if isinstance(self._client, ChatClient):
-            try:
-                raw, attempts = await self._client.chat_completions(body)
-            except ChatResponseTooLarge as exc:
-                return truncated_reply(exc.prefix, self.max_reply_bytes)
-            except ChatClientError as exc:
-                raise LLMCallError(self._describe_failure(exc)) from None
-        else:
-            raw, attempts = await self._sdk_post(body)
+        try:
+            raw, attempts = await self._client.chat_completions(body)
+        except ChatResponseTooLarge as exc:
+            return truncated_reply(exc.prefix, self.max_reply_bytes)
+        except self._client.errors as exc:
+            raise LLMCallError(self._describe_failure(exc)) from None
         if len(raw) > self.max_reply_bytes:
             return truncated_reply(raw, self.max_reply_bytes)
         latency_ms = (time.perf_counter() - started) * 1000.0
@@ -245,23 +199,6 @@ class OpenAIAgent:
             decision.extra["retries"] = attempts - 1
         return decision
 
-    async def _sdk_post(self, body: dict[str, Any]) -> tuple[str, int]:
-        """The call through an ``openai.AsyncOpenAI``: the generic ``post`` returns the body text
-        without building the typed response models (~2 ms per call we do not need)."""
-        import openai
-
-        counter = [0]
-        token = _attempts.set(counter)
-        try:
-            text = await self._client.post("/chat/completions", cast_to=str, body=body)
-        except openai.APIError as exc:
-            if counter[0]:  # counted only on our own SDK client's request hook
-                exc.retries = counter[0] - 1  # type: ignore[attr-defined]
-            raise LLMCallError(self._describe_failure(exc)) from None
-        finally:
-            _attempts.reset(token)
-        return text, counter[0]
-
     def record_result(self, decision: AgentDecision, tool_result: str) -> None:
         """Nothing to learn here: the result comes back through the history the runner keeps."""
 
@@ -273,7 +210,7 @@ class OpenAIAgent:
     def _describe_failure(self, exc: Exception) -> str:
         """One wording for the lean client's errors and the SDK's (``openai.APIError``)."""
         where = f"model endpoint {self.endpoint} (model {self.model!r})"
-        kind = _failure_kind(exc)
+        kind = failure_kind(exc)
         if kind in ("timeout", "connection"):
             # the aiohttp transport reports refused connections as timeouts: look for the OS error
             refused = _os_error(exc)
@@ -299,27 +236,6 @@ class OpenAIAgent:
         if isinstance(key, str) and len(key) >= 4 and key != PLACEHOLDER_KEY:
             text = text.replace(key, "***")
         return text
-
-
-def _failure_kind(exc: Exception) -> str:
-    """``timeout``, ``connection``, ``status`` or ``other``, for either client's exceptions."""
-    if isinstance(exc, ChatTimeoutError):
-        return "timeout"
-    if isinstance(exc, ChatConnectionError):
-        return "connection"
-    if isinstance(exc, ChatStatusError):
-        return "status"
-    if isinstance(exc, ChatClientError):
-        return "other"
-    import openai
-
-    if isinstance(exc, openai.APITimeoutError):
-        return "timeout"
-    if isinstance(exc, openai.APIConnectionError):
-        return "connection"
-    if isinstance(exc, openai.APIStatusError):
-        return "status"
-    return "other"
 
 
 def _os_error(exc: BaseException) -> OSError | None:

@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from crafter_tui import __version__
-from crafter_tui.cli.common import OneLineErrorParser
+from crafter_tui.cli.common import OneLineErrorParser, config_from_args
 from crafter_tui.errors import UserError
+from crafter_tui.version import __version__
 
 #: Command name -> module under ``crafter_tui.cli``, in the order ``--help`` lists them.
 COMMANDS: dict[str, str] = {
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             from crafter_tui.tui.app import run_console  # imported lazily: Textual only for the console
 
-            return run_console(args)
+            return run_console(config_from_args(args))
         return int(args.handler(args) or 0)
     except UserError as exc:
         print(f"crafter-tui: error: {exc}", file=sys.stderr)

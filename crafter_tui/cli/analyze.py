@@ -17,6 +17,7 @@ JSON reports go to stdout when there is no ``--output``; image and HTML outputs 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -154,20 +155,8 @@ def _training(args: argparse.Namespace, config: Any) -> int:
 
 
 def job_metrics_from_hosts(job_id: str, config: Any) -> list[analyses.TrainingPoint]:
-    """A job's metrics events from its host: the job registry says which, else the first configured host
-    that knows the id (a job launched with another client)."""
-    from crafter_tui.finetune.client import FineTuneClient, metrics_from_events
-    from crafter_tui.finetune.hosts import host_from_config
+    """A job's metrics events from the host that ran it (``FinetuneService.metrics``)."""
     from crafter_tui.services.finetune import FinetuneService
 
-    service = FinetuneService(config, autostart_local=False)
-    entry = service.find(job_id)
-    if entry.host == "modal":
-        points = metrics_from_events(service.modal().events(entry))
-    else:
-        host = host_from_config(entry.host, config)
-        if entry.base_url and host.base_url != entry.base_url:
-            host = host.model_copy(update={"base_url": entry.base_url})
-        client = FineTuneClient(host, max_retries=config.openai.max_retries, timeout=config.openai.timeout)
-        points = client.metrics(entry.job_id)
+    points = asyncio.run(FinetuneService(config, autostart_local=False).metrics(job_id))
     return [analyses.TrainingPoint.model_validate(point.model_dump()) for point in points]

@@ -101,7 +101,7 @@ def handle(args: argparse.Namespace) -> int:
 def _record_costs(experiment: Experiment, spec) -> None:  # noqa: ANN001
     """Each instance's run folder gets ``cost.json``: its estimate next to its actual tokens (priced models)."""
     from crafter_tui.cli.rollout import write_cost
-    from crafter_tui.rollout.cost import estimate_run_cost
+    from crafter_tui.services.cost import estimate_run_cost
 
     for run_dir in experiment.runs:
         episodes = [e for e in experiment.episodes if e.run_dir == run_dir]

@@ -116,7 +116,7 @@ def _cost_gate(spec: PipelineSpec, config, yes: bool) -> None:  # noqa: ANN001
     models playing the evaluation) estimated before anything starts, asked above the limit."""
     from crafter_tui.cli.finetune import confirm
     from crafter_tui.dataset.tokens import resolve_model
-    from crafter_tui.rollout.cost import estimate_run_cost, usd_text
+    from crafter_tui.services.cost import estimate_run_cost, usd_text
     from crafter_tui.rollout.spec import RolloutSpec
 
     runs = []

@@ -15,7 +15,7 @@ from crafter_tui.cli.progress import RolloutProgress
 from crafter_tui.config import NON_LLM_MODELS, AgentKind, AppConfig, ObservationFormat
 from crafter_tui.errors import UserError, first_validation_error
 from crafter_tui.rollout.spec import RolloutSpec
-from crafter_tui.rollout.stats import failure_problem
+from crafter_tui.evaluation.run_stats import failure_problem
 from crafter_tui.services.model_cards import Binding, bind_model, bind_resume, serving
 from crafter_tui.services.rollouts import RunResult, run_rollout
 from crafter_tui.world.difficulty import PRESETS
@@ -158,7 +158,7 @@ def cost_gate(binding: Binding, yes: bool, episodes: int | None = None):  # noqa
     """A priced model's estimated tokens and dollars, on stderr; above ``[openai] confirm_above_usd`` the user
     is asked first (``--yes`` skips)."""
     from crafter_tui.cli.finetune import confirm
-    from crafter_tui.rollout.cost import estimate_run_cost, usd_text
+    from crafter_tui.services.cost import estimate_run_cost, usd_text
 
     estimate = estimate_run_cost(binding.spec, episodes)
     if estimate is None:
@@ -178,7 +178,7 @@ def record_cost(result: RunResult, estimate) -> None:  # noqa: ANN001
 
 
 def write_cost(run_dir: Path, estimate, prompt_tokens: int, completion_tokens: int) -> None:  # noqa: ANN001
-    from crafter_tui.rollout.cost import dollars
+    from crafter_tui.services.cost import dollars
     from crafter_tui.traces.jsonl import write_json_atomic
 
     actual = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,

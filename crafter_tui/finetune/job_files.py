@@ -20,6 +20,8 @@ from typing import Any
 
 DEFAULT_TRAINER = "crafter_tui.finetune.trainer:run_training"
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+#: The name a finished model is served under, written next to its weights (by either host's trainer body).
+SERVED_NAME_FILE = "served_name.txt"
 
 
 def fine_tuned_name(base: str, suffix: str | None, job_id: str) -> str:

@@ -8,6 +8,7 @@ the environment, never on the command line (which other users can read in ``ps``
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
@@ -22,9 +23,21 @@ import httpx
 
 from crafter_tui.config import AppConfig
 from crafter_tui.errors import UserError
-from crafter_tui.servers.ft_server import TOKEN_ENV_VAR, is_loopback
 
 START_TIMEOUT_S = 90.0
+#: The bearer token ``crafter-tui serve`` requires, passed through the environment (never argv).
+#: Defined here, where the service is started, and read by ``servers/ft_server.py``.
+TOKEN_ENV_VAR = "CRAFTER_TUI_SERVE_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine's loopback (``localhost`` and an empty host count as such)."""
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def health_url(base_url: str) -> str:

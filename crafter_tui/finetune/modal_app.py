@@ -31,7 +31,7 @@ from crafter_tui.finetune.job_files import (
     plain_dict,
     resolve_trainer,
 )
-from crafter_tui.servers.ft_jobs import SERVED_NAME_FILE
+from crafter_tui.finetune.job_files import SERVED_NAME_FILE
 from crafter_tui.traces.jsonl import write_json_atomic
 
 APP_NAME = os.environ.get("CRAFTER_TUI_MODAL_APP", "crafter-tui-finetune")
@@ -130,8 +130,8 @@ def train(payload: dict[str, Any]) -> dict[str, Any]:
 @modal.concurrent(max_inputs=8)
 @modal.asgi_app()
 def serve() -> Any:
-    """The trained models behind an OpenAI-compatible HTTPS endpoint (``modal_serve``); scales to zero."""
-    from crafter_tui.finetune.modal_serve import serve_app
+    """The trained models behind an OpenAI-compatible HTTPS endpoint (``servers/modal_serve.py``); scales to zero."""
+    from crafter_tui.servers.modal_serve import serve_app  # the one upward import: see [tool.importlinter]
 
     if not modal.is_local():
         volume.reload()  # the models finished since the image was built

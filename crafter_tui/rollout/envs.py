@@ -1,17 +1,21 @@
 """Where an episode's world lives: in this process, or behind the env service.
 
 The runner speaks to both through ``EpisodeEnv``; ``remote`` environments implement the same
-methods over HTTP (see ``crafter_tui.servers.env_client``), so the same seeds and agent give
+methods over HTTP (see ``crafter_tui.rollout.env_client``), so the same seeds and agent give
 the same trajectories either way.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from crafter_tui.world.env import CrafterWorld, StepOutcome, WorldState
+
+if TYPE_CHECKING:
+    from crafter_tui.config import AppConfig
+    from crafter_tui.rollout.spec import RolloutSpec
 
 
 class EpisodeEnv(Protocol):
@@ -45,3 +49,14 @@ class LocalEnv:
 
     async def close(self) -> None:
         return None
+
+
+def make_env(spec: RolloutSpec, config: AppConfig) -> EpisodeEnv:
+    """A fresh environment for one episode, local or behind the env service."""
+    if spec.env == "remote":
+        from crafter_tui.rollout.env_client import RemoteEnv
+
+        token = config.service.token.get_secret_value() if config.service.token else None
+        return RemoteEnv(spec.env_url or config.service.base_url, token=token, difficulty=spec.difficulty,
+                         max_steps=spec.max_steps, timeout=config.service.timeout)
+    return LocalEnv(spec.difficulty, spec.max_steps)

@@ -19,7 +19,8 @@ from crafter_tui.agents.base import Agent, AgentDecision, HistoryTurn, TurnObser
 from crafter_tui.agents.prompting import SYSTEM_PROMPTS, tool_result_text
 from crafter_tui.config import AppConfig
 from crafter_tui.errors import UserError
-from crafter_tui.rollout.envs import EpisodeEnv, LocalEnv
+from crafter_tui.rollout.envs import EpisodeEnv, LocalEnv, make_env
+from crafter_tui.rollout.events import RecordSink
 from crafter_tui.rollout.replay import ReplayAgent, ReplayMismatch, ReplayPoint, VerifyingSink
 from crafter_tui.rollout.spec import RolloutSpec
 from crafter_tui.traces.jsonl import AsciiPlainRecord, PlainRecord, fast_float, plain_values
@@ -53,16 +54,6 @@ def build_agent(spec: RolloutSpec, config: AppConfig) -> Agent:
 
 class EnvFailure(Exception):
     """The environment (local or remote) failed; the episode ends with ``env_error``."""
-
-
-class RecordSink(Protocol):
-    """Receives an episode's records as they happen."""
-
-    def step(self, record: dict[str, Any]) -> None: ...
-
-    def turn(self, record: dict[str, Any]) -> None: ...
-
-    def progress(self, episode: int, seed: int, step: int, turn: int, achievements: int) -> None: ...
 
 
 class JobSink(RecordSink, Protocol):
@@ -108,8 +99,6 @@ async def play_jobs(spec: RolloutSpec, config: AppConfig, jobs: list[EpisodeJob]
     Every executor runs this: in this process, in a worker process, or in a Modal container;
     only the sink differs (the trace writer here, a message queue elsewhere).
     """
-    from crafter_tui.rollout.runner import make_env
-
     gate = asyncio.Semaphore(max(1, lanes))
     alone = lanes <= 1 or len(jobs) <= 1  # episodes play one after another: no interleaving to keep
 

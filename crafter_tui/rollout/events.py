@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
 from crafter_tui.traces.schema import EpisodeSummary
+
+
+class RecordSink(Protocol):
+    """Receives an episode's records as they happen (the trace writer, a worker's queue, a replay check)."""
+
+    def step(self, record: dict[str, Any]) -> None: ...
+
+    def turn(self, record: dict[str, Any]) -> None: ...
+
+    def progress(self, episode: int, seed: int, step: int, turn: int, achievements: int) -> None: ...
 
 
 class RunStarted(BaseModel):

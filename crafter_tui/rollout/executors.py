@@ -29,6 +29,8 @@ from crafter_tui.traces.schema import EpisodeSummary
 from crafter_tui.world.rules import ACHIEVEMENTS
 
 Message = tuple[str, Any]
+#: The deployed Modal app ``ModalExecutor`` maps over; ``rollout/modal_app.py`` defines it under this name.
+APP_NAME = "crafter-tui-rollouts"
 FLUSH_RECORDS = 256
 FLUSH_SECONDS = 0.05
 #: Imported once by the forkserver so each worker starts with the game and agents loaded.
@@ -359,8 +361,6 @@ class ModalExecutor:
 async def default_modal_map(inputs: list[tuple[Any, ...]]) -> AsyncIterator[Any]:
     """Map over the deployed ``play_block`` (``modal deploy -m crafter_tui.rollout.modal_app``)."""
     import modal
-
-    from crafter_tui.rollout.modal_app import APP_NAME
 
     function = modal.Function.from_name(APP_NAME, "play_block_remote")
     async for result in function.starmap.aio(inputs, order_outputs=True, return_exceptions=True):

@@ -14,9 +14,7 @@ from typing import Any
 
 import modal
 
-from crafter_tui.rollout.executors import Message, play_block
-
-APP_NAME = "crafter-tui-rollouts"
+from crafter_tui.rollout.executors import APP_NAME, Message, play_block
 
 image = (
     modal.Image.debian_slim(python_version="3.11")

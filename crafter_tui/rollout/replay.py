@@ -26,7 +26,7 @@ from crafter_tui.traces.schema import STEPS_FILE, TURNS_FILE
 
 if TYPE_CHECKING:
     from crafter_tui.agents.base import Agent
-    from crafter_tui.rollout.episode import RecordSink
+    from crafter_tui.rollout.events import RecordSink
 
 #: Agent kinds whose episodes continue from their last recorded turn on ``--resume``.
 STEP_RESUMABLE_AGENTS = frozenset({"openai"})

@@ -20,11 +20,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Protocol
 
-from crafter_tui import __version__
+from crafter_tui.version import __version__
 from crafter_tui.agents.prompting import TOOLS, stable_hash
 from crafter_tui.config import AppConfig
 from crafter_tui.errors import UserError
-from crafter_tui.rollout.envs import EpisodeEnv, LocalEnv
 from crafter_tui.rollout.episode import EpisodeJob, build_agent, play_jobs
 from crafter_tui.rollout.events import (
     EpisodeFinished, EpisodeProgress, EpisodeStarted, RolloutEvent, RunFinished, RunStarted,
@@ -71,17 +70,6 @@ class RunSink:
         self.writer.episode(summary)
         self.summaries.append(summary)
         self._emit(EpisodeFinished(run_id=self.run_id, summary=summary))
-
-
-def make_env(spec: RolloutSpec, config: AppConfig) -> EpisodeEnv:
-    """A fresh environment for one episode, local or behind the env service."""
-    if spec.env == "remote":
-        from crafter_tui.servers.env_client import RemoteEnv
-
-        token = config.service.token.get_secret_value() if config.service.token else None
-        return RemoteEnv(spec.env_url or config.service.base_url, token=token, difficulty=spec.difficulty,
-                         max_steps=spec.max_steps, timeout=config.service.timeout)
-    return LocalEnv(spec.difficulty, spec.max_steps)
 
 
 class InProcessExecutor:

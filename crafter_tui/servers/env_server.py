@@ -47,7 +47,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crafter_tui.servers.env_fast import FastStep, LeanStepMiddleware
 from crafter_tui.servers.guard import RequestGuard
-from crafter_tui.servers.env_models import (
+from crafter_tui.rollout.env_models import (
     ENV_NAME,
     SEED_LIMIT,
     InitializeRequest,

@@ -38,6 +38,7 @@ from crafter_tui.finetune.job_files import (
     CHECKPOINT_DIR,
     DEFAULT_TRAINER,
     QLORA_REFUSED,
+    SERVED_NAME_FILE,
     append_event,
     build_train_job,
     builtin_base_models,
@@ -62,7 +63,6 @@ from crafter_tui.traces.jsonl import iter_jsonl, loads_bounded, write_json_atomi
 log = logging.getLogger(__name__)
 
 MAX_RESUMES = 3
-SERVED_NAME_FILE = "served_name.txt"
 UPLOAD_CHUNK = 1 << 20  # bytes an upload is copied to disk in
 _ID_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 

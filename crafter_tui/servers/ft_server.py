@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
-import ipaddress
 import logging
 import secrets
 import threading
@@ -33,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from crafter_tui.dataset.card import CARD_METADATA_KEY
 from crafter_tui.errors import UserError
 from crafter_tui.finetune.constrained import OutputSpec, SchemaError, output_spec
+from crafter_tui.finetune.local_service import TOKEN_ENV_VAR, is_loopback
 from crafter_tui.servers.ft_jobs import DEFAULT_TRAINER, JobManager, ServiceError
 from crafter_tui.servers.guard import RequestGuard
 from crafter_tui.servers.ft_models import (
@@ -65,7 +65,6 @@ DEFAULT_MAX_UPLOAD_BYTES = 1 << 30
 DEFAULT_MAX_BODY_BYTES = 16 << 20
 #: Multipart framing around an uploaded file (boundaries, headers, the purpose field).
 MULTIPART_SLACK = 64 * 1024
-TOKEN_ENV_VAR = "CRAFTER_TUI_SERVE_TOKEN"
 
 
 class ServeSettings(BaseModel):
@@ -89,15 +88,6 @@ class ServeSettings(BaseModel):
                                 description="largest body of every other request (413 above)")
     models_dir: Path | None = Field(None, description="folder a job may name base-model weights in "
                                     "(default <data_dir>/models)")
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- inference ------------------------------------------------------------------------------

@@ -153,6 +153,19 @@ class FinetuneService:
     async def client_async(self, name: str) -> FineTuneClient:
         return await asyncio.to_thread(self.client, name)
 
+    def job_client(self, entry: JobEntry) -> FineTuneClient:
+        """The protocol client for the host a job was created on, at the URL it was created at: a host
+        whose configured URL has moved since still answers for the jobs it ran. Blocking."""
+        host = self.host(entry.host)
+        if not entry.base_url or host.base_url == entry.base_url:
+            return self.client(entry.host)
+        key = f"{entry.host} at {entry.base_url}"
+        if key not in self._clients:
+            self._clients[key] = FineTuneClient(host.model_copy(update={"base_url": entry.base_url}),
+                                                max_retries=self.config.openai.max_retries,
+                                                timeout=self.config.openai.timeout)
+        return self._clients[key]
+
     def modal(self) -> Any:
         if self._modal is None:
             from crafter_tui.finetune.modal_host import ModalHost  # imports modal only when needed
@@ -301,6 +314,16 @@ class FinetuneService:
             events = self.modal().events(entry)
             return [e for e in events if not seen or e.id not in seen]
         return self.client(entry.host).events(entry.job_id, stop_at=seen)
+
+    def _metrics_sync(self, entry: JobEntry) -> list[MetricPoint]:
+        if entry.host == "modal":
+            return metrics_from_events(self.modal().events(entry))
+        return self.job_client(entry).metrics(entry.job_id)
+
+    async def metrics(self, job_id: str) -> list[MetricPoint]:
+        """A job's training metrics by step, from the host that ran it (the registry says which, else the
+        first configured host that knows the id: a job launched with another client)."""
+        return await asyncio.to_thread(self._metrics_sync, await self.locate(job_id))
 
     async def events(self, job_id: str) -> list[JobEvent]:
         """All events of a job, oldest first."""

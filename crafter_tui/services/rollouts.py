@@ -12,7 +12,7 @@ from crafter_tui.config import AppConfig
 from crafter_tui.rollout.events import RolloutEvent
 from crafter_tui.rollout.runner import Executor, run_rollout_events
 from crafter_tui.rollout.spec import RolloutSpec
-from crafter_tui.rollout.stats import RunStats, run_stats
+from crafter_tui.evaluation.run_stats import RunStats, run_stats
 from crafter_tui.rollout.writer import finished_summaries, load_run_record
 from crafter_tui.traces.schema import EpisodeSummary, RunRecord
 

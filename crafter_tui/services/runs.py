@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from crafter_tui.config import AppConfig
-from crafter_tui.traces.jsonl import loads_bounded, pid_alive
+from crafter_tui.traces.jsonl import FileCursor, LineProblem, Tail, pid_alive, tail_jsonl
 from crafter_tui.traces.schema import (
     EPISODES_FILE, FAILED_TERMINATIONS, RUN_FILE, STEPS_FILE, TURNS_FILE, EpisodeSummary, RunRecord, StepRecord,
     TurnRecord,
@@ -30,33 +30,14 @@ from crafter_tui.traces.schema import (
 log = logging.getLogger(__name__)
 
 
-def read_new_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """JSON objects of the complete lines after byte ``offset`` and the offset after them.
-
-    A last line without a newline is still being written: it is left for the next call.
-    Corrupt lines are skipped with a warning naming the file, as ``traces.jsonl`` does.
-    """
-    try:
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            chunk = handle.read()
-    except FileNotFoundError:
-        return [], offset
-    end = chunk.rfind(b"\n")
-    if end < 0:
-        return [], offset
-    records: list[dict[str, Any]] = []
-    for raw in chunk[: end + 1].splitlines():
-        if not raw.strip():
-            continue
-        try:
-            value = loads_bounded(raw)
-        except ValueError as exc:
-            log.warning("%s: skipped a line that is not valid JSON (%s)", path, exc)
-            continue
-        if isinstance(value, dict):
-            records.append(value)
-    return records, offset + end + 1
+def read_new_lines(path: Path, cursor: FileCursor) -> Tail:
+    """The JSON objects appended to ``path`` since ``cursor`` (``traces.jsonl.tail_jsonl``, the one tail
+    reader); bad lines are logged with the file and line, as every trace reader does."""
+    problems: list[LineProblem] = []
+    tail = tail_jsonl(path, cursor, problems=problems)
+    for problem in problems:
+        log.warning("%s", problem)
+    return tail
 
 
 def _pid_alive(pid: int | None, host: str | None) -> bool | None:
@@ -107,8 +88,8 @@ class EpisodeRow(BaseModel):
 class _RunCache:
     """What has been read of one run so far (offsets and the facts derived from them)."""
 
-    episodes_offset: int = 0
-    steps_offset: int = 0
+    episodes: FileCursor = field(default_factory=FileCursor)
+    steps: FileCursor = field(default_factory=FileCursor)
     summaries: dict[int, EpisodeSummary] = field(default_factory=dict)
     live: dict[int, EpisodeRow] = field(default_factory=dict)
 
@@ -153,8 +134,10 @@ class RunsIndex:
 
     def _refresh(self, run_dir: Path, *, live: bool) -> _RunCache:
         cache = self._cache.setdefault(run_dir, _RunCache())
-        lines, cache.episodes_offset = read_new_lines(run_dir / EPISODES_FILE, cache.episodes_offset)
-        for raw in lines:
+        ends = read_new_lines(run_dir / EPISODES_FILE, cache.episodes)
+        if ends.reset:  # the file was rewritten: what it said before no longer holds
+            cache.summaries.clear()
+        for raw in ends.records:
             try:
                 summary = EpisodeSummary.model_validate(raw)
             except ValidationError:
@@ -162,8 +145,10 @@ class RunsIndex:
             cache.summaries[summary.episode] = summary
             cache.live.pop(summary.episode, None)
         if live:  # only a live run needs its in-progress episodes from the steps file
-            steps, cache.steps_offset = read_new_lines(run_dir / STEPS_FILE, cache.steps_offset)
-            for raw in steps:
+            steps = read_new_lines(run_dir / STEPS_FILE, cache.steps)
+            if steps.reset:
+                cache.live.clear()
+            for raw in steps.records:
                 self._note_step(cache, raw)
         return cache
 
@@ -220,8 +205,12 @@ class EpisodeTail:
     def __init__(self, run_dir: Path, episode: int) -> None:
         self.run_dir = run_dir
         self.episode = episode
+        self._start()
+
+    def _start(self) -> None:
         self.attempt = -1
-        self._offsets = {STEPS_FILE: 0, TURNS_FILE: 0, EPISODES_FILE: 0}
+        # the end records first: an episode seen ended has all its steps in the files read after
+        self._cursors = {EPISODES_FILE: FileCursor(), STEPS_FILE: FileCursor(), TURNS_FILE: FileCursor()}
         self.finished = False
         self.summary: EpisodeSummary | None = None
 
@@ -229,13 +218,15 @@ class EpisodeTail:
         restarted = False
         steps: list[StepRecord] = []
         turns: list[TurnRecord] = []
-        ends, self._offsets[EPISODES_FILE] = read_new_lines(self.run_dir / EPISODES_FILE,
-                                                            self._offsets[EPISODES_FILE])
+        tails = {name: read_new_lines(self.run_dir / name, cursor) for name, cursor in self._cursors.items()}
+        if any(tail.reset for tail in tails.values()):  # a file was rewritten: follow the episode afresh
+            self._start()
+            return self.poll().model_copy(update={"restarted": True})
+        ends = tails[EPISODES_FILE].records
         final = next((e for e in reversed(ends) if e.get("episode") == self.episode), None)
         final_attempt = None if final is None else int(final.get("attempt", 0))
         for name, sink, model in ((STEPS_FILE, steps, StepRecord), (TURNS_FILE, turns, TurnRecord)):
-            lines, self._offsets[name] = read_new_lines(self.run_dir / name, self._offsets[name])
-            for raw in lines:
+            for raw in tails[name].records:
                 if raw.get("episode") != self.episode:
                     continue
                 attempt = int(raw.get("attempt", 0))

@@ -111,20 +111,19 @@ class LineProblem:
 
 
 def iter_jsonl(path: Path, *, problems: list[LineProblem] | None = None,
-               start_offset: int = 0, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[dict[str, Any]]:
-    """Yield each JSON object of ``path``; bad lines are skipped and reported.
+               max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[dict[str, Any]]:
+    """Yield each JSON object of a whole file, streamed a line at a time; bad lines are skipped and
+    reported. (Following a file as it grows is ``tail_jsonl``'s job: it remembers where it stopped.)
 
-    A last line without a newline is a write in progress (or a torn write) and is skipped
-    silently unless it is also not valid JSON at the end of a finished file. A line longer
-    than ``max_line_bytes`` is reported and skipped without being held in memory whole.
+    A last line without a newline is a write in progress (or a torn write): it is reported as
+    torn and skipped. A line longer than ``max_line_bytes`` is reported and skipped without
+    being held in memory whole.
     """
     try:
         handle = path.open("rb")
     except FileNotFoundError:
         return
     with handle:
-        if start_offset:
-            handle.seek(start_offset)
         for number, raw in enumerate(iter(lambda: handle.readline(max_line_bytes + 1), b""), start=1):
             if len(raw) > max_line_bytes:
                 while raw and not raw.endswith(b"\n"):  # the rest of the line, a bounded piece at a time
@@ -145,6 +144,119 @@ def iter_jsonl(path: Path, *, problems: list[LineProblem] | None = None,
                 _report(problems, LineProblem(path, number, "not a JSON object"))
                 continue
             yield value
+
+
+# -- following a file as it grows: the one tail reader ---------------------------------------------
+#: Bytes read at once while following a file: bounds memory while a big file is caught up on.
+TAIL_BLOCK_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class FileCursor:
+    """How far a file has been read: byte offset of the first unread line and lines consumed."""
+
+    offset: int = 0
+    lines: int = 0
+
+
+@dataclass(slots=True)
+class Appended:
+    """A piece of what was appended to a file since its cursor: complete lines, or news about the file."""
+
+    block: bytes = b""  # complete lines, each ending in a newline (empty when only ``problem`` is news)
+    first_line: int = 0  # the 1-based number of the block's first line in the file
+    first_offset: int = 0  # the byte offset of the block's first line
+    problem: LineProblem | None = None
+    reset: bool = False  # the file shrank: the cursor is back at 0, drop what was read from it
+
+
+def read_appended(path: Path, cursor: FileCursor, *, block_bytes: int | None = None,
+                  max_line_bytes: int | None = None) -> Iterator[Appended]:
+    """The complete lines appended to ``path`` since ``cursor``, in blocks; the cursor advances past each.
+
+    Every follower of a trace file reads through here (the store's Arrow loader, ``tail_jsonl``):
+    a last line without its newline is a write in progress and is left for the next call; a line
+    longer than ``max_line_bytes`` is reported and skipped without being held whole; a file that
+    shrank is read again from the start, with ``reset`` set.
+    """
+    block_bytes = block_bytes or TAIL_BLOCK_BYTES
+    max_line_bytes = max_line_bytes or MAX_LINE_BYTES
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size < cursor.offset:
+        problem = LineProblem(path, cursor.lines, f"file shrank from {cursor.offset} to {size} bytes; re-reading it")
+        cursor.offset, cursor.lines = 0, 0
+        yield Appended(problem=problem, reset=True)
+    if size == cursor.offset:
+        return
+    with path.open("rb") as handle:
+        handle.seek(cursor.offset)
+        carry = b""
+        skipping = 0  # bytes read so far of a line longer than max_line_bytes (it starts at cursor.offset)
+        while True:
+            data = handle.read(block_bytes)
+            if not data:
+                break
+            if skipping:
+                newline = data.find(b"\n")
+                if newline < 0:
+                    skipping += len(data)
+                    continue
+                problem = LineProblem(path, cursor.lines + 1, f"line longer than {max_line_bytes} bytes, skipped")
+                cursor.offset += skipping + newline + 1
+                cursor.lines += 1
+                skipping = 0
+                yield Appended(problem=problem)
+                data = data[newline + 1:]
+            block = carry + data
+            end = block.rfind(b"\n")
+            if end < 0:
+                carry = block
+            else:
+                complete, carry = block[: end + 1], block[end + 1:]
+                first_line, first_offset = cursor.lines + 1, cursor.offset
+                cursor.offset += len(complete)
+                cursor.lines += complete.count(b"\n")
+                yield Appended(complete, first_line, first_offset)
+            if len(carry) > max_line_bytes:  # a line still without its end: never held whole in memory
+                skipping, carry = len(carry), b""
+
+
+@dataclass(slots=True)
+class Tail:
+    """What ``tail_jsonl`` found: the new JSON objects, and whether the file was started over."""
+
+    records: list[dict[str, Any]]
+    reset: bool = False  # the file shrank and was read from its start: ``records`` replace what came before
+
+
+def tail_jsonl(path: Path, cursor: FileCursor, *, problems: list[LineProblem] | None = None) -> Tail:
+    """The JSON objects of the complete lines appended to ``path`` since ``cursor`` (which advances).
+
+    A poll of a live file costs what was appended since the last one. Bad lines are skipped and
+    reported as ``iter_jsonl`` reports them; a torn last line is left for the next call.
+    """
+    tail = Tail([])
+    for piece in read_appended(path, cursor):
+        if piece.problem is not None:
+            _report(problems, piece.problem)
+        if piece.reset:
+            tail = Tail([], reset=True)
+        for number, raw in enumerate(piece.block.split(b"\n")[:-1], start=piece.first_line):
+            if not raw.strip():
+                continue
+            try:
+                value = loads_bounded(raw)
+            except ValueError as exc:
+                _report(problems, LineProblem(path, number, f"not valid JSON ({exc.__class__.__name__}: {exc})"))
+                continue
+            if not isinstance(value, dict):
+                _report(problems, LineProblem(path, number, "not a JSON object"))
+                continue
+            tail.records.append(value)
+    return tail
 
 
 def _report(problems: list[LineProblem] | None, problem: LineProblem) -> None:

@@ -30,11 +30,17 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 from pydantic import BaseModel, ValidationError
 
-from crafter_tui.traces.jsonl import MAX_LINE_BYTES, LineProblem, lines_may_nest_deeper, loads_bounded
+from crafter_tui.traces.jsonl import (
+    MAX_LINE_BYTES,
+    FileCursor,
+    LineProblem,
+    lines_may_nest_deeper,
+    loads_bounded,
+    read_appended,
+)
 from crafter_tui.traces.schema import EpisodeSummary, StepRecord, TurnRecord
 
-#: Bytes handed to Arrow at once: bounds memory while a big file is read.
-BLOCK_BYTES = 32 * 1024 * 1024
+__all__ = ["EPISODES", "STEPS", "TURNS", "FileCursor", "LoadResult", "RecordKind", "read_new"]
 
 _STR_LIST = pa.list_(pa.string())
 
@@ -88,14 +94,6 @@ STEPS = RecordKind("steps", STEP_SCHEMA, STEP_REQUIRED, StepRecord,
 
 
 @dataclass(slots=True)
-class FileCursor:
-    """How far a file has been read: byte offset of the first unread line and lines consumed."""
-
-    offset: int = 0
-    lines: int = 0
-
-
-@dataclass(slots=True)
 class LoadResult:
     """New rows of one file plus the problems met on the way."""
 
@@ -105,48 +103,14 @@ class LoadResult:
 
 
 def read_new(path: Path, cursor: FileCursor, kind: RecordKind) -> Iterator[LoadResult]:
-    """Yield tables of the complete lines appended to ``path`` since ``cursor`` (advanced in place)."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return
-    if size < cursor.offset:
-        problem = LineProblem(path, cursor.lines, f"file shrank from {cursor.offset} to {size} bytes; re-reading it")
-        cursor.offset, cursor.lines = 0, 0
-        yield LoadResult(None, [problem], reset=True)
-    if size == cursor.offset:
-        return
-    with path.open("rb") as handle:
-        handle.seek(cursor.offset)
-        carry = b""
-        skipping = 0  # bytes read so far of a line longer than MAX_LINE_BYTES (it starts at cursor.offset)
-        while True:
-            data = handle.read(BLOCK_BYTES)
-            if not data:
-                break
-            if skipping:
-                newline = data.find(b"\n")
-                if newline < 0:
-                    skipping += len(data)
-                    continue
-                problem = LineProblem(path, cursor.lines + 1, f"line longer than {MAX_LINE_BYTES} bytes, skipped")
-                cursor.offset += skipping + newline + 1
-                cursor.lines += 1
-                skipping = 0
-                yield LoadResult(None, [problem])
-                data = data[newline + 1:]
-            block = carry + data
-            end = block.rfind(b"\n")
-            if end < 0:
-                carry = block
-            else:
-                complete, carry = block[: end + 1], block[end + 1:]
-                first_line, first_offset = cursor.lines + 1, cursor.offset
-                cursor.offset += len(complete)
-                cursor.lines += complete.count(b"\n")
-                yield parse_block(path, complete, first_line, kind, first_offset=first_offset)
-            if len(carry) > MAX_LINE_BYTES:  # a line still without its end: never held whole in memory
-                skipping, carry = len(carry), b""
+    """Yield tables of the complete lines appended to ``path`` since ``cursor`` (advanced in place).
+
+    The blocks come from ``traces.jsonl.read_appended``, the one tail reader; this only parses them."""
+    for piece in read_appended(path, cursor):
+        if piece.problem is not None or piece.reset:
+            yield LoadResult(None, [piece.problem] if piece.problem else [], reset=piece.reset)
+        if piece.block:
+            yield parse_block(path, piece.block, piece.first_line, kind, first_offset=piece.first_offset)
 
 
 LINE_OFFSET, LINE_BYTES = "_line_offset", "_line_bytes"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from crafter_tui.errors import UserError
 
@@ -16,10 +17,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m crafter_tui.tui", description="The crafter-tui console.")
     parser.add_argument("--config", type=str, default=None, help="config file (default: ./crafter_config.toml)")
     args = parser.parse_args()
+    from crafter_tui.config import load_config
     from crafter_tui.tui.app import run_console
 
     try:
-        return run_console(args)
+        return run_console(load_config(Path(args.config) if args.config else None))
     except UserError as exc:
         print(f"crafter-tui: error: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,6 @@ imported when its screen is first shown.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib
 from importlib.resources import files
@@ -161,10 +160,8 @@ class CrafterApp(App[int]):
         self.notify(f"theme: {self.theme}")
 
 
-def run_console(args: argparse.Namespace) -> int:
-    """Entry point of ``crafter-tui`` with no command."""
-    from crafter_tui.cli.common import config_from_args
-
-    config = config_from_args(args)
+def run_console(config: AppConfig) -> int:
+    """Entry point of ``crafter-tui`` with no command; the caller loads the configuration (the console
+    knows nothing of argv: the CLI and ``python -m crafter_tui.tui`` each read their own)."""
     result = CrafterApp(config).run()
     return int(result or 0)

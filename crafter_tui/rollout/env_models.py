@@ -4,6 +4,9 @@ Requests keep the shapes the synth service accepted (``config`` / ``initial_stat
 ``task_instance`` on initialize, ``action.tool_calls`` on step) and allow unknown keys, so
 existing clients keep working; every value we *use* is typed and range-checked, so a bad
 seed or action is a 422 naming the field instead of being silently clipped.
+
+They live with the rollout, the client that speaks them (``rollout/env_client.py``); the service in
+``servers/env_server.py`` sits a layer above and implements them.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from crafter_tui.servers.env_models import ENV_NAME, InitializeResponse, Observation, StepResponse
+from crafter_tui.rollout.env_models import ENV_NAME, InitializeResponse, Observation, StepResponse
 from crafter_tui.world.env import StepOutcome, WorldState
 
 RETRY_STATUSES = frozenset({502, 503, 504})

@@ -1,4 +1,9 @@
-"""A lean OpenAI-compatible chat-completions client: HTTP/1.1 keep-alive on an asyncio protocol.
+"""The fast path of the chat transport: a lean OpenAI-compatible client, HTTP/1.1 keep-alive on asyncio.
+
+Its reference is the ``openai`` SDK (``transport/sdk.py``); the agent reaches either through
+``transport.ChatTransport``. Equivalence: ``tests/test_agents_openai.py``
+(``test_lean_client_and_sdk_fail_with_the_same_words``, the ``transport`` parametrisations) and the
+policy pinned in ``tests/test_agents_chat_client.py``; speed: ``benchmarks/bench_llm_concurrency.py``.
 
 Why not the ``openai`` SDK: at 64 concurrent episodes the client's CPU per call is the
 ceiling of one event loop. Through the SDK (option models, header merging, URL parsing, the
@@ -48,7 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from crafter_tui import __version__
+from crafter_tui.version import __version__
 from crafter_tui.traces.jsonl import loads_bounded
 
 CHAT_COMPLETIONS = "chat/completions"
@@ -370,6 +375,9 @@ class ChatClient:
     ``api_key`` is used for the ``Authorization`` header and nothing else; ``api_key`` and
     ``max_retries`` are public attributes, as on ``openai.AsyncOpenAI``.
     """
+
+    #: what a failed call raises, after the retries (``transport.ChatTransport``)
+    errors: tuple[type[BaseException], ...] = (ChatClientError,)
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float, max_retries: int,
                  ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,

@@ -23,8 +23,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from crafter_tui.errors import UserError
-from crafter_tui.servers.ft_jobs import SERVED_NAME_FILE
-from crafter_tui.servers.ft_server import TOKEN_ENV_VAR, ServeSettings, create_app
+from crafter_tui.finetune.job_files import SERVED_NAME_FILE
+from crafter_tui.finetune.local_service import TOKEN_ENV_VAR
+from crafter_tui.servers.ft_server import ServeSettings, create_app
 
 SERVE_FUNCTION_NAME = "serve"
 SERVE_SECRET_NAME = "crafter-tui-serve"

@@ -1,4 +1,7 @@
-"""End-of-run statistics: what ``crafter-tui rollout`` prints and ``--json`` returns."""
+"""End-of-run statistics: what ``crafter-tui rollout`` prints and ``--json`` returns.
+
+Evaluation, not rollout: it scores with ``evaluation.metrics``, and the rollout only records.
+"""
 
 from __future__ import annotations
 

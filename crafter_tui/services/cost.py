@@ -5,6 +5,9 @@ with the run's system prompt, the tools and ``history_turns`` past turns, counte
 encoding (``dataset.tokens``). Completion tokens per turn are those of a typical ``interact`` call.
 Turns per episode are the run's cap (``max_turns``, else ``max_steps``: every turn takes at least one
 step), so the figure is an upper bound; the run's actual tokens are recorded next to it.
+
+A service, not part of the rollout: it reads the rollout's spec and counts with the dataset's
+token counter, a layer above the rollout (``[tool.importlinter]`` in pyproject.toml).
 """
 
 from __future__ import annotations
