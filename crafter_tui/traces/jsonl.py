@@ -135,15 +135,9 @@ def iter_jsonl(path: Path, *, problems: list[LineProblem] | None = None,
                 return
             if not raw.strip():
                 continue
-            try:
-                value = loads_bounded(raw)
-            except ValueError as exc:
-                _report(problems, LineProblem(path, number, f"not valid JSON ({exc.__class__.__name__}: {exc})"))
-                continue
-            if not isinstance(value, dict):
-                _report(problems, LineProblem(path, number, "not a JSON object"))
-                continue
-            yield value
+            value = _record(raw, path, number, problems)
+            if value is not None:
+                yield value
 
 
 # -- following a file as it grows: the one tail reader ---------------------------------------------
@@ -247,15 +241,9 @@ def tail_jsonl(path: Path, cursor: FileCursor, *, problems: list[LineProblem] | 
         for number, raw in enumerate(piece.block.split(b"\n")[:-1], start=piece.first_line):
             if not raw.strip():
                 continue
-            try:
-                value = loads_bounded(raw)
-            except ValueError as exc:
-                _report(problems, LineProblem(path, number, f"not valid JSON ({exc.__class__.__name__}: {exc})"))
-                continue
-            if not isinstance(value, dict):
-                _report(problems, LineProblem(path, number, "not a JSON object"))
-                continue
-            tail.records.append(value)
+            value = _record(raw, path, number, problems)
+            if value is not None:
+                tail.records.append(value)
     return tail
 
 
@@ -470,3 +458,16 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 def write_json_atomic(path: Path, value: Any) -> None:
     """Replace ``path`` with ``value`` as JSON so readers never see a half-written file."""
     write_bytes_atomic(path, (json.dumps(value, indent=2, default=str) + "\n").encode("utf-8"))
+
+
+def _record(raw: bytes, path: Path, number: int, problems: list[LineProblem] | None) -> dict[str, Any] | None:
+    """One line as a JSON object, or None after reporting why it is not one (both readers' rule)."""
+    try:
+        value = loads_bounded(raw)
+    except ValueError as exc:
+        _report(problems, LineProblem(path, number, f"not valid JSON ({exc.__class__.__name__}: {exc})"))
+        return None
+    if not isinstance(value, dict):
+        _report(problems, LineProblem(path, number, "not a JSON object"))
+        return None
+    return value
